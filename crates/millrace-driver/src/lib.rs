@@ -1,0 +1,206 @@
+//! The traits between Millrace's client and its databases, shaped after River's `riverdriver`.
+//!
+//! A [`Driver`] hands out [`Executor`]s, which run one *verb* each (`job_insert_many`,
+//! `job_get_available`, …) against a pool or against a caller's own connection or
+//! transaction, and [`Listener`]s, which receive notifications. Each verb takes one params
+//! struct, so that adding a field does not change every driver's signature.
+//!
+//! **This crate is exempt from semantic versioning**: drivers live in this workspace and
+//! change with the client. Applications use `millrace` and a driver crate, not these traits.
+//!
+//! ```
+//! use millrace_driver::Schema;
+//!
+//! let schema = Schema::new("jobs").unwrap();
+//! assert_eq!(schema.qualify("river_job"), "\"jobs\".river_job");
+//! assert!(Schema::new("bad name").is_err());
+//! ```
+
+mod error;
+mod params;
+mod schema;
+
+use std::future::Future;
+
+pub use error::{DriverError, Result};
+pub use millrace_types as types;
+pub use params::*;
+pub use schema::{InvalidSchemaName, Schema};
+
+use millrace_types::JobRow;
+
+/// A database driver: a pool of connections plus the schema every statement names.
+///
+/// `Client<D: Driver>` is generic over it. Drivers are cheap to clone (they hold a pool
+/// handle).
+pub trait Driver: Clone + Send + Sync + 'static {
+    /// A connection of the driver's database. A transaction dereferences to it, so
+    /// `insert_tx(&mut tx, …)` takes the caller's own transaction.
+    type Conn: Send;
+    /// A transaction the driver opens for itself.
+    type Tx: Send + 'static;
+    /// Runs verbs on the pool or on a borrowed connection.
+    type Executor<'a>: Executor + 'a
+    where
+        Self: 'a;
+    /// Receives notifications.
+    type Listener: Listener;
+
+    /// A short name for logs and errors: `postgres`, `sqlite`.
+    fn name(&self) -> &'static str;
+
+    /// The schema whose tables this driver uses.
+    fn schema(&self) -> &Schema;
+
+    /// An executor that takes connections from the pool as it needs them.
+    fn executor(&self) -> Self::Executor<'_>;
+
+    /// An executor that runs on the given connection or transaction.
+    fn conn_executor<'a>(&'a self, conn: &'a mut Self::Conn) -> Self::Executor<'a>;
+
+    /// Opens a transaction.
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
+
+    /// The connection inside a transaction.
+    fn tx_conn(tx: &mut Self::Tx) -> &mut Self::Conn;
+
+    /// Commits a transaction.
+    fn commit(tx: Self::Tx) -> impl Future<Output = Result<()>> + Send;
+
+    /// A new listener on its own connection.
+    fn listener(&self) -> impl Future<Output = Result<Self::Listener>> + Send;
+
+    /// Whether the database delivers notifications as they happen (PostgreSQL's
+    /// LISTEN/NOTIFY); without it the client polls.
+    fn supports_listen_notify(&self) -> bool;
+
+    /// The migrations of a migration line (`main`, `millrace`), oldest first; `None` for an
+    /// unknown line.
+    fn migrations(&self, line: &str) -> Option<&'static [Migration]>;
+}
+
+/// One migration of a line: its version and its SQL, with the schema already filled in by
+/// [`Migration::up_sql`] and [`Migration::down_sql`].
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// The version, from 1.
+    pub version: i64,
+    /// A short name, such as `add_unique_key`.
+    pub name: &'static str,
+    /// The up SQL, with `/*schema*/` where the schema prefix goes.
+    pub up: &'static str,
+    /// The down SQL, with `/*schema*/` where the schema prefix goes.
+    pub down: &'static str,
+}
+
+impl Migration {
+    /// The up SQL for `schema`.
+    pub fn up_sql(&self, schema: &Schema) -> String {
+        schema.fill(self.up)
+    }
+
+    /// The down SQL for `schema`.
+    pub fn down_sql(&self, schema: &Schema) -> String {
+        schema.fill(self.down)
+    }
+}
+
+/// Runs driver verbs. Each method runs one statement or a short fixed sequence of them.
+pub trait Executor: Send {
+    /// Runs a script of one or more statements (migrations).
+    fn exec_script(&mut self, sql: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Whether a table exists in the driver's schema.
+    fn table_exists(&mut self, table: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The applied migrations of a line, oldest first. A `river_migration` table from before
+    /// River's version 5 (no `line` column) counts as line `main`.
+    fn migration_get_all(
+        &mut self,
+        line: &str,
+    ) -> impl Future<Output = Result<Vec<MigrationRow>>> + Send;
+
+    /// Records an applied migration.
+    fn migration_insert(
+        &mut self,
+        line: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Forgets an applied migration (after its down SQL ran).
+    fn migration_delete(
+        &mut self,
+        line: &str,
+        version: i64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Inserts jobs and returns each stored row, in input order. A job whose unique key
+    /// conflicts with a live job returns that job's row with `unique_skipped_as_duplicate`.
+    /// The batch must not hold two jobs with the same unique key.
+    fn job_insert_many(
+        &mut self,
+        jobs: &[JobInsertParams],
+    ) -> impl Future<Output = Result<Vec<JobInsertResult>>> + Send;
+
+    /// Inserts jobs without unique keys by the fastest path the database has, returning the
+    /// count.
+    fn job_insert_fast(
+        &mut self,
+        jobs: &[JobInsertParams],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// One job by id.
+    fn job_get_by_id(
+        &mut self,
+        id: millrace_types::JobId,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
+    /// Jobs by the given filters, ordered by id.
+    fn job_list(
+        &mut self,
+        params: &JobListParams,
+    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+
+    /// Cancels a job: a job that is not running becomes `cancelled` at once; a running job gets
+    /// `cancel_attempted_at` in its metadata and its client is told through `river_control`.
+    /// Finalized jobs are returned unchanged.
+    fn job_cancel(
+        &mut self,
+        params: &JobCancelParams,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
+    /// Makes a job that is not running available now, giving it one more attempt when it has
+    /// used them all. Running jobs are returned unchanged.
+    fn job_retry(
+        &mut self,
+        params: &JobRetryParams,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
+    /// Deletes a job that is not running.
+    fn job_delete(
+        &mut self,
+        id: millrace_types::JobId,
+    ) -> impl Future<Output = Result<JobDeleteOutcome>> + Send;
+
+    /// Sends notifications, each on its topic's channel in the driver's schema.
+    fn notify_many(
+        &mut self,
+        notifications: &[(Topic, String)],
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Receives notifications on its own connection.
+pub trait Listener: Send + 'static {
+    /// Starts listening on a topic.
+    fn listen(&mut self, topic: Topic) -> impl Future<Output = Result<()>> + Send;
+
+    /// Waits for the next notification on any topic listened to.
+    ///
+    /// Returns `Ok(None)` when the connection was lost: the listener reconnects and listens again
+    /// on its next call, and notifications sent in between are gone, so the caller should poll.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a notification is never lost by dropping the future.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<Notification>>> + Send;
+}

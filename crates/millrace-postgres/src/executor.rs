@@ -1,0 +1,346 @@
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use millrace_driver::{
+    Executor, JobCancelParams, JobDeleteOutcome, JobInsertParams, JobInsertResult,
+    JobListParams, JobRetryParams, MigrationRow, Result, Topic,
+};
+use millrace_types::{JobId, JobRow};
+use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
+
+use crate::row::job_row;
+use crate::{PgDriver, db_error};
+
+/// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
+#[derive(Debug)]
+pub struct PgExecutor<'a> {
+    driver: &'a PgDriver,
+    conn: Option<&'a mut PgConnection>,
+}
+
+type PgQuery = Query<'static, Postgres, PgArguments>;
+
+fn query(sql: &Arc<str>) -> PgQuery {
+    sqlx::query(AssertSqlSafe(sql.clone()))
+}
+
+impl<'a> PgExecutor<'a> {
+    pub(crate) fn pool(driver: &'a PgDriver) -> Self {
+        PgExecutor { driver, conn: None }
+    }
+
+    pub(crate) fn conn(driver: &'a PgDriver, conn: &'a mut PgConnection) -> Self {
+        PgExecutor {
+            driver,
+            conn: Some(conn),
+        }
+    }
+
+    async fn fetch_all(&mut self, q: PgQuery) -> Result<Vec<PgRow>> {
+        match &mut self.conn {
+            Some(conn) => q.fetch_all(&mut **conn).await,
+            None => q.fetch_all(self.driver.pool()).await,
+        }
+        .map_err(db_error)
+    }
+
+    async fn fetch_optional(&mut self, q: PgQuery) -> Result<Option<PgRow>> {
+        match &mut self.conn {
+            Some(conn) => q.fetch_optional(&mut **conn).await,
+            None => q.fetch_optional(self.driver.pool()).await,
+        }
+        .map_err(db_error)
+    }
+
+    async fn execute(&mut self, q: PgQuery) -> Result<u64> {
+        match &mut self.conn {
+            Some(conn) => q.execute(&mut **conn).await,
+            None => q.execute(self.driver.pool()).await,
+        }
+        .map(|r| r.rows_affected())
+        .map_err(db_error)
+    }
+
+    async fn migration_has_line(&mut self) -> Result<bool> {
+        let q = query(&self.driver.queries().migration_has_line)
+            .bind(self.driver.queries().schema.name().to_owned());
+        let row = self.fetch_optional(q).await?;
+        Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
+    }
+}
+
+fn times(values: impl Iterator<Item = Option<Timestamp>>) -> Vec<Option<jiff_sqlx::Timestamp>> {
+    values.map(|t| t.map(jiff_sqlx::Timestamp::from)).collect()
+}
+
+/// Escapes a value for COPY's text format.
+fn copy_escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Executor for PgExecutor<'_> {
+    async fn exec_script(&mut self, sql: &str) -> Result<()> {
+        // A raw (simple-protocol) query runs several statements at once.
+        let sql = AssertSqlSafe(sql.to_owned());
+        match &mut self.conn {
+            Some(conn) => sqlx::raw_sql(sql).execute(&mut **conn).await,
+            None => sqlx::raw_sql(sql).execute(self.driver.pool()).await,
+        }
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        let name = self.driver.queries().schema.qualify(table);
+        let q = sqlx::query(AssertSqlSafe("SELECT to_regclass($1) IS NOT NULL")).bind(name);
+        let row = self.fetch_optional(q).await?;
+        Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
+    }
+
+    async fn migration_get_all(&mut self, line: &str) -> Result<Vec<MigrationRow>> {
+        if !self.table_exists("river_migration").await? {
+            return Ok(Vec::new());
+        }
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_get_all).bind(line.to_owned())
+        } else if line == "main" {
+            query(&self.driver.queries().migration_get_all_legacy)
+        } else {
+            return Ok(Vec::new());
+        };
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(MigrationRow {
+                    line: r.try_get("line").map_err(db_error)?,
+                    version: r.try_get("version").map_err(db_error)?,
+                    created_at: r
+                        .try_get::<jiff_sqlx::Timestamp, _>("created_at")
+                        .map_err(db_error)?
+                        .to_jiff(),
+                })
+            })
+            .collect()
+    }
+
+    async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_insert)
+                .bind(line.to_owned())
+                .bind(version)
+        } else {
+            query(&self.driver.queries().migration_insert_legacy).bind(version)
+        };
+        self.execute(q).await.map(|_| ())
+    }
+
+    async fn migration_delete(&mut self, line: &str, version: i64) -> Result<()> {
+        if !self.table_exists("river_migration").await? {
+            return Ok(());
+        }
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_delete)
+                .bind(line.to_owned())
+                .bind(version)
+        } else {
+            query(&self.driver.queries().migration_delete_legacy).bind(version)
+        };
+        self.execute(q).await.map(|_| ())
+    }
+
+    async fn job_insert_many(&mut self, jobs: &[JobInsertParams]) -> Result<Vec<JobInsertResult>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = self.driver.queries();
+        let sql = if jobs.iter().any(|j| j.unique_key.is_some()) {
+            &queries.job_insert_many_unique
+        } else {
+            &queries.job_insert_many
+        };
+        let q = query(sql)
+            .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+            .bind(times(jobs.iter().map(|j| j.created_at)))
+            .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.metadata.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+            .bind(times(jobs.iter().map(|j| j.scheduled_at)))
+            .bind(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.tags.join(",")).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|j| j.unique_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                jobs.iter()
+                    .map(|j| j.unique_states.map(|s| i32::from(s.bits())))
+                    .collect::<Vec<_>>(),
+            );
+        let rows = self.fetch_all(q).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobInsertResult {
+                    job: job_row(row)?,
+                    unique_skipped_as_duplicate: row
+                        .try_get("unique_skipped_as_duplicate")
+                        .map_err(db_error)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_insert_fast(&mut self, jobs: &[JobInsertParams]) -> Result<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        // Columns left out of COPY take their defaults (now()); a column is sent only when some
+        // job sets it, and then jobs that leave it unset get the client's clock.
+        let with_created = jobs.iter().any(|j| j.created_at.is_some());
+        let with_scheduled = jobs.iter().any(|j| j.scheduled_at.is_some());
+        let now = Timestamp::now();
+        let mut columns =
+            vec!["args", "kind", "max_attempts", "metadata", "priority", "queue", "state", "tags"];
+        if with_created {
+            columns.push("created_at");
+        }
+        if with_scheduled {
+            columns.push("scheduled_at");
+        }
+        let statement = format!(
+            "COPY {} ({}) FROM STDIN",
+            self.driver.queries().job_table,
+            columns.join(", ")
+        );
+        let mut data = String::with_capacity(jobs.len() * 128);
+        for job in jobs {
+            copy_escape(&mut data, &job.args);
+            data.push('\t');
+            copy_escape(&mut data, &job.kind);
+            data.push('\t');
+            data.push_str(&job.max_attempts.to_string());
+            data.push('\t');
+            copy_escape(&mut data, &job.metadata);
+            data.push('\t');
+            data.push_str(&job.priority.to_string());
+            data.push('\t');
+            copy_escape(&mut data, &job.queue);
+            data.push('\t');
+            data.push_str(job.state.as_str());
+            data.push_str("\t{");
+            copy_escape(&mut data, &job.tags.join(","));
+            data.push('}');
+            if with_created {
+                data.push('\t');
+                data.push_str(&job.created_at.unwrap_or(now).to_string());
+            }
+            if with_scheduled {
+                data.push('\t');
+                data.push_str(&job.scheduled_at.unwrap_or(now).to_string());
+            }
+            data.push('\n');
+        }
+        let result = match &mut self.conn {
+            Some(conn) => {
+                let mut copy = conn.copy_in_raw(&statement).await.map_err(db_error)?;
+                copy.send(data.as_bytes()).await.map_err(db_error)?;
+                copy.finish().await
+            }
+            None => {
+                let mut copy = self
+                    .driver
+                    .pool()
+                    .copy_in_raw(&statement)
+                    .await
+                    .map_err(db_error)?;
+                copy.send(data.as_bytes()).await.map_err(db_error)?;
+                copy.finish().await
+            }
+        };
+        result.map_err(db_error)
+    }
+
+    async fn job_get_by_id(&mut self, id: JobId) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_get_by_id).bind(id.0);
+        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+    }
+
+    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+        let queries = self.driver.queries();
+        let sql = if params.descending {
+            &queries.job_list_desc
+        } else {
+            &queries.job_list_asc
+        };
+        let q = query(sql)
+            .bind(params.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+            .bind(&params.kinds)
+            .bind(&params.queues)
+            .bind(params.after_id.map(|id| id.0))
+            .bind(params.limit);
+        self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
+        let channel = self.driver.queries().schema.channel(Topic::Control.as_str());
+        let q = query(&self.driver.queries().job_cancel)
+            .bind(params.id.0)
+            .bind(params.now.map(jiff_sqlx::Timestamp::from))
+            .bind(channel);
+        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+    }
+
+    async fn job_retry(&mut self, params: &JobRetryParams) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_retry)
+            .bind(params.id.0)
+            .bind(params.now.map(jiff_sqlx::Timestamp::from));
+        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+    }
+
+    async fn job_delete(&mut self, id: JobId) -> Result<JobDeleteOutcome> {
+        let q = query(&self.driver.queries().job_delete).bind(id.0);
+        let Some(row) = self.fetch_optional(q).await? else {
+            return Ok(JobDeleteOutcome::NotFound);
+        };
+        let job = job_row(&row)?;
+        if row.try_get::<bool, _>("deleted").map_err(db_error)? {
+            Ok(JobDeleteOutcome::Deleted(job))
+        } else {
+            Ok(JobDeleteOutcome::Running(job))
+        }
+    }
+
+    async fn notify_many(&mut self, notifications: &[(Topic, String)]) -> Result<()> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let schema = &self.driver.queries().schema;
+        let q = query(&self.driver.queries().notify_many)
+            .bind(
+                notifications
+                    .iter()
+                    .map(|(t, _)| schema.channel(t.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                notifications
+                    .iter()
+                    .map(|(_, p)| p.as_str())
+                    .collect::<Vec<_>>(),
+            );
+        self.execute(q).await.map(|_| ())
+    }
+}

@@ -1,0 +1,158 @@
+//! The PostgreSQL driver for Millrace, on sqlx.
+//!
+//! It holds River's PostgreSQL schema (migration line `main`, versions 1 to 8), every SQL
+//! statement Millrace runs on PostgreSQL, and LISTEN/NOTIFY. Statements name their tables with
+//! the configured schema, quoted, so they also run on a caller's own transaction whatever its
+//! `search_path`.
+//!
+//! ```no_run
+//! use millrace_postgres::PgDriver;
+//! use millrace_driver::Schema;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+//! let driver = PgDriver::new(pool).with_schema(Schema::new("jobs")?);
+//! # Ok(()) }
+//! ```
+
+mod executor;
+mod listener;
+mod migrations;
+mod queries;
+mod row;
+
+use std::sync::Arc;
+
+use millrace_driver::{Driver, DriverError, Migration, Result, Schema};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+pub use executor::PgExecutor;
+pub use listener::PgListener;
+pub use sqlx;
+
+use queries::Queries;
+
+/// The PostgreSQL driver: a sqlx pool and the schema its statements name.
+///
+/// Cloning is cheap and shares the pool.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), sqlx::Error> {
+/// let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+/// let driver = millrace_postgres::PgDriver::new(pool);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgDriver {
+    pool: PgPool,
+    queries: Arc<Queries>,
+}
+
+impl PgDriver {
+    /// A driver on `pool`, using the default schema (`public`, River's unprefixed channels).
+    pub fn new(pool: PgPool) -> Self {
+        PgDriver {
+            pool,
+            queries: Arc::new(Queries::new(Schema::default())),
+        }
+    }
+
+    /// The same driver on another schema.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+    /// use millrace_driver::Schema;
+    /// let driver = millrace_postgres::PgDriver::new(pool).with_schema(Schema::new("jobs")?);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_schema(self, schema: Schema) -> Self {
+        PgDriver {
+            pool: self.pool,
+            queries: Arc::new(Queries::new(schema)),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn queries(&self) -> &Queries {
+        &self.queries
+    }
+}
+
+impl Driver for PgDriver {
+    type Conn = PgConnection;
+    type Tx = Transaction<'static, Postgres>;
+    type Executor<'a> = PgExecutor<'a>;
+    type Listener = PgListener;
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.queries.schema
+    }
+
+    fn executor(&self) -> PgExecutor<'_> {
+        PgExecutor::pool(self)
+    }
+
+    fn conn_executor<'a>(&'a self, conn: &'a mut PgConnection) -> PgExecutor<'a> {
+        PgExecutor::conn(self, conn)
+    }
+
+    async fn begin(&self) -> Result<Self::Tx> {
+        self.pool.begin().await.map_err(db_error)
+    }
+
+    fn tx_conn(tx: &mut Self::Tx) -> &mut PgConnection {
+        tx
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<()> {
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn listener(&self) -> Result<PgListener> {
+        PgListener::connect(self).await
+    }
+
+    fn supports_listen_notify(&self) -> bool {
+        true
+    }
+
+    fn migrations(&self, line: &str) -> Option<&'static [Migration]> {
+        match line {
+            "main" => Some(migrations::MAIN),
+            "millrace" => Some(migrations::MILLRACE),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a sqlx error: connection-level failures are retryable, the rest are not.
+pub(crate) fn db_error(err: sqlx::Error) -> DriverError {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => DriverError::Connection(Box::new(err)),
+        sqlx::Error::Database(ref db)
+            // Class 08 (connection exception), 57P01..57P03 (admin shutdown, crash shutdown,
+            // cannot connect now): the server went away, not the statement.
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+        {
+            DriverError::Connection(Box::new(err))
+        }
+        other => DriverError::Database(Box::new(other)),
+    }
+}

@@ -1,0 +1,48 @@
+use millrace_driver::{DriverError, InvalidSchemaName};
+use millrace_types::JobId;
+
+/// A Millrace result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from the Millrace client.
+///
+/// ```
+/// use millrace::Error;
+///
+/// let err = Error::JobNotFound(millrace::JobId(3));
+/// assert_eq!(err.to_string(), "job 3 not found");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A database operation failed.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The client's configuration is invalid; the message names the setting.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An insert was refused before anything was stored; the message names the option.
+    #[error("invalid insert: {0}")]
+    InvalidInsert(String),
+    /// Args could not be encoded as a JSON object.
+    #[error("args of kind {kind:?} could not be encoded as a JSON object")]
+    ArgsEncode {
+        /// The job's kind.
+        kind: String,
+        /// The encoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The schema name is invalid.
+    #[error(transparent)]
+    InvalidSchema(#[from] InvalidSchemaName),
+    /// No job has the given id.
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+    /// The job is running, and the operation needs it not to be.
+    #[error("job {0} is running")]
+    JobRunning(JobId),
+    /// A migration could not be applied or rolled back; the message says which and why.
+    #[error("migration failed: {0}")]
+    Migration(String),
+}

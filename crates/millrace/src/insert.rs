@@ -1,0 +1,318 @@
+//! Turning typed args and layered options into validated rows to insert.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use millrace_driver::JobInsertParams;
+use millrace_types::unique::{canonical_args, period_start};
+use millrace_types::{
+    JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, UniqueKeyParts,
+    UniqueStates,
+};
+
+use crate::{Error, InsertOpts, JobArgs, Result};
+
+/// One job for [`Client::insert_many`](crate::Client::insert_many): typed args and their
+/// options, with the type erased so one batch can mix kinds.
+///
+/// ```
+/// use millrace::{InsertManyParams, InsertOpts, JobArgs};
+/// # #[derive(serde::Serialize)] struct Ping;
+/// # impl JobArgs for Ping { const KIND: &'static str = "ping"; }
+///
+/// let batch = vec![
+///     InsertManyParams::new(Ping),
+///     InsertManyParams::new(Ping).opts(InsertOpts::new().priority(2)),
+/// ];
+/// ```
+#[derive(Debug, Clone)]
+pub struct InsertManyParams {
+    kind: &'static str,
+    args: std::result::Result<String, std::sync::Arc<serde_json::Error>>,
+    args_opts: InsertOpts,
+    unique_fields: Option<&'static [&'static str]>,
+    opts: InsertOpts,
+}
+
+impl InsertManyParams {
+    /// A job with its args type's options.
+    pub fn new<A: JobArgs>(args: A) -> Self {
+        InsertManyParams {
+            kind: A::KIND,
+            args: serde_json::to_string(&args).map_err(std::sync::Arc::new),
+            args_opts: A::insert_opts(),
+            unique_fields: A::UNIQUE_FIELDS,
+            opts: InsertOpts::default(),
+        }
+    }
+
+    /// Options for this job, over the args type's.
+    #[must_use]
+    pub fn opts(mut self, opts: InsertOpts) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The job's kind.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Resolves the options and validates everything, giving the row to insert.
+    pub(crate) fn resolve(&self, client_opts: &InsertOpts, now: Timestamp) -> Result<JobInsertParams> {
+        let args = match &self.args {
+            Ok(args) => args.clone(),
+            Err(err) => {
+                return Err(Error::ArgsEncode {
+                    kind: self.kind.to_owned(),
+                    source: clone_json_error(err),
+                });
+            }
+        };
+        if !args.starts_with('{') {
+            return Err(Error::InvalidInsert(format!(
+                "args of kind {:?} must encode to a JSON object, not {}",
+                self.kind,
+                truncate(&args)
+            )));
+        }
+        validate_kind(self.kind)?;
+        let opts = self.opts.clone().or(&self.args_opts.clone().or(client_opts));
+
+        let queue = opts.queue.unwrap_or_else(|| QUEUE_DEFAULT.to_owned());
+        validate_queue(&queue)?;
+        let priority = opts.priority.unwrap_or(PRIORITY_DEFAULT);
+        if !(1..=4).contains(&priority) {
+            return Err(Error::InvalidInsert(format!(
+                "priority must be between 1 and 4, got {priority}"
+            )));
+        }
+        let max_attempts = validate_max_attempts(opts.max_attempts)?;
+        let tags = opts.tags.unwrap_or_default();
+        for tag in &tags {
+            validate_tag(tag)?;
+        }
+        let metadata = match opts.metadata {
+            None => "{}".to_owned(),
+            Some(serde_json::Value::Object(map)) => {
+                serde_json::to_string(&map).expect("a JSON map always encodes")
+            }
+            Some(other) => {
+                return Err(Error::InvalidInsert(format!(
+                    "metadata must be a JSON object, not {}",
+                    truncate(&other.to_string())
+                )));
+            }
+        };
+        let state = if opts.pending == Some(true) {
+            JobState::Pending
+        } else if opts.scheduled_at.is_some() {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+
+        let (unique_key, unique_states) = match opts.unique.as_ref().filter(|u| !u.is_empty()) {
+            None => (None, None),
+            Some(unique) => {
+                let states = match &unique.by_state {
+                    None => UniqueStates::DEFAULT,
+                    Some(states) => {
+                        let states = UniqueStates::from_states(states.iter().copied());
+                        let missing = states.missing_required();
+                        if !missing.is_empty() {
+                            let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                            return Err(Error::InvalidInsert(format!(
+                                "unique by-state list must contain available, pending, running \
+                                 and scheduled; missing {}",
+                                names.join(", ")
+                            )));
+                        }
+                        states
+                    }
+                };
+                let canonical = if unique.by_args {
+                    Some(canonical_args(&args, self.unique_fields).map_err(|err| {
+                        Error::InvalidInsert(format!("args of kind {:?}: {err}", self.kind))
+                    })?)
+                } else {
+                    None
+                };
+                let period = match unique.by_period {
+                    Some(period) if period < Duration::from_secs(1) => {
+                        return Err(Error::InvalidInsert(format!(
+                            "unique period must be at least one second, got {period:?}"
+                        )));
+                    }
+                    // Floors the scheduled time when one is given, as River's Rust crate and
+                    // River's documentation do (River for Go floors the insert time).
+                    Some(period) => Some(period_start(opts.scheduled_at.unwrap_or(now), period)),
+                    None => None,
+                };
+                let key = UniqueKeyParts {
+                    kind: (!unique.exclude_kind).then_some(self.kind),
+                    args: canonical.as_deref(),
+                    period_start: period,
+                    queue: unique.by_queue.then_some(queue.as_str()),
+                }
+                .key();
+                (Some(key), Some(states))
+            }
+        };
+
+        Ok(JobInsertParams {
+            args,
+            created_at: None,
+            kind: self.kind.to_owned(),
+            max_attempts,
+            metadata,
+            priority,
+            queue,
+            scheduled_at: opts.scheduled_at,
+            state,
+            tags,
+            unique_key,
+            unique_states,
+        })
+    }
+}
+
+fn clone_json_error(err: &serde_json::Error) -> serde_json::Error {
+    // serde_json::Error is not Clone; rebuild one that carries the same message.
+    serde::ser::Error::custom(err.to_string())
+}
+
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+pub(crate) fn validate_max_attempts(max_attempts: Option<i32>) -> Result<i16> {
+    match max_attempts {
+        None => Ok(MAX_ATTEMPTS_DEFAULT),
+        Some(n) if (1..=i32::from(i16::MAX)).contains(&n) => Ok(n as i16),
+        Some(n) if n > i32::from(i16::MAX) => Err(Error::InvalidInsert(format!(
+            "max_attempts must be between 1 and 32767 (it is stored as smallint), got {n}; \
+             for a job that should retry without end, use a persistent worker or a periodic \
+             job rather than a huge max_attempts"
+        ))),
+        Some(n) => Err(Error::InvalidInsert(format!(
+            "max_attempts must be between 1 and 32767, got {n}"
+        ))),
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// River's queue rule: at most 64 chars, `^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`: lowercase
+/// letters and digits, single `_`, `|` or `-` between them.
+pub(crate) fn validate_queue(queue: &str) -> Result<()> {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut prev_sep = true;
+    let mut ok = !queue.is_empty() && queue.len() <= 64;
+    for c in queue.chars() {
+        if alnum(c) {
+            prev_sep = false;
+        } else if matches!(c, '_' | '|' | '-') && !prev_sep {
+            prev_sep = true;
+        } else {
+            ok = false;
+        }
+    }
+    if ok && !prev_sep {
+        Ok(())
+    } else {
+        Err(Error::InvalidInsert(format!(
+            "queue name {queue:?} is invalid: use at most 64 lowercase letters and digits, \
+             separated by single '_', '-' or '|'"
+        )))
+    }
+}
+
+/// River's kind rule: `\A[\w][\w\-\[\]<>\/.·:+]+\z`, under 128 chars.
+pub(crate) fn validate_kind(kind: &str) -> Result<()> {
+    let mut chars = kind.chars();
+    let first_ok = chars.next().is_some_and(is_word);
+    let rest: Vec<char> = chars.collect();
+    let rest_ok = !rest.is_empty()
+        && rest
+            .iter()
+            .all(|&c| is_word(c) || "-[]<>/.·:+".contains(c));
+    if first_ok && rest_ok && kind.len() < 128 {
+        Ok(())
+    } else {
+        Err(Error::InvalidInsert(format!(
+            "kind {kind:?} is invalid: use 2 to 127 bytes of letters, digits, '_' and \
+             -[]<>/.·:+, starting with a letter, digit or '_'"
+        )))
+    }
+}
+
+/// River's tag rule: 1 to 255 chars matching `\A[\w][\w\-]+[\w]\z` (so no commas).
+pub(crate) fn validate_tag(tag: &str) -> Result<()> {
+    let chars: Vec<char> = tag.chars().collect();
+    let ok = chars.len() >= 3
+        && tag.len() <= 255
+        && is_word(chars[0])
+        && is_word(chars[chars.len() - 1])
+        && chars[1..chars.len() - 1]
+            .iter()
+            .all(|&c| is_word(c) || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInsert(format!(
+            "tag {tag:?} is invalid: use up to 255 letters, digits, '_' and '-', starting and \
+             ending with a letter, digit or '_'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_river() {
+        for good in ["default", "a", "email_high", "a-b|c_d", "q1"] {
+            assert!(validate_queue(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Default", "a__b", "_a", "a_", "a b", "ä", &"a".repeat(65)] {
+            assert!(validate_queue(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kinds_follow_river() {
+        for good in ["sort", "my_app.Email<T>", "a:b+c/[d]", "x·y"] {
+            assert!(validate_kind(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a", "-ab", "a b", "a,b", &"k".repeat(128)] {
+            assert!(validate_kind(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags_follow_river() {
+        for good in ["abc", "a-b", "user_1"] {
+            assert!(validate_tag(good).is_ok(), "{good}");
+        }
+        for bad in ["", "ab", "-ab", "ab-", "a,b", "a b c"] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_billion_attempts_is_refused_with_a_hint() {
+        let err = validate_max_attempts(Some(1_000_000_000)).unwrap_err();
+        assert!(err.to_string().contains("32767"), "{err}");
+        assert!(err.to_string().contains("persistent worker"), "{err}");
+        assert!(validate_max_attempts(Some(0)).is_err());
+        assert_eq!(validate_max_attempts(Some(32767)).unwrap(), 32767);
+        assert_eq!(validate_max_attempts(None).unwrap(), 25);
+    }
+}

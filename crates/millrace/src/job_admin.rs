@@ -1,0 +1,373 @@
+//! Reading and changing jobs outside a run: get, list, cancel, retry, delete.
+
+use millrace_driver::{
+    Driver, Executor, JobCancelParams, JobDeleteOutcome, JobListParams as DriverListParams,
+    JobRetryParams,
+};
+use millrace_types::{JobId, JobRow, JobState};
+
+use crate::{Client, Error, Result};
+
+/// The most rows one [`Client::job_list`] call returns.
+pub const JOB_LIST_MAX_LIMIT: i64 = 10_000;
+
+/// Filters and paging for [`Client::job_list`]. Empty filters match every job.
+///
+/// Paging is by id: pass the last id of a page as [`after`](JobListParams::after) to get the
+/// next one ([`JobListPage::next`] does it for you).
+///
+/// ```
+/// use millrace::{JobListParams, JobState};
+///
+/// let params = JobListParams::new()
+///     .states([JobState::Available, JobState::Retryable])
+///     .kinds(["send_email"])
+///     .queues(["email"])
+///     .limit(50);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct JobListParams {
+    /// Only jobs in these states.
+    pub states: Vec<JobState>,
+    /// Only jobs of these kinds.
+    pub kinds: Vec<String>,
+    /// Only jobs in these queues.
+    pub queues: Vec<String>,
+    /// Only jobs after this id in the list's order.
+    pub after: Option<JobId>,
+    /// Newest first.
+    pub descending: bool,
+    /// At most this many jobs, 1 to [`JOB_LIST_MAX_LIMIT`]. Defaults to 100.
+    pub limit: i64,
+}
+
+impl Default for JobListParams {
+    fn default() -> Self {
+        JobListParams {
+            states: Vec::new(),
+            kinds: Vec::new(),
+            queues: Vec::new(),
+            after: None,
+            descending: false,
+            limit: 100,
+        }
+    }
+}
+
+impl JobListParams {
+    /// Every job, oldest first, 100 at a time.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only jobs in these states.
+    #[must_use]
+    pub fn states(mut self, states: impl IntoIterator<Item = JobState>) -> Self {
+        self.states = states.into_iter().collect();
+        self
+    }
+
+    /// Only jobs of these kinds.
+    #[must_use]
+    pub fn kinds<S: Into<String>>(mut self, kinds: impl IntoIterator<Item = S>) -> Self {
+        self.kinds = kinds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only jobs in these queues.
+    #[must_use]
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only jobs after this id (in the list's order).
+    #[must_use]
+    pub fn after(mut self, id: JobId) -> Self {
+        self.after = Some(id);
+        self
+    }
+
+    /// Newest first.
+    #[must_use]
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
+        self
+    }
+
+    /// At most this many jobs.
+    #[must_use]
+    pub fn limit(mut self, limit: i64) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// One page of [`Client::job_list`].
+#[derive(Debug, Clone)]
+pub struct JobListPage {
+    /// The jobs, in the list's order.
+    pub jobs: Vec<JobRow>,
+    /// The params for the next page, or `None` when this page was the last.
+    pub next: Option<JobListParams>,
+}
+
+fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
+    if !(1..=JOB_LIST_MAX_LIMIT).contains(&params.limit) {
+        return Err(Error::InvalidInsert(format!(
+            "job list limit must be between 1 and {JOB_LIST_MAX_LIMIT}, got {}",
+            params.limit
+        )));
+    }
+    Ok(DriverListParams {
+        states: params.states.clone(),
+        kinds: params.kinds.clone(),
+        queues: params.queues.clone(),
+        after_id: params.after,
+        descending: params.descending,
+        limit: params.limit,
+    })
+}
+
+async fn list<E: Executor>(exec: &mut E, params: JobListParams) -> Result<JobListPage> {
+    let jobs = exec.job_list(&to_driver(&params)?).await?;
+    let next = match jobs.last() {
+        Some(last) if jobs.len() as i64 == params.limit => Some(params.after(last.id)),
+        _ => None,
+    };
+    Ok(JobListPage { jobs, next })
+}
+
+async fn delete<E: Executor>(exec: &mut E, id: JobId) -> Result<JobRow> {
+    match exec.job_delete(id).await? {
+        JobDeleteOutcome::Deleted(row) => Ok(row),
+        JobDeleteOutcome::NotFound => Err(Error::JobNotFound(id)),
+        JobDeleteOutcome::Running(_) => Err(Error::JobRunning(id)),
+    }
+}
+
+impl<D: Driver> Client<D> {
+    /// One job by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`] when no job has the id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// let job = client.job_get(millrace::JobId(1)).await?;
+    /// println!("{} is {}", job.id, job.state);
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_get(&self, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .executor()
+            .job_get_by_id(id)
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// [`Client::job_get`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_get`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// let job = client.job_get_tx(&mut tx, millrace::JobId(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_get_tx(&self, conn: &mut D::Conn, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .conn_executor(conn)
+            .job_get_by_id(id)
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// One page of jobs matching the filters, in id order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInsert`] for a limit outside 1 to [`JOB_LIST_MAX_LIMIT`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use millrace::{JobListParams, JobState};
+    /// let mut params = Some(JobListParams::new().states([JobState::Discarded]));
+    /// while let Some(p) = params {
+    ///     let page = client.job_list(p).await?;
+    ///     for job in &page.jobs {
+    ///         println!("{} failed: {:?}", job.id, job.errors.last());
+    ///     }
+    ///     params = page.next;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_list(&self, params: JobListParams) -> Result<JobListPage> {
+        list(&mut self.inner.driver.executor(), params).await
+    }
+
+    /// [`Client::job_list`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_list`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// let page = client.job_list_tx(&mut tx, millrace::JobListParams::new()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_list_tx(&self, conn: &mut D::Conn, params: JobListParams) -> Result<JobListPage> {
+        list(&mut self.inner.driver.conn_executor(conn), params).await
+    }
+
+    /// Cancels a job. A job that is not running is cancelled at once. A running job is marked
+    /// (`cancel_attempted_at` in its metadata) and its client is notified through
+    /// `river_control`, which cancels the worker's token; the job ends `cancelled` when the
+    /// worker returns, and a retry or snooze it asks for becomes a cancel. Finalized jobs are
+    /// returned unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`] when no job has the id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// let job = client.job_cancel(millrace::JobId(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_cancel(&self, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .executor()
+            .job_cancel(&JobCancelParams { id, now: None })
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// [`Client::job_cancel`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_cancel`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// client.job_cancel_tx(&mut tx, millrace::JobId(1)).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_cancel_tx(&self, conn: &mut D::Conn, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .conn_executor(conn)
+            .job_cancel(&JobCancelParams { id, now: None })
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// Makes a job that is not running available now, as River's `JobRetry`: a job that used
+    /// all its attempts gets one more. A running job is returned unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`] when no job has the id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// let job = client.job_retry(millrace::JobId(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_retry(&self, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .executor()
+            .job_retry(&JobRetryParams { id, now: None })
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// [`Client::job_retry`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_retry`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// client.job_retry_tx(&mut tx, millrace::JobId(1)).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_retry_tx(&self, conn: &mut D::Conn, id: JobId) -> Result<JobRow> {
+        self.inner
+            .driver
+            .conn_executor(conn)
+            .job_retry(&JobRetryParams { id, now: None })
+            .await?
+            .ok_or(Error::JobNotFound(id))
+    }
+
+    /// Deletes a job that is not running, returning its last row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobRunning`] for a running job (cancel it first), [`Error::JobNotFound`] when
+    /// no job has the id.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// let deleted = client.job_delete(millrace::JobId(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_delete(&self, id: JobId) -> Result<JobRow> {
+        delete(&mut self.inner.driver.executor(), id).await
+    }
+
+    /// [`Client::job_delete`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_delete`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// client.job_delete_tx(&mut tx, millrace::JobId(1)).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_delete_tx(&self, conn: &mut D::Conn, id: JobId) -> Result<JobRow> {
+        delete(&mut self.inner.driver.conn_executor(conn), id).await
+    }
+}

