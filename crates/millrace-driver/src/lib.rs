@@ -182,6 +182,53 @@ pub trait Executor: Send {
         id: millrace_types::JobId,
     ) -> impl Future<Output = Result<JobDeleteOutcome>> + Send;
 
+    /// Fetches up to `max` available jobs of a queue, due now, in priority, time and id order,
+    /// and marks them running for the client: attempt + 1, `attempted_at`, and the client id
+    /// appended to `attempted_by` (the last 100 kept). One statement, `FOR UPDATE SKIP LOCKED`.
+    fn job_get_available(
+        &mut self,
+        params: &JobGetAvailableParams,
+    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+
+    /// Records finished attempts in one statement. Each applies only where the job is still
+    /// `running` at the same attempt (the fence); a job whose cancel was requested ends
+    /// `cancelled` instead of being retried or snoozed. Returns the jobs it updated.
+    fn job_complete_many(
+        &mut self,
+        params: &[JobCompleteParams],
+    ) -> impl Future<Output = Result<Vec<JobCompleted>>> + Send;
+
+    /// Makes scheduled and retryable jobs due before the horizon available; one whose unique
+    /// key another live job holds is discarded instead, as River's scheduler does.
+    fn job_schedule(
+        &mut self,
+        params: &JobScheduleParams,
+    ) -> impl Future<Output = Result<Vec<JobScheduled>>> + Send;
+
+    /// Returns a client's running jobs in a queue that it no longer holds (a fetch whose
+    /// reply was lost) to `available`, giving their attempt back. Returns how many.
+    fn job_return_orphans(
+        &mut self,
+        params: &JobReturnOrphansParams,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Creates a queue's row, or refreshes its `updated_at` so River's queue cleaner keeps it.
+    fn queue_create_or_touch(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = Result<QueueRow>> + Send;
+
+    /// One queue, if it has a row.
+    fn queue_get(&mut self, name: &str) -> impl Future<Output = Result<Option<QueueRow>>> + Send;
+
+    /// Pauses (`paused = true`) or resumes a queue, or every queue for `*`, and notifies
+    /// `river_control`. Returns how many rows changed.
+    fn queue_set_paused(
+        &mut self,
+        name: &str,
+        paused: bool,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
     /// Sends notifications, each on its topic's channel in the driver's schema.
     fn notify_many(
         &mut self,

@@ -1,5 +1,5 @@
 use jiff::Timestamp;
-use millrace_types::{JobId, JobRow, JobState, UniqueStates};
+use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 
 /// One job to insert, with every option resolved and validated by the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,4 +128,115 @@ pub struct Notification {
     pub topic: Topic,
     /// The payload, usually JSON.
     pub payload: String,
+}
+
+/// Params for [`Executor::job_get_available`](crate::Executor::job_get_available).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobGetAvailableParams {
+    /// The queue to fetch from.
+    pub queue: String,
+    /// The most jobs to fetch: the producer's free slots.
+    pub max: i32,
+    /// The fetching client's id, appended to `attempted_by`.
+    pub client_id: String,
+    /// The current time; `None` means `now()`.
+    pub now: Option<Timestamp>,
+}
+
+/// The state a finished attempt leaves a running job in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// The worker succeeded.
+    Completed,
+    /// The worker failed: the job becomes `retryable` at `retry_at` (or `available` if that is
+    /// within 5 s), or `discarded` when `discard` is set. The error is appended to `errors`.
+    Errored {
+        /// The recorded error.
+        error: AttemptError,
+        /// When to retry.
+        retry_at: Timestamp,
+        /// Whether the job used its last attempt.
+        discard: bool,
+    },
+    /// The worker asked for the job to be cancelled.
+    Cancelled {
+        /// The recorded error.
+        error: AttemptError,
+    },
+    /// The worker snoozed: the attempt is given back, `snoozes` counted, no error recorded.
+    Snoozed {
+        /// When to run again.
+        until: Timestamp,
+    },
+    /// The attempt was interrupted (hard stop, orphan): back to `available` now, the attempt
+    /// given back, no error recorded.
+    Returned,
+}
+
+/// One fenced completion: applies only while the job is still `running` at `attempt`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobCompleteParams {
+    /// The job.
+    pub id: JobId,
+    /// The attempt the worker was given.
+    pub attempt: i16,
+    /// What happened.
+    pub outcome: JobOutcome,
+    /// Metadata to merge into the job's (`metadata || this`), for output and progress.
+    pub metadata_merge: Option<String>,
+}
+
+/// A job a completion batch updated, with the state it ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCompleted {
+    /// The job.
+    pub id: JobId,
+    /// Its new state.
+    pub state: JobState,
+}
+
+/// Params for [`Executor::job_schedule`](crate::Executor::job_schedule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobScheduleParams {
+    /// Jobs due before this time become available; `None` means `now()`.
+    pub horizon: Option<Timestamp>,
+    /// The most jobs to move at once.
+    pub max: i32,
+}
+
+/// A job the scheduler moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobScheduled {
+    /// The job.
+    pub id: JobId,
+    /// Its queue, to notify.
+    pub queue: String,
+    /// `available`, or `discarded` when its unique key was taken meanwhile.
+    pub state: JobState,
+}
+
+/// Params for [`Executor::job_return_orphans`](crate::Executor::job_return_orphans).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobReturnOrphansParams {
+    /// The client whose rows to look at (the last entry of `attempted_by`).
+    pub client_id: String,
+    /// Only this queue.
+    pub queue: String,
+    /// Jobs the client still holds; they are left alone.
+    pub held: Vec<JobId>,
+}
+
+/// A row of `river_queue`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    /// The queue's name.
+    pub name: String,
+    /// When it was first seen.
+    pub created_at: Timestamp,
+    /// Free-form metadata.
+    pub metadata: serde_json::Value,
+    /// When it was paused; `None` while running.
+    pub paused_at: Option<Timestamp>,
+    /// When a client last reported it.
+    pub updated_at: Timestamp,
 }

@@ -2,15 +2,16 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use millrace_driver::{
-    Executor, JobCancelParams, JobDeleteOutcome, JobInsertParams, JobInsertResult,
+    DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted, JobGetAvailableParams,
+    JobOutcome, JobReturnOrphansParams, JobScheduleParams, JobScheduled, QueueRow, JobDeleteOutcome, JobInsertParams, JobInsertResult,
     JobListParams, JobRetryParams, MigrationRow, Result, Topic,
 };
-use millrace_types::{JobId, JobRow};
+use millrace_types::{JobId, JobRow, JobState};
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
-use crate::row::job_row;
+use crate::row::{job_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
 
 /// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
@@ -321,6 +322,120 @@ impl Executor for PgExecutor<'_> {
         } else {
             Ok(JobDeleteOutcome::Running(job))
         }
+    }
+
+    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRow>> {
+        let q = query(&self.driver.queries().job_get_available)
+            .bind(params.queue.as_str())
+            .bind(params.now.map(jiff_sqlx::Timestamp::from))
+            .bind(params.max)
+            .bind(params.client_id.as_str());
+        self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_complete_many(&mut self, params: &[JobCompleteParams]) -> Result<Vec<JobCompleted>> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(params.len());
+        let mut attempts = Vec::with_capacity(params.len());
+        let mut states = Vec::with_capacity(params.len());
+        let mut scheduled = Vec::with_capacity(params.len());
+        let mut errors = Vec::with_capacity(params.len());
+        let mut give_back = Vec::with_capacity(params.len());
+        let mut snooze = Vec::with_capacity(params.len());
+        let mut merges = Vec::with_capacity(params.len());
+        for p in params {
+            ids.push(p.id.0);
+            attempts.push(p.attempt);
+            merges.push(p.metadata_merge.as_deref());
+            let (state, at, error, back, snoozed) = match &p.outcome {
+                JobOutcome::Completed => (JobState::Completed, None, None, false, false),
+                JobOutcome::Errored { error, retry_at, discard } => {
+                    let state = if *discard { JobState::Discarded } else { JobState::Retryable };
+                    (state, Some(*retry_at), Some(error), false, false)
+                }
+                JobOutcome::Cancelled { error } => (JobState::Cancelled, None, Some(error), false, false),
+                JobOutcome::Snoozed { until } => (JobState::Scheduled, Some(*until), None, true, true),
+                JobOutcome::Returned => (JobState::Available, None, None, true, false),
+            };
+            states.push(state.as_str());
+            scheduled.push(at.map(jiff_sqlx::Timestamp::from));
+            errors.push(error.map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")));
+            give_back.push(back);
+            snooze.push(snoozed);
+        }
+        let q = query(&self.driver.queries().job_complete_many)
+            .bind(ids)
+            .bind(attempts)
+            .bind(states)
+            .bind(scheduled)
+            .bind(errors)
+            .bind(give_back)
+            .bind(snooze)
+            .bind(merges);
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(JobCompleted {
+                    id: JobId(row.try_get("id").map_err(db_error)?),
+                    state: parse_state(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_schedule(&mut self, params: &JobScheduleParams) -> Result<Vec<JobScheduled>> {
+        let q = query(&self.driver.queries().job_schedule)
+            .bind(params.horizon.map(jiff_sqlx::Timestamp::from))
+            .bind(params.max);
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(JobScheduled {
+                    id: JobId(row.try_get("id").map_err(db_error)?),
+                    queue: row.try_get("queue").map_err(db_error)?,
+                    state: parse_state(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_return_orphans(&mut self, params: &JobReturnOrphansParams) -> Result<u64> {
+        let q = query(&self.driver.queries().job_return_orphans)
+            .bind(params.client_id.as_str())
+            .bind(params.queue.as_str())
+            .bind(params.held.iter().map(|id| id.0).collect::<Vec<_>>());
+        self.execute(q).await
+    }
+
+    async fn queue_create_or_touch(&mut self, name: &str) -> Result<QueueRow> {
+        let q = query(&self.driver.queries().queue_create_or_touch).bind(name.to_owned());
+        let row = self.fetch_optional(q).await?.ok_or_else(|| DriverError::Decode {
+            column: "name",
+            message: "queue upsert returned no row".to_owned(),
+        })?;
+        queue_row(&row)
+    }
+
+    async fn queue_get(&mut self, name: &str) -> Result<Option<QueueRow>> {
+        let q = query(&self.driver.queries().queue_get).bind(name.to_owned());
+        self.fetch_optional(q).await?.as_ref().map(queue_row).transpose()
+    }
+
+    async fn queue_set_paused(&mut self, name: &str, paused: bool) -> Result<u64> {
+        let action = if paused { "pause" } else { "resume" };
+        let payload = serde_json::json!({ "action": action, "queue": name }).to_string();
+        let channel = self.driver.queries().schema.channel(Topic::Control.as_str());
+        let q = query(&self.driver.queries().queue_set_paused)
+            .bind(name.to_owned())
+            .bind(paused)
+            .bind(channel)
+            .bind(payload);
+        let row = self.fetch_optional(q).await?;
+        Ok(row.map_or(0, |r| r.get::<i64, _>("changed") as u64))
     }
 
     async fn notify_many(&mut self, notifications: &[(Topic, String)]) -> Result<()> {

@@ -12,7 +12,6 @@ use crate::row::job_columns;
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
     pub(crate) job_table: String,
-    pub(crate) job_columns: String,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
     pub(crate) job_get_by_id: Arc<str>,
@@ -22,6 +21,13 @@ pub(crate) struct Queries {
     pub(crate) job_retry: Arc<str>,
     pub(crate) job_delete: Arc<str>,
     pub(crate) notify_many: Arc<str>,
+    pub(crate) job_get_available: Arc<str>,
+    pub(crate) job_complete_many: Arc<str>,
+    pub(crate) job_schedule: Arc<str>,
+    pub(crate) job_return_orphans: Arc<str>,
+    pub(crate) queue_create_or_touch: Arc<str>,
+    pub(crate) queue_get: Arc<str>,
+    pub(crate) queue_set_paused: Arc<str>,
     pub(crate) migration_has_line: Arc<str>,
     pub(crate) migration_get_all: Arc<str>,
     pub(crate) migration_get_all_legacy: Arc<str>,
@@ -162,7 +168,132 @@ SELECT EXISTS (
 )"#
         .to_owned();
 
+        // Mirrors River's JobGetAvailable. The attempt never passes smallint's range, and
+        // attempted_by keeps its last 100 entries.
+        let job_get_available = format!(
+            r#"
+WITH locked AS (
+    SELECT id FROM {job}
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+    ORDER BY priority ASC, scheduled_at ASC, id ASC
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = least(j.attempt, 32766) + 1,
+    attempted_at = coalesce($2::timestamptz, now()),
+    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $4::text)
+FROM locked
+WHERE j.id = locked.id
+RETURNING {j_cols}"#
+        );
+
+        // The state a completion ends in: a job whose cancel was requested is cancelled rather
+        // than retried, snoozed or returned; a retry or snooze due within 5 s is available at
+        // once (the fetch still waits for its time), as in River.
+        let end_state = "CASE \
+            WHEN p.state IN ('retryable', 'scheduled', 'available') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled' \
+            WHEN p.state IN ('retryable', 'scheduled') AND p.scheduled_at <= now() + interval '5 seconds' THEN 'available' \
+            ELSE p.state END";
+        let job_complete_many = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = ({end_state})::{s}river_job_state,
+    finalized_at = CASE WHEN ({end_state}) IN ('cancelled', 'completed', 'discarded') THEN now() END,
+    scheduled_at = CASE WHEN p.scheduled_at IS NOT NULL THEN p.scheduled_at
+                        WHEN p.state = 'available' THEN now()
+                        ELSE j.scheduled_at END,
+    errors = CASE WHEN p.error IS NULL THEN j.errors ELSE array_append(j.errors, p.error) END,
+    attempt = CASE WHEN p.give_back THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
+    metadata = CASE WHEN p.snooze
+                    THEN j.metadata || jsonb_build_object('snoozes', coalesce((j.metadata ->> 'snoozes')::bigint, 0) + 1)
+                    ELSE j.metadata END
+               || coalesce(p.metadata_merge, '{{}}'::jsonb)
+FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::timestamptz[], $5::jsonb[],
+            $6::boolean[], $7::boolean[], $8::jsonb[])
+    AS p(id, attempt, state, scheduled_at, error, give_back, snooze, metadata_merge)
+WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
+RETURNING j.id, j.state::text AS state"#
+        );
+
+        // Mirrors River's JobScheduler: due jobs become available, except that one whose
+        // unique key another live job took meanwhile is discarded and marked.
+        let job_schedule = format!(
+            r#"
+WITH due AS (
+    SELECT id, unique_key, unique_states FROM {job}
+    WHERE state IN ('retryable', 'scheduled') AND scheduled_at <= coalesce($1::timestamptz, now())
+    ORDER BY priority, scheduled_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+conflicts AS (
+    SELECT d.id FROM due AS d
+    WHERE d.unique_key IS NOT NULL AND d.unique_states IS NOT NULL
+      AND {s}river_job_state_in_bitmask(d.unique_states, 'available')
+      AND EXISTS (
+          SELECT 1 FROM {job} AS o
+          WHERE o.unique_key = d.unique_key AND o.id <> d.id
+            AND o.unique_states IS NOT NULL
+            AND {s}river_job_state_in_bitmask(o.unique_states, o.state)
+      )
+)
+UPDATE {job} AS j SET
+    state = CASE WHEN c.id IS NULL THEN 'available' ELSE 'discarded' END::{s}river_job_state,
+    finalized_at = CASE WHEN c.id IS NULL THEN NULL ELSE now() END,
+    metadata = CASE WHEN c.id IS NULL THEN j.metadata
+                    ELSE j.metadata || '{{"unique_key_conflict": "scheduler_discarded"}}'::jsonb END
+FROM due AS d LEFT JOIN conflicts AS c ON c.id = d.id
+WHERE j.id = d.id
+RETURNING j.id, j.queue, j.state::text AS state"#
+        );
+
+        let job_return_orphans = format!(
+            r#"
+UPDATE {job} SET state = 'available', attempt = greatest(attempt - 1, 0), scheduled_at = now()
+WHERE state = 'running' AND queue = $2
+  AND attempted_by[cardinality(attempted_by)] = $1
+  AND NOT (id = ANY($3::bigint[]))"#
+        );
+
+        let queue = format!("{s}river_queue");
+        let queue_cols = "name, created_at, metadata, paused_at, updated_at";
+        let queue_create_or_touch = format!(
+            r#"
+INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
+VALUES ($1, now(), '{{}}', NULL, now())
+ON CONFLICT (name) DO UPDATE SET updated_at = now()
+RETURNING {queue_cols}"#
+        );
+        let queue_get = format!("SELECT {queue_cols} FROM {queue} WHERE name = $1");
+        // A named queue without a row gets one, so a pause given before any client started the
+        // queue holds when one does.
+        let queue_set_paused = format!(
+            r#"
+WITH one AS (
+    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
+    SELECT $1, now(), '{{}}', CASE WHEN $2 THEN now() END, now() WHERE $1 <> '*'
+    ON CONFLICT (name) DO UPDATE
+        SET paused_at = CASE WHEN $2 THEN coalesce(q.paused_at, now()) END, updated_at = now()
+    RETURNING name
+),
+every AS (
+    UPDATE {queue} SET paused_at = CASE WHEN $2 THEN coalesce(paused_at, now()) END, updated_at = now()
+    WHERE $1 = '*'
+    RETURNING name
+)
+SELECT (SELECT count(*) FROM one) + (SELECT count(*) FROM every) AS changed, pg_notify($3, $4)"#
+        );
+
         Queries {
+            job_get_available: job_get_available.into(),
+            job_complete_many: job_complete_many.into(),
+            job_schedule: job_schedule.into(),
+            job_return_orphans: job_return_orphans.into(),
+            queue_create_or_touch: queue_create_or_touch.into(),
+            queue_get: queue_get.into(),
+            queue_set_paused: queue_set_paused.into(),
             job_insert_many: job_insert_many.into(),
             job_insert_many_unique: job_insert_many_unique.into(),
             job_get_by_id: job_get_by_id.into(),
@@ -188,7 +319,6 @@ SELECT EXISTS (
                 .into(),
             migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = $1").into(),
             job_table: job,
-            job_columns: cols,
             schema,
         }
     }

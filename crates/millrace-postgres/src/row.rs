@@ -1,7 +1,7 @@
 //! Reading `river_job` rows.
 
 use jiff::Timestamp;
-use millrace_driver::{DriverError, Result};
+use millrace_driver::{DriverError, QueueRow, Result};
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -53,13 +53,29 @@ fn time(t: jiff_sqlx::Timestamp) -> Timestamp {
     t.to_jiff()
 }
 
-/// Decodes one `river_job` row selected with [`job_columns`].
-pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
+/// Reads the `state` column, selected as text.
+pub(crate) fn parse_state(row: &PgRow) -> Result<JobState> {
     let state: String = get(row, "state")?;
-    let state = state.parse::<JobState>().map_err(|err| DriverError::Decode {
+    state.parse::<JobState>().map_err(|err| DriverError::Decode {
         column: "state",
         message: err.to_string(),
-    })?;
+    })
+}
+
+/// Decodes one `river_queue` row.
+pub(crate) fn queue_row(row: &PgRow) -> Result<QueueRow> {
+    Ok(QueueRow {
+        name: get(row, "name")?,
+        created_at: time(get(row, "created_at")?),
+        metadata: get::<Json<serde_json::Value>>(row, "metadata")?.0,
+        paused_at: get::<Option<jiff_sqlx::Timestamp>>(row, "paused_at")?.map(time),
+        updated_at: time(get(row, "updated_at")?),
+    })
+}
+
+/// Decodes one `river_job` row selected with [`job_columns`].
+pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
+    let state = parse_state(row)?;
     let errors: Option<Vec<Json<AttemptError>>> = get(row, "errors")?;
     let unique_states: Option<i32> = get(row, "unique_states")?;
     Ok(JobRow {

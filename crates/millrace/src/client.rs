@@ -3,11 +3,39 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use millrace_driver::{Driver, Executor, JobInsertParams, JobInsertResult, Topic};
-use millrace_types::JobState;
+use millrace_driver::{
+    Driver, Executor, JobCompleteParams, JobInsertParams, JobInsertResult, JobOutcome, Topic,
+};
+use millrace_types::{JobId, JobState};
+use tokio::sync::broadcast;
 
 use crate::insert::InsertManyParams;
-use crate::{Error, InsertOpts, JobArgs, Result};
+use crate::event::Event;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::{
+    DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, Workers,
+};
+
+/// Events buffered per subscriber before a slow one starts losing them.
+const EVENT_CAPACITY: usize = 4_096;
+/// How often a producer refreshes its queue's `updated_at` and paused state.
+const QUEUE_TOUCH_INTERVAL: Duration = Duration::from_secs(30);
+/// Outcomes that make the completer store a batch at once.
+const COMPLETER_FLUSH_AT: usize = 100;
+/// The longest an outcome waits for its batch.
+const COMPLETER_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+fn validate_queue_config(name: &str, queue: &QueueConfig) -> Result<()> {
+    crate::insert::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
+    if !(1..=QueueConfig::MAX_WORKERS_LIMIT).contains(&queue.max_workers) {
+        return Err(Error::Config(format!(
+            "queue {name:?}: max_workers must be between 1 and {}, got {}",
+            QueueConfig::MAX_WORKERS_LIMIT,
+            queue.max_workers
+        )));
+    }
+    Ok(())
+}
 
 /// The least time between two `river_insert` notifications for one queue, as River's
 /// FetchCooldown.
@@ -61,12 +89,27 @@ impl<D: Driver> Clone for Client<D> {
     }
 }
 
-#[derive(Debug)]
 pub(crate) struct ClientInner<D: Driver> {
     pub(crate) driver: D,
     pub(crate) insert_opts: InsertOpts,
     /// When each queue last had an insert notification sent, for the 100 ms limit.
     insert_notified: Mutex<HashMap<String, Instant>>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) workers: Workers,
+    pub(crate) queues: Mutex<Vec<(String, QueueConfig)>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
+}
+
+impl<D: Driver> std::fmt::Debug for ClientInner<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.config.id)
+            .field("driver", &self.driver.name())
+            .field("schema", &self.driver.schema().name())
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`Client`].
@@ -80,14 +123,109 @@ pub(crate) struct ClientInner<D: Driver> {
 ///     .build()?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 #[must_use]
 pub struct ClientBuilder<D: Driver> {
     driver: D,
     insert_opts: InsertOpts,
+    id: Option<String>,
+    queues: Vec<(String, QueueConfig)>,
+    workers: Workers,
+    fetch_cooldown: Duration,
+    fetch_poll_interval: Duration,
+    poll_only: bool,
+    job_timeout: Option<Duration>,
+    cancel_grace: Duration,
+    retry_policy: Arc<dyn RetryPolicy>,
+    schedule_interval: Duration,
+    completer_batch_max: usize,
+}
+
+impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("id", &self.id)
+            .field("queues", &self.queues)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<D: Driver> ClientBuilder<D> {
+    /// The client's id, recorded in `attempted_by` of the jobs it works. Defaults to River's
+    /// form: the host name and the start time.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Works a queue. Adding a queue twice replaces its configuration.
+    pub fn queue(mut self, name: impl Into<String>, config: QueueConfig) -> Self {
+        let name = name.into();
+        self.queues.retain(|(n, _)| *n != name);
+        self.queues.push((name, config));
+        self
+    }
+
+    /// The workers this client runs. A client without workers inserts and administers jobs
+    /// but cannot start.
+    pub fn workers(mut self, workers: Workers) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// The least time between two fetches of one queue. Defaults to 100 ms, as River's
+    /// FetchCooldown; lower it for lower latency at the cost of more queries.
+    pub fn fetch_cooldown(mut self, cooldown: Duration) -> Self {
+        self.fetch_cooldown = cooldown;
+        self
+    }
+
+    /// How often each queue is polled when no notification arrives. Defaults to 1 s, as
+    /// River's FetchPollInterval.
+    pub fn fetch_poll_interval(mut self, interval: Duration) -> Self {
+        self.fetch_poll_interval = interval;
+        self
+    }
+
+    /// Polls only, without LISTEN (for poolers that do not support it). Defaults to false.
+    pub fn poll_only(mut self, poll_only: bool) -> Self {
+        self.poll_only = poll_only;
+        self
+    }
+
+    /// The default job timeout; `None` turns timeouts off. Defaults to 1 minute, as River.
+    /// A worker's [`Worker::timeout`](crate::Worker::timeout) overrides it.
+    pub fn job_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.job_timeout = timeout;
+        self
+    }
+
+    /// How long a job whose token fired (timeout, hard stop) may run on before its task is
+    /// aborted. Defaults to 5 s.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// The retry policy. Defaults to [`DefaultRetryPolicy`], River's.
+    pub fn retry_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.retry_policy = Arc::new(policy);
+        self
+    }
+
+    /// How often due scheduled and retryable jobs are made available. Defaults to 5 s, as
+    /// River's scheduler.
+    pub fn schedule_interval(mut self, interval: Duration) -> Self {
+        self.schedule_interval = interval;
+        self
+    }
+
+    /// The most outcomes stored in one statement. Defaults to 5,000.
+    pub fn completer_batch_max(mut self, max: usize) -> Self {
+        self.completer_batch_max = max;
+        self
+    }
+
     /// Insert options for every insert of this client, below the args type's and the
     /// insert's own.
     pub fn insert_opts(mut self, opts: InsertOpts) -> Self {
@@ -105,11 +243,55 @@ impl<D: Driver> ClientBuilder<D> {
             crate::insert::validate_queue(queue)
                 .map_err(|err| Error::Config(format!("client insert_opts: {err}")))?;
         }
+        for (name, queue) in &self.queues {
+            validate_queue_config(name, queue)?;
+        }
+        let id = self
+            .id
+            .unwrap_or_else(|| crate::client_id::default_client_id(Timestamp::now()));
+        if id.is_empty() || id.len() > 100 {
+            return Err(Error::Config(format!(
+                "client id must be 1 to 100 bytes, got {} bytes",
+                id.len()
+            )));
+        }
+        let positive = [
+            ("fetch_cooldown", self.fetch_cooldown, Duration::ZERO),
+            ("fetch_poll_interval", self.fetch_poll_interval, Duration::from_millis(1)),
+            ("schedule_interval", self.schedule_interval, Duration::from_millis(1)),
+        ];
+        for (name, value, min) in positive {
+            if value < min {
+                return Err(Error::Config(format!("{name} must be at least {min:?}")));
+            }
+        }
+        if self.completer_batch_max == 0 {
+            return Err(Error::Config("completer_batch_max must be at least 1".to_owned()));
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Client {
             inner: Arc::new(ClientInner {
                 driver: self.driver,
                 insert_opts: self.insert_opts,
                 insert_notified: Mutex::new(HashMap::new()),
+                config: RuntimeConfig {
+                    id,
+                    fetch_cooldown: self.fetch_cooldown,
+                    fetch_poll_interval: self.fetch_poll_interval,
+                    poll_only: self.poll_only,
+                    job_timeout: self.job_timeout,
+                    cancel_grace: self.cancel_grace,
+                    retry_policy: self.retry_policy,
+                    schedule_interval: self.schedule_interval,
+                    queue_touch_interval: QUEUE_TOUCH_INTERVAL,
+                    completer_batch_max: self.completer_batch_max,
+                    completer_flush_at: COMPLETER_FLUSH_AT.min(self.completer_batch_max),
+                    completer_flush_interval: COMPLETER_FLUSH_INTERVAL,
+                },
+                workers: self.workers,
+                queues: Mutex::new(self.queues),
+                events,
+                runtime: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -121,6 +303,17 @@ impl<D: Driver> Client<D> {
         ClientBuilder {
             driver,
             insert_opts: InsertOpts::default(),
+            id: None,
+            queues: Vec::new(),
+            workers: Workers::new(),
+            fetch_cooldown: Duration::from_millis(100),
+            fetch_poll_interval: Duration::from_secs(1),
+            poll_only: false,
+            job_timeout: Some(Duration::from_secs(60)),
+            cancel_grace: Duration::from_secs(5),
+            retry_policy: Arc::new(DefaultRetryPolicy),
+            schedule_interval: Duration::from_secs(5),
+            completer_batch_max: 5_000,
         }
     }
 
@@ -406,4 +599,239 @@ async fn insert_deduplicated<E: Executor>(
             result
         })
         .collect())
+}
+
+impl<D: Driver> Client<D> {
+    /// The client's id, as recorded in `attempted_by`.
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
+    /// Starts working jobs: one producer per queue, the completer, the notifier and the
+    /// scheduler. Returns once they are spawned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoWorkers`] for a client without workers, [`Error::Config`] for a client
+    /// with workers but no queue, [`Error::AlreadyStarted`] when it runs already.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.start().await?;
+    /// // ... until shutdown:
+    /// client.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(&self) -> Result<()> {
+        if self.inner.workers.is_empty() {
+            return Err(Error::NoWorkers);
+        }
+        let queues = self.inner.queues.lock().expect("lock poisoned").clone();
+        if queues.is_empty() {
+            return Err(Error::Config(
+                "a client with workers needs at least one queue".to_owned(),
+            ));
+        }
+        let mut runtime = self.inner.runtime.lock().await;
+        if runtime.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        *runtime = Some(Runtime::start(
+            self.inner.driver.clone(),
+            self.inner.config.clone(),
+            self.inner.workers.clone(),
+            &queues,
+            self.inner.events.clone(),
+            Arc::new(self.clone()),
+        ));
+        Ok(())
+    }
+
+    /// Stops softly: no new jobs are fetched, running jobs finish, their outcomes are stored,
+    /// then the client's tasks end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`] when the client is not running.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&self) -> Result<()> {
+        self.stop_inner(false, None).await
+    }
+
+    /// Stops softly, but after `timeout` cancels the jobs still running, as
+    /// [`Client::stop_and_cancel`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`] when the client is not running.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.stop_with_timeout(std::time::Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop_with_timeout(&self, timeout: Duration) -> Result<()> {
+        self.stop_inner(false, Some(timeout)).await
+    }
+
+    /// Stops hard: every running job's token fires; tasks still running after the cancel grace
+    /// period are aborted, and only then do their jobs return to `available` without spending
+    /// an attempt. Outcomes of jobs that finished are stored as usual.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`] when the client is not running.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.stop_and_cancel().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop_and_cancel(&self) -> Result<()> {
+        self.stop_inner(true, None).await
+    }
+
+    async fn stop_inner(&self, hard: bool, timeout: Option<Duration>) -> Result<()> {
+        let runtime = self.inner.runtime.lock().await.take();
+        match runtime {
+            Some(runtime) => {
+                runtime.stop(hard, timeout).await;
+                Ok(())
+            }
+            None => Err(Error::NotStarted),
+        }
+    }
+
+    /// Subscribes to the client's events: job outcomes (after they are stored) and queue
+    /// pauses. A subscriber that falls more than 4,096 events behind loses the oldest and is
+    /// told so by [`broadcast::error::RecvError::Lagged`]; the runtime never waits for it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) {
+    /// let mut events = client.subscribe();
+    /// while let Ok(event) = events.recv().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Works another queue from now on (and after the next start).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid name or configuration, or a queue already worked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_add("reports", millrace::QueueConfig::new().max_workers(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_add(&self, name: impl Into<String>, config: QueueConfig) -> Result<()> {
+        let name = name.into();
+        validate_queue_config(&name, &config)?;
+        {
+            let mut queues = self.inner.queues.lock().expect("lock poisoned");
+            if queues.iter().any(|(n, _)| *n == name) {
+                return Err(Error::Config(format!("queue {name:?} is already worked")));
+            }
+            queues.push((name.clone(), config.clone()));
+        }
+        if let Some(runtime) = self.inner.runtime.lock().await.as_mut() {
+            runtime.add_queue(&name, &config);
+        }
+        Ok(())
+    }
+
+    /// Pauses a queue fleet-wide, or every queue for `"*"`: clients stop fetching from it
+    /// (running jobs finish). Recorded in `river_queue`, so clients started later honour it,
+    /// and announced on `river_control`, which River's clients follow too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid queue name; [`Error::Driver`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_pause("email").await?;
+    /// client.queue_resume("email").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_pause(&self, name: &str) -> Result<()> {
+        self.set_paused(name, true).await
+    }
+
+    /// Resumes a paused queue fleet-wide, or every queue for `"*"`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::queue_pause`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_resume("*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_resume(&self, name: &str) -> Result<()> {
+        self.set_paused(name, false).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
+        if name != "*" {
+            crate::insert::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
+        }
+        self.inner
+            .driver
+            .executor()
+            .queue_set_paused(name, paused)
+            .await?;
+        // Applied here at once; other clients follow the notification (or their next refresh).
+        if let Some(runtime) = self.inner.runtime.lock().await.as_ref() {
+            runtime.shared.set_paused(name, paused);
+        }
+        Ok(())
+    }
+
+    /// Completes a running job on the caller's connection, fenced on its attempt; see
+    /// [`Job::complete_tx`](crate::Job::complete_tx).
+    pub(crate) async fn complete_tx(&self, conn: &mut D::Conn, id: JobId, attempt: i16) -> Result<()> {
+        let done = self
+            .inner
+            .driver
+            .conn_executor(conn)
+            .job_complete_many(&[JobCompleteParams {
+                id,
+                attempt,
+                outcome: JobOutcome::Completed,
+                metadata_merge: None,
+            }])
+            .await?;
+        if done.is_empty() {
+            return Err(Error::JobNotRunning(id));
+        }
+        Ok(())
+    }
 }

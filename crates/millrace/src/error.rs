@@ -42,6 +42,19 @@ pub enum Error {
     /// The job is running, and the operation needs it not to be.
     #[error("job {0} is running")]
     JobRunning(JobId),
+    /// The job is no longer running at the attempt the worker was given: it was rescued,
+    /// cancelled or deleted meanwhile, so the completion was not applied.
+    #[error("job {0} is no longer running at this attempt")]
+    JobNotRunning(JobId),
+    /// The client has no workers, so it can insert and administer jobs but not start.
+    #[error("the client has no workers registered; an insert-only client cannot start")]
+    NoWorkers,
+    /// The client is already started.
+    #[error("the client is already started")]
+    AlreadyStarted,
+    /// The client is not started.
+    #[error("the client is not started")]
+    NotStarted,
     /// A migration could not be applied or rolled back; the message says which and why.
     #[error("migration failed: {0}")]
     Migration(String),

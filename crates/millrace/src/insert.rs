@@ -39,7 +39,9 @@ impl InsertManyParams {
     pub fn new<A: JobArgs>(args: A) -> Self {
         InsertManyParams {
             kind: A::KIND,
-            args: serde_json::to_string(&args).map_err(std::sync::Arc::new),
+            args: serde_json::to_string(&args)
+                .map(escape_like_go)
+                .map_err(std::sync::Arc::new),
             args_opts: A::insert_opts(),
             unique_fields: A::UNIQUE_FIELDS,
             opts: InsertOpts::default(),
@@ -177,6 +179,27 @@ impl InsertManyParams {
     }
 }
 
+/// Escapes `<`, `>`, `&`, U+2028 and U+2029 as Go's `encoding/json` (and River's Rust crate)
+/// do, so that args encode to the same bytes, and unique-by-args keys match, across River's
+/// clients. These characters only occur inside JSON strings, where the escapes mean the same.
+fn escape_like_go(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn clone_json_error(err: &serde_json::Error) -> serde_json::Error {
     // serde_json::Error is not Clone; rebuild one that carries the same message.
     serde::ser::Error::custom(err.to_string())
@@ -275,6 +298,15 @@ pub(crate) fn validate_tag(tag: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_characters_are_escaped_like_go() {
+        assert_eq!(
+            escape_like_go("{\"q\":\"a<b>&c\u{2028}\"}".to_owned()),
+            r#"{"q":"a\u003cb\u003e\u0026c\u2028"}"#
+        );
+        assert_eq!(escape_like_go("{}".to_owned()), "{}");
+    }
 
     #[test]
     fn queue_names_follow_river() {

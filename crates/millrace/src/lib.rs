@@ -55,11 +55,23 @@
 //! not JSON objects. One bad job fails its whole batch.
 
 mod client;
+mod client_id;
+mod completer;
 mod error;
+mod event;
 mod insert;
 mod insert_opts;
 mod job_admin;
 mod job_args;
+mod job_executor;
+mod maintenance;
+mod notifier;
+mod panic_trace;
+mod producer;
+mod queue_config;
+mod retry_policy;
+mod runtime;
+mod worker;
 // mod migrate;
 
 pub use client::{Client, ClientBuilder, InsertResult};
@@ -67,7 +79,11 @@ pub use error::{Error, Result};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
+pub use event::{Event, EventKind};
 pub use job_args::JobArgs;
+pub use queue_config::QueueConfig;
+pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
+pub use worker::{BoxError, Job, WorkError, Worker, Workers};
 // pub use migrate::{MigrateOpts, Migrator};
 pub use millrace_driver::{Driver, Schema};
 pub use millrace_types::{

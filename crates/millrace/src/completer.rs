@@ -1,0 +1,154 @@
+//! The completer: stores job outcomes in batches, one fenced statement per batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
+use millrace_types::{JobRow, JobState};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, EventKind};
+use crate::runtime::Shared;
+
+/// One finished attempt, waiting to be stored.
+pub(crate) struct Completion {
+    pub(crate) row: JobRow,
+    pub(crate) outcome: JobOutcome,
+    pub(crate) duration: Duration,
+    /// The worker already completed the job in its own transaction.
+    pub(crate) skip_write: bool,
+}
+
+pub(crate) struct Completer<D: Driver> {
+    shared: Arc<Shared<D>>,
+    rx: mpsc::Receiver<Completion>,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Attempts at a batch that fails for a reason other than the connection, before its
+/// outcomes are dropped (the jobs stay running and are rescued later).
+const MAX_STATEMENT_FAILURES: u32 = 5;
+
+impl<D: Driver> Completer<D> {
+    pub(crate) fn new(shared: Arc<Shared<D>>, rx: mpsc::Receiver<Completion>) -> Self {
+        Completer { shared, rx }
+    }
+
+    pub(crate) async fn run(mut self, done: CancellationToken) {
+        let config = self.shared.config.clone();
+        let mut batch: Vec<Completion> = Vec::new();
+        loop {
+            // Wait for the first outcome of a batch, or for the end.
+            if batch.is_empty() {
+                tokio::select! {
+                    biased;
+                    received = self.rx.recv() => match received {
+                        Some(c) => batch.push(c),
+                        None => break,
+                    },
+                    _ = done.cancelled() => {
+                        while let Ok(c) = self.rx.try_recv() {
+                            batch.push(c);
+                        }
+                        if batch.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Gather more for up to the flush interval, or until the batch is big enough.
+            let flush_at = Instant::now() + config.completer_flush_interval;
+            while batch.len() < config.completer_flush_at && !done.is_cancelled() {
+                tokio::select! {
+                    received = self.rx.recv() => match received {
+                        Some(c) => batch.push(c),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(flush_at) => break,
+                    _ = done.cancelled() => break,
+                }
+            }
+            while batch.len() < config.completer_batch_max {
+                match self.rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            let take = batch.len().min(config.completer_batch_max);
+            let chunk: Vec<Completion> = batch.drain(..take).collect();
+            self.store(chunk).await;
+        }
+    }
+
+    /// Stores one batch, retrying across connection failures until it is stored.
+    async fn store(&mut self, chunk: Vec<Completion>) {
+        let params: Vec<JobCompleteParams> = chunk
+            .iter()
+            .filter(|c| !c.skip_write)
+            .map(|c| JobCompleteParams {
+                id: c.row.id,
+                attempt: c.row.attempt,
+                outcome: c.outcome.clone(),
+                metadata_merge: None,
+            })
+            .collect();
+        let mut failures = 0u32;
+        let stored = loop {
+            match self.shared.driver.executor().job_complete_many(&params).await {
+                Ok(stored) => {
+                    if failures > 0 {
+                        tracing::info!(jobs = params.len(), "completions stored after retrying");
+                    }
+                    break stored;
+                }
+                Err(err) => {
+                    if failures == 0 {
+                        tracing::warn!(%err, jobs = params.len(), "storing completions failed; retrying");
+                    }
+                    failures += 1;
+                    if !err.is_connection() && failures >= MAX_STATEMENT_FAILURES {
+                        tracing::error!(%err, jobs = params.len(), "dropping completions after repeated failures; the jobs will be rescued");
+                        break Vec::new();
+                    }
+                    let backoff = RETRY_MIN.saturating_mul(1 << failures.min(6)).min(RETRY_MAX);
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        };
+        let states: std::collections::HashMap<_, _> =
+            stored.iter().map(|s| (s.id, s.state)).collect();
+        {
+            let mut held = self.shared.held.lock().expect("lock poisoned");
+            for c in &chunk {
+                held.remove(&c.row.id);
+            }
+        }
+        for c in chunk {
+            let state = match states.get(&c.row.id) {
+                Some(state) => *state,
+                None if c.skip_write => JobState::Completed,
+                // Fenced out: the job was rescued, cancelled or deleted meanwhile.
+                None => continue,
+            };
+            let kind = EventKind::from_state(
+                state,
+                matches!(c.outcome, JobOutcome::Snoozed { .. }),
+                matches!(c.outcome, JobOutcome::Returned),
+            );
+            let mut job = c.row;
+            job.state = state;
+            if let JobOutcome::Errored { error, .. } | JobOutcome::Cancelled { error } = c.outcome {
+                job.errors.push(error);
+            }
+            // Sending fails only when nobody subscribes, which is fine.
+            let _ = self.shared.events.send(Event::Job {
+                kind,
+                job: Box::new(job),
+                duration: c.duration,
+            });
+        }
+    }
+}

@@ -1,0 +1,71 @@
+use std::time::Duration;
+
+use millrace_types::{JobRow, JobState};
+
+/// Something that happened in a client, for subscribers.
+///
+/// Job events carry the job's row as the worker saw it, with `state` set to the state the
+/// outcome left it in.
+///
+/// ```no_run
+/// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) {
+/// use millrace::{Event, EventKind};
+/// let mut events = client.subscribe();
+/// while let Ok(event) = events.recv().await {
+///     if let Event::Job { kind: EventKind::JobFailed, job, .. } = event {
+///         eprintln!("job {} failed: {:?}", job.id, job.errors.last());
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A job's attempt ended and its outcome is stored.
+    Job {
+        /// What happened.
+        kind: EventKind,
+        /// The job.
+        job: Box<JobRow>,
+        /// How long the worker ran.
+        duration: Duration,
+    },
+    /// A queue was paused on this client.
+    QueuePaused {
+        /// The queue.
+        queue: String,
+    },
+    /// A queue was resumed on this client.
+    QueueResumed {
+        /// The queue.
+        queue: String,
+    },
+}
+
+/// The kind of a job event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The job completed.
+    JobCompleted,
+    /// The attempt failed; the job will be retried, or was discarded.
+    JobFailed,
+    /// The job was cancelled.
+    JobCancelled,
+    /// The job snoozed.
+    JobSnoozed,
+    /// The attempt was interrupted by a stop and the job returned to `available`.
+    JobReturned,
+}
+
+impl EventKind {
+    pub(crate) fn from_state(state: JobState, snoozed: bool, returned: bool) -> Self {
+        match state {
+            JobState::Completed => EventKind::JobCompleted,
+            JobState::Cancelled => EventKind::JobCancelled,
+            _ if snoozed => EventKind::JobSnoozed,
+            _ if returned => EventKind::JobReturned,
+            _ => EventKind::JobFailed,
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Running one job: decode, work under timeout and panic guard, and hand the outcome to the
+//! completer.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use jiff::Timestamp;
+use millrace_driver::{Driver, JobOutcome};
+use millrace_types::{AttemptError, JobRow};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::completer::Completion;
+use crate::panic_trace::{Traced, panic_message, take_trace};
+use crate::runtime::Shared;
+use crate::worker::{JobContext, WorkError};
+
+/// Why a job's work was interrupted before it returned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Interrupt {
+    Timeout(Duration),
+    Stop,
+}
+
+/// What became of the worker's future.
+enum Ended {
+    Returned(Result<(), WorkError>),
+    Panicked { message: String, trace: String },
+    /// Interrupted, and still running after the grace period: dropped (aborted).
+    Aborted,
+}
+
+pub(crate) async fn run_job<D: Driver>(shared: Arc<Shared<D>>, row: JobRow, token: CancellationToken) {
+    let started = Instant::now();
+    let completed_in_tx = Arc::new(AtomicBool::new(false));
+    let (ended, interrupt) = work(&shared, &row, token, completed_in_tx.clone()).await;
+    let duration = started.elapsed();
+    let outcome = outcome(&shared, &row, ended, interrupt);
+    let completion = Completion {
+        skip_write: completed_in_tx.load(Ordering::Acquire),
+        outcome,
+        duration,
+        row,
+    };
+    // Waits while the completer is behind: this is the backpressure that stops producers.
+    if shared.completions.send(completion).await.is_err() {
+        tracing::error!("completer stopped before a job's outcome could be stored");
+    }
+}
+
+async fn work<D: Driver>(
+    shared: &Shared<D>,
+    row: &JobRow,
+    token: CancellationToken,
+    completed_in_tx: Arc<AtomicBool>,
+) -> (Ended, Option<Interrupt>) {
+    let Some(worker) = shared.workers.get(&row.kind) else {
+        let err = format!(
+            "no worker is registered for kind {:?} on this client (unknown job kind)",
+            row.kind
+        );
+        return (Ended::Returned(Err(WorkError::msg(err))), None);
+    };
+    let ctx = JobContext {
+        token: token.clone(),
+        client: shared.client_any.clone(),
+        completed_in_tx,
+    };
+    let prepared = match worker.prepare(row.clone(), ctx) {
+        Ok(prepared) => prepared,
+        Err(message) => return (Ended::Returned(Err(WorkError::msg(message))), None),
+    };
+    let timeout = match prepared.timeout.or(shared.config.job_timeout) {
+        Some(Duration::MAX) | None => None,
+        Some(limit) => Some(limit),
+    };
+    let mut fut = AssertUnwindSafe(Traced(prepared.work)).catch_unwind();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let first = tokio::select! {
+        result = &mut fut => return (ended(result), None),
+        _ = sleep_until_opt(deadline) => Interrupt::Timeout(timeout.unwrap_or_default()),
+        _ = shared.hard_stop.cancelled() => Interrupt::Stop,
+    };
+    // Token first, so cooperative work can wind down; abort after the grace period.
+    token.cancel();
+    match tokio::time::timeout(shared.config.cancel_grace, &mut fut).await {
+        Ok(result) => (ended(result), Some(first)),
+        Err(_) => {
+            drop(fut);
+            (Ended::Aborted, Some(first))
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn ended(result: std::thread::Result<Result<(), WorkError>>) -> Ended {
+    match result {
+        Ok(returned) => Ended::Returned(returned),
+        Err(payload) => Ended::Panicked {
+            message: panic_message(payload.as_ref()),
+            trace: take_trace(),
+        },
+    }
+}
+
+fn outcome<D: Driver>(
+    shared: &Shared<D>,
+    row: &JobRow,
+    ended: Ended,
+    interrupt: Option<Interrupt>,
+) -> JobOutcome {
+    let now = Timestamp::now();
+    let attempt_error = |error: String, trace: String| AttemptError {
+        at: row.attempted_at.unwrap_or(now),
+        attempt: i32::from(row.attempt),
+        error,
+        trace,
+    };
+    let failed = |error: AttemptError| {
+        let retry_at = shared
+            .workers
+            .get(&row.kind)
+            .and_then(|w| w.next_retry(row))
+            .unwrap_or_else(|| shared.config.retry_policy.next_retry(row, now));
+        JobOutcome::Errored {
+            error,
+            retry_at,
+            discard: row.attempt >= row.max_attempts,
+        }
+    };
+    match (ended, interrupt) {
+        (Ended::Returned(Ok(())), _) => JobOutcome::Completed,
+        // A stop interrupted the attempt: it does not count, as in River's newest clients.
+        (Ended::Aborted, Some(Interrupt::Stop)) | (Ended::Returned(Err(_)), Some(Interrupt::Stop)) => {
+            JobOutcome::Returned
+        }
+        (Ended::Aborted, _) | (Ended::Returned(Err(_)), Some(Interrupt::Timeout(_))) => {
+            let limit = match interrupt {
+                Some(Interrupt::Timeout(limit)) => limit,
+                _ => Duration::ZERO,
+            };
+            failed(attempt_error(format!("job timed out after {limit:?}"), String::new()))
+        }
+        (Ended::Returned(Err(WorkError::Snooze(after))), _) => JobOutcome::Snoozed {
+            until: now.checked_add(after).unwrap_or(now),
+        },
+        (Ended::Returned(Err(WorkError::Cancel(err))), _) => JobOutcome::Cancelled {
+            error: attempt_error(error_chain(err.as_ref()), String::new()),
+        },
+        (Ended::Returned(Err(WorkError::Retry(err))), _) => {
+            failed(attempt_error(error_chain(err.as_ref()), String::new()))
+        }
+        (Ended::Panicked { message, trace }, _) => {
+            failed(attempt_error(format!("panic: {message}"), trace))
+        }
+    }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    message
+}

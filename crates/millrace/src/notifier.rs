@@ -1,0 +1,107 @@
+//! The notifier: one LISTEN connection for the client, dispatching what arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace_driver::{Driver, Listener, Notification, Topic};
+use millrace_types::JobId;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Shared;
+
+pub(crate) struct Notifier<D: Driver> {
+    shared: Arc<Shared<D>>,
+}
+
+/// A `river_control` payload. River's clients order keys and space them differently, so it
+/// is parsed as JSON, never matched as text.
+#[derive(Debug, Deserialize)]
+struct Control {
+    action: String,
+    #[serde(default)]
+    job_id: Option<i64>,
+    #[serde(default)]
+    queue: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Insert {
+    queue: String,
+}
+
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<D: Driver> Notifier<D> {
+    pub(crate) fn new(shared: Arc<Shared<D>>) -> Self {
+        Notifier { shared }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let result = tokio::select! {
+                _ = stop.cancelled() => return,
+                result = self.listen(&mut failures) => result,
+            };
+            if let Err(err) = result {
+                if failures == 0 {
+                    tracing::warn!(%err, "notification listener failed; polling until it reconnects");
+                }
+                failures += 1;
+                // Anything sent meanwhile is lost: producers poll now rather than wait.
+                self.shared.wake_all();
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << failures.min(6))
+                    .min(RETRY_MAX);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+
+    async fn listen(&self, failures: &mut u32) -> millrace_driver::Result<()> {
+        let mut listener = self.shared.driver.listener().await?;
+        listener.listen(Topic::Insert).await?;
+        listener.listen(Topic::Control).await?;
+        if *failures > 0 {
+            tracing::info!("notification listener reconnected");
+            *failures = 0;
+            self.shared.wake_all();
+        }
+        loop {
+            match listener.recv().await? {
+                Some(notification) => self.dispatch(notification),
+                None => {
+                    tracing::warn!("notification connection lost; reconnecting and polling meanwhile");
+                    self.shared.wake_all();
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, notification: Notification) {
+        match notification.topic {
+            Topic::Insert => match serde_json::from_str::<Insert>(&notification.payload) {
+                Ok(insert) => self.shared.wake_queue(&insert.queue),
+                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad insert notification"),
+            },
+            Topic::Control => match serde_json::from_str::<Control>(&notification.payload) {
+                Ok(control) => self.control(control),
+                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad control notification"),
+            },
+            Topic::Leadership => {}
+        }
+    }
+
+    fn control(&self, control: Control) {
+        match (control.action.as_str(), control.job_id, control.queue) {
+            ("cancel", Some(id), _) => self.shared.cancel_job(JobId(id)),
+            ("pause", _, Some(queue)) => self.shared.set_paused(&queue, true),
+            ("resume", _, Some(queue)) => self.shared.set_paused(&queue, false),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One queue's producer: fetches as many jobs as it has free slots and runs each on a task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace_driver::{Driver, Executor, JobGetAvailableParams, JobReturnOrphansParams};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::runtime::{Held, Shared};
+
+pub(crate) struct Producer<D: Driver> {
+    shared: Arc<Shared<D>>,
+    queue: String,
+    max_workers: usize,
+    wake: Arc<Notify>,
+    paused: watch::Receiver<bool>,
+}
+
+/// How long to wait before fetching again after a failed fetch, doubling up to the cap.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<D: Driver> Producer<D> {
+    pub(crate) fn new(
+        shared: Arc<Shared<D>>,
+        queue: String,
+        max_workers: usize,
+        wake: Arc<Notify>,
+        paused: watch::Receiver<bool>,
+    ) -> Self {
+        Producer {
+            shared,
+            queue,
+            max_workers,
+            wake,
+            paused,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(queue = %self.queue))]
+    pub(crate) async fn run(mut self) {
+        let config = self.shared.config.clone();
+        let stop = self.shared.soft_stop.clone();
+        let mut jobs = JoinSet::new();
+        let mut poll = tokio::time::interval(config.fetch_poll_interval);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut touch = tokio::time::interval(config.queue_touch_interval);
+        touch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_fetch = Instant::now();
+        let mut want_fetch = true;
+        // Whether the last fetch filled every free slot, so more jobs probably wait.
+        let mut more = false;
+        let mut failures = 0u32;
+        let mut sweep_orphans = false;
+
+        loop {
+            let paused = *self.paused.borrow();
+            let free = self.max_workers.saturating_sub(jobs.len());
+            let ready = want_fetch && !paused && free > 0;
+            if ready && Instant::now() >= next_fetch {
+                want_fetch = false;
+                match self.fetch(free, &mut jobs, &mut sweep_orphans).await {
+                    Ok(fetched) => {
+                        if failures > 0 {
+                            tracing::info!("fetching works again");
+                        }
+                        failures = 0;
+                        more = fetched == free;
+                        next_fetch = Instant::now() + config.fetch_cooldown;
+                        if more {
+                            want_fetch = true;
+                        }
+                    }
+                    Err(err) => {
+                        if failures == 0 {
+                            tracing::warn!(%err, "fetch failed; retrying with backoff");
+                        }
+                        if err.is_connection() {
+                            sweep_orphans = true;
+                        }
+                        let backoff = RETRY_MIN
+                            .saturating_mul(1 << failures.min(6))
+                            .min(RETRY_MAX);
+                        failures += 1;
+                        next_fetch = Instant::now() + backoff;
+                        want_fetch = true;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {
+                    if more {
+                        want_fetch = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_fetch), if ready => {}
+                _ = self.wake.notified() => want_fetch = true,
+                _ = poll.tick() => want_fetch = true,
+                _ = touch.tick() => self.touch().await,
+                Ok(()) = self.paused.changed() => {
+                    if !*self.paused.borrow() {
+                        want_fetch = true;
+                    }
+                }
+            }
+        }
+        // Soft stop: let running jobs finish. A hard stop reaches them through their tokens.
+        while jobs.join_next().await.is_some() {}
+    }
+
+    /// Records the queue in `river_queue` (or refreshes it, so River's queue cleaner keeps it)
+    /// and picks up a pause this client may have missed.
+    async fn touch(&mut self) {
+        match self.shared.driver.executor().queue_create_or_touch(&self.queue).await {
+            Ok(row) => self.shared.set_paused(&self.queue, row.paused_at.is_some()),
+            Err(err) => tracing::debug!(%err, "queue refresh failed"),
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        free: usize,
+        jobs: &mut JoinSet<()>,
+        sweep_orphans: &mut bool,
+    ) -> millrace_driver::Result<usize> {
+        let mut exec = self.shared.driver.executor();
+        if *sweep_orphans {
+            // A fetch may have committed while its reply was lost: its rows are running under
+            // this client's id but no task holds them. Give them back before fetching again.
+            let held = {
+                let held = self.shared.held.lock().expect("lock poisoned");
+                held.iter()
+                    .filter(|(_, h)| h.queue == self.queue)
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            let returned = exec
+                .job_return_orphans(&JobReturnOrphansParams {
+                    client_id: self.shared.config.id.clone(),
+                    queue: self.queue.clone(),
+                    held,
+                })
+                .await?;
+            if returned > 0 {
+                tracing::warn!(returned, "returned jobs whose fetch reply was lost");
+            }
+            *sweep_orphans = false;
+        }
+        let rows = exec
+            .job_get_available(&JobGetAvailableParams {
+                queue: self.queue.clone(),
+                max: free as i32,
+                client_id: self.shared.config.id.clone(),
+                now: None,
+            })
+            .await?;
+        let fetched = rows.len();
+        for row in rows {
+            let token = self.shared.hard_stop.child_token();
+            self.shared.held.lock().expect("lock poisoned").insert(
+                row.id,
+                Held {
+                    queue: self.queue.clone(),
+                    token: token.clone(),
+                },
+            );
+            jobs.spawn(crate::job_executor::run_job(self.shared.clone(), row, token));
+        }
+        Ok(fetched)
+    }
+}

@@ -1,0 +1,218 @@
+//! The state a started client's tasks share, and starting and stopping them.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use millrace_driver::Driver;
+use millrace_types::JobId;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::completer::{Completer, Completion};
+use crate::event::Event;
+use crate::producer::Producer;
+use crate::{QueueConfig, RetryPolicy, Workers};
+
+/// The runtime settings of a client, fixed at build time.
+#[derive(Clone)]
+pub(crate) struct RuntimeConfig {
+    pub(crate) id: String,
+    pub(crate) fetch_cooldown: Duration,
+    pub(crate) fetch_poll_interval: Duration,
+    pub(crate) poll_only: bool,
+    pub(crate) job_timeout: Option<Duration>,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) retry_policy: Arc<dyn RetryPolicy>,
+    pub(crate) schedule_interval: Duration,
+    pub(crate) queue_touch_interval: Duration,
+    pub(crate) completer_batch_max: usize,
+    pub(crate) completer_flush_at: usize,
+    pub(crate) completer_flush_interval: Duration,
+}
+
+/// A job this client fetched and has not yet recorded an outcome for.
+pub(crate) struct Held {
+    pub(crate) queue: String,
+    pub(crate) token: CancellationToken,
+}
+
+/// One queue's producer, as the rest of the client reaches it.
+pub(crate) struct ProducerHandle {
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) paused: watch::Sender<bool>,
+}
+
+/// What a started client's tasks share.
+pub(crate) struct Shared<D: Driver> {
+    pub(crate) driver: D,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) workers: Workers,
+    pub(crate) held: Mutex<HashMap<JobId, Held>>,
+    pub(crate) producers: Mutex<HashMap<String, ProducerHandle>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) completions: mpsc::Sender<Completion>,
+    /// The client, type-erased, for `Job::client`.
+    pub(crate) client_any: Arc<dyn Any + Send + Sync>,
+    /// Fires on a hard stop: every job's token, then aborts after the grace period.
+    pub(crate) hard_stop: CancellationToken,
+    /// Fires on any stop: producers stop fetching.
+    pub(crate) soft_stop: CancellationToken,
+}
+
+impl<D: Driver> Shared<D> {
+    /// Wakes every producer, e.g. after notifications may have been missed.
+    pub(crate) fn wake_all(&self) {
+        for handle in self.producers.lock().expect("lock poisoned").values() {
+            handle.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn wake_queue(&self, queue: &str) {
+        if let Some(handle) = self.producers.lock().expect("lock poisoned").get(queue) {
+            handle.wake.notify_one();
+        }
+    }
+
+    /// Pauses or resumes one queue (or all, for `*`) on this client.
+    pub(crate) fn set_paused(&self, queue: &str, paused: bool) {
+        let producers = self.producers.lock().expect("lock poisoned");
+        for (name, handle) in producers.iter() {
+            if queue == "*" || queue == name {
+                let changed = handle.paused.send_if_modified(|p| {
+                    let changed = *p != paused;
+                    *p = paused;
+                    changed
+                });
+                if changed {
+                    let _ = self.events.send(if paused {
+                        Event::QueuePaused {
+                            queue: name.clone(),
+                        }
+                    } else {
+                        Event::QueueResumed {
+                            queue: name.clone(),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Fires a running job's token (a remote cancel).
+    pub(crate) fn cancel_job(&self, id: JobId) {
+        if let Some(held) = self.held.lock().expect("lock poisoned").get(&id) {
+            held.token.cancel();
+        }
+    }
+}
+
+/// A started client's tasks.
+pub(crate) struct Runtime<D: Driver> {
+    pub(crate) shared: Arc<Shared<D>>,
+    pub(crate) producers: Vec<JoinHandle<()>>,
+    pub(crate) completer: JoinHandle<()>,
+    pub(crate) completer_done: CancellationToken,
+    pub(crate) services: Vec<JoinHandle<()>>,
+    pub(crate) services_stop: CancellationToken,
+}
+
+impl<D: Driver> Runtime<D> {
+    pub(crate) fn start(
+        driver: D,
+        config: RuntimeConfig,
+        workers: Workers,
+        queues: &[(String, QueueConfig)],
+        events: broadcast::Sender<Event>,
+        client_any: Arc<dyn Any + Send + Sync>,
+    ) -> Self {
+        crate::panic_trace::install_hook();
+        let total_workers: usize = queues.iter().map(|(_, q)| q.max_workers).sum();
+        // Backpressure: once this many outcomes wait, finished jobs hold their slots and the
+        // producers stop fetching until the completer catches up.
+        let capacity = (total_workers * 2).max(config.completer_batch_max);
+        let (tx, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            driver,
+            config,
+            workers,
+            held: Mutex::new(HashMap::new()),
+            producers: Mutex::new(HashMap::new()),
+            events,
+            completions: tx,
+            client_any,
+            hard_stop: CancellationToken::new(),
+            soft_stop: CancellationToken::new(),
+        });
+        let completer_done = CancellationToken::new();
+        let completer = tokio::spawn(Completer::new(shared.clone(), rx).run(completer_done.clone()));
+        let mut runtime = Runtime {
+            producers: Vec::new(),
+            completer,
+            completer_done,
+            services: Vec::new(),
+            services_stop: CancellationToken::new(),
+            shared,
+        };
+        for (name, queue) in queues {
+            runtime.add_queue(name, queue);
+        }
+        let stop = runtime.services_stop.clone();
+        if !runtime.shared.config.poll_only && runtime.shared.driver.supports_listen_notify() {
+            let notifier = crate::notifier::Notifier::new(runtime.shared.clone());
+            runtime.services.push(tokio::spawn(notifier.run(stop.clone())));
+        }
+        let scheduler = crate::maintenance::job_scheduler::JobScheduler::new(runtime.shared.clone());
+        runtime.services.push(tokio::spawn(scheduler.run(stop)));
+        runtime
+    }
+
+    pub(crate) fn add_queue(&mut self, name: &str, queue: &QueueConfig) {
+        let wake = Arc::new(Notify::new());
+        let (paused_tx, paused_rx) = watch::channel(false);
+        self.shared.producers.lock().expect("lock poisoned").insert(
+            name.to_owned(),
+            ProducerHandle {
+                wake: wake.clone(),
+                paused: paused_tx,
+            },
+        );
+        let producer = Producer::new(self.shared.clone(), name.to_owned(), queue.max_workers, wake, paused_rx);
+        self.producers.push(tokio::spawn(producer.run()));
+    }
+
+    /// Stops every task: producers first (they finish their jobs, or abort them after a hard
+    /// stop's grace period), then the completer, after it has stored every outcome.
+    pub(crate) async fn stop(self, hard: bool, timeout: Option<Duration>) {
+        self.shared.soft_stop.cancel();
+        if hard {
+            self.shared.hard_stop.cancel();
+        }
+        let producers = futures_util::future::join_all(self.producers);
+        let hard_stop = self.shared.hard_stop.clone();
+        match timeout {
+            Some(limit) if !hard => {
+                tokio::pin!(producers);
+                if tokio::time::timeout(limit, &mut producers).await.is_err() {
+                    tracing::warn!(
+                        timeout = ?limit,
+                        "jobs still running at the stop timeout; cancelling them"
+                    );
+                    hard_stop.cancel();
+                    producers.await;
+                }
+            }
+            _ => {
+                producers.await;
+            }
+        }
+        self.completer_done.cancel();
+        let _ = self.completer.await;
+        self.services_stop.cancel();
+        for service in self.services {
+            let _ = service.await;
+        }
+    }
+}

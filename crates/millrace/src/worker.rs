@@ -1,0 +1,354 @@
+//! Workers: the code that works jobs of one kind, and the registry a client runs them from.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use millrace_driver::Driver;
+use millrace_types::JobRow;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Client, Error, JobArgs, Result};
+
+/// Any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Works jobs of one kind.
+///
+/// Implementations write `async fn work`; the future must be `Send` because each job runs on
+/// its own task.
+///
+/// ```
+/// use std::time::Duration;
+/// use millrace::{Job, JobArgs, WorkError, Worker};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Resize { image_id: i64 }
+/// impl JobArgs for Resize { const KIND: &'static str = "resize"; }
+///
+/// struct ResizeWorker;
+///
+/// impl Worker for ResizeWorker {
+///     type Args = Resize;
+///
+///     async fn work(&self, job: Job<Resize>) -> Result<(), WorkError> {
+///         if job.row.attempt > 3 {
+///             // Not worth retrying further.
+///             return Err(WorkError::cancel("image keeps failing"));
+///         }
+///         println!("resizing image {}", job.args.image_id);
+///         Ok(())
+///     }
+///
+///     fn timeout(&self, _job: &Job<Resize>) -> Option<Duration> {
+///         Some(Duration::from_secs(30))
+///     }
+/// }
+/// ```
+pub trait Worker: Send + Sync + 'static {
+    /// The args this worker takes; their `KIND` selects the worker.
+    type Args: JobArgs + DeserializeOwned;
+
+    /// Works one job. `Ok` completes it; an error retries it (or discards it after its last
+    /// attempt), unless it is [`WorkError::Cancel`] or [`WorkError::Snooze`].
+    ///
+    /// Long-running work should watch [`Job::cancelled`]: it fires on timeout, on
+    /// [`Client::stop_and_cancel`] and on a remote cancel.
+    fn work(&self, job: Job<Self::Args>) -> impl Future<Output = Result<(), WorkError>> + Send;
+
+    /// This job's timeout, over the client's. `None`, the default, keeps the client's;
+    /// `Some(Duration::MAX)` turns the timeout off for this worker.
+    fn timeout(&self, _job: &Job<Self::Args>) -> Option<Duration> {
+        None
+    }
+
+    /// When to retry this job after an error, over the client's retry policy. `None`, the
+    /// default, keeps the policy's.
+    fn next_retry(&self, _row: &JobRow) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// A job handed to a worker: its decoded args, its row as fetched, and its context.
+///
+/// ```
+/// # use millrace::{Job, JobArgs, WorkError};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+/// # impl JobArgs for A { const KIND: &'static str = "a"; }
+/// async fn work(job: Job<A>) -> Result<(), WorkError> {
+///     tokio::select! {
+///         _ = job.cancelled() => Err(WorkError::msg("stopped before finishing")),
+///         _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => Ok(()),
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Job<A> {
+    /// The decoded args.
+    pub args: A,
+    /// The row as fetched: state `running`, attempt already counted.
+    pub row: JobRow,
+    pub(crate) ctx: JobContext,
+}
+
+impl<A> Job<A> {
+    /// A token that fires when the job should stop: on timeout, on a hard stop of the client,
+    /// and on a remote cancel.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.ctx.token
+    }
+
+    /// Waits until the job should stop; see [`Job::cancellation_token`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn cancelled(&self) {
+        self.ctx.token.cancelled().await;
+    }
+
+    /// Whether the job should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.ctx.token.is_cancelled()
+    }
+
+    /// The client working this job, to insert follow-up jobs or complete the job in a
+    /// transaction of the worker's own.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `D` is not the client's driver type.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use millrace::{Job, JobArgs, WorkError};
+    /// # use millrace_postgres::PgDriver;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
+    /// # #[derive(serde::Serialize)] struct Next;
+    /// # impl JobArgs for Next { const KIND: &'static str = "next"; }
+    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
+    ///     let client = job.client::<PgDriver>()?;
+    ///     client.insert(Next, None).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn client<D: Driver>(&self) -> Result<Client<D>> {
+        self.ctx
+            .client
+            .downcast_ref::<Client<D>>()
+            .cloned()
+            .ok_or_else(|| Error::Config("Job::client asked for another driver type".to_owned()))
+    }
+
+    /// Completes the job on the caller's transaction, so the worker's writes and the job's
+    /// completion commit together (or not at all). The completion is fenced like any other:
+    /// it applies only while the job is still running at this attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotRunning`] when the job is no longer running at this attempt (it was
+    /// rescued or cancelled meanwhile); [`Error::Driver`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use millrace::{Job, JobArgs, WorkError};
+    /// # use millrace_postgres::PgDriver;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
+    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
+    ///     let client = job.client::<PgDriver>()?;
+    ///     let mut tx = client.driver().pool().begin().await?;
+    ///     sqlx::query("INSERT INTO audit (note) VALUES ('done')").execute(&mut *tx).await?;
+    ///     job.complete_tx::<PgDriver>(&mut tx).await?;
+    ///     tx.commit().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn complete_tx<D: Driver>(&self, conn: &mut D::Conn) -> Result<()> {
+        let client = self.client::<D>()?;
+        client.complete_tx(conn, self.row.id, self.row.attempt).await?;
+        self.ctx.completed_in_tx.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// What a job's worker sees besides its args and row.
+#[derive(Clone)]
+pub(crate) struct JobContext {
+    pub(crate) token: CancellationToken,
+    pub(crate) client: Arc<dyn Any + Send + Sync>,
+    pub(crate) completed_in_tx: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("cancelled", &self.token.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a worker did not complete its job. Deliberately not `std::error::Error`, so `?` turns
+/// any error into [`WorkError::Retry`].
+///
+/// ```
+/// use std::time::Duration;
+/// use millrace::WorkError;
+///
+/// let retry = WorkError::msg("upstream returned 503");
+/// let cancel = WorkError::cancel("the account was deleted");
+/// let snooze = WorkError::snooze(Duration::from_secs(60));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkError {
+    /// Record the error and retry (or discard after the last attempt).
+    Retry(BoxError),
+    /// Record the error and cancel the job: no more attempts.
+    Cancel(BoxError),
+    /// Run the job again after this long, without spending an attempt or recording an error.
+    Snooze(Duration),
+}
+
+impl WorkError {
+    /// A retryable error with a message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        WorkError::Retry(message.to_string().into())
+    }
+
+    /// Cancels the job with this error.
+    pub fn cancel(err: impl Into<BoxError>) -> Self {
+        WorkError::Cancel(err.into())
+    }
+
+    /// Snoozes the job.
+    pub fn snooze(after: Duration) -> Self {
+        WorkError::Snooze(after)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for WorkError {
+    fn from(err: E) -> Self {
+        WorkError::Retry(Box::new(err))
+    }
+}
+
+/// A prepared run of one job: its timeout override and its future.
+pub(crate) struct PreparedJob {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) work: Pin<Box<dyn Future<Output = Result<(), WorkError>> + Send>>,
+}
+
+/// A worker with its args type erased, so one registry holds every kind.
+pub(crate) trait ErasedWorker: Send + Sync {
+    /// Decodes the args and builds the job's future; `Err` holds the decode error's message.
+    fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String>;
+
+    fn next_retry(&self, row: &JobRow) -> Option<Timestamp>;
+}
+
+struct Erased<W>(Arc<W>);
+
+impl<W: Worker> ErasedWorker for Erased<W> {
+    fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String> {
+        let args = <W::Args as serde::Deserialize>::deserialize(&row.args).map_err(|err| {
+            format!(
+                "failed to decode args of kind {:?} into {}: {err}",
+                row.kind,
+                std::any::type_name::<W::Args>()
+            )
+        })?;
+        let job = Job { args, row, ctx };
+        let timeout = self.0.timeout(&job);
+        let worker = self.0.clone();
+        Ok(PreparedJob {
+            timeout,
+            work: Box::pin(async move { worker.work(job).await }),
+        })
+    }
+
+    fn next_retry(&self, row: &JobRow) -> Option<Timestamp> {
+        self.0.next_retry(row)
+    }
+}
+
+/// The workers a client runs, by kind.
+///
+/// ```
+/// # use millrace::{Job, JobArgs, WorkError, Worker, Workers};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+/// # impl JobArgs for A { const KIND: &'static str = "a"; }
+/// # struct AWorker;
+/// # impl Worker for AWorker {
+/// #     type Args = A;
+/// #     async fn work(&self, _job: Job<A>) -> Result<(), WorkError> { Ok(()) }
+/// # }
+/// let mut workers = Workers::new();
+/// workers.register(AWorker).unwrap();
+/// assert!(workers.register(AWorker).is_err()); // one worker per kind
+/// ```
+#[derive(Default, Clone)]
+pub struct Workers {
+    by_kind: HashMap<String, Arc<dyn ErasedWorker>>,
+}
+
+impl fmt::Debug for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.by_kind.keys()).finish()
+    }
+}
+
+impl Workers {
+    /// No workers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a worker for its args' kind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the kind already has a worker.
+    pub fn register<W: Worker>(&mut self, worker: W) -> Result<&mut Self> {
+        let kind = <W::Args as JobArgs>::KIND;
+        crate::insert::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
+        if self.by_kind.contains_key(kind) {
+            return Err(Error::Config(format!(
+                "a worker for kind {kind:?} is already registered"
+            )));
+        }
+        self.by_kind
+            .insert(kind.to_owned(), Arc::new(Erased(Arc::new(worker))));
+        Ok(self)
+    }
+
+    /// Whether a kind has a worker.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind)
+    }
+
+    /// The number of registered kinds.
+    pub fn len(&self) -> usize {
+        self.by_kind.len()
+    }
+
+    /// Whether no worker is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Option<&Arc<dyn ErasedWorker>> {
+        self.by_kind.get(kind)
+    }
+}
