@@ -54,18 +54,23 @@ INSERT INTO {job} AS j
     (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags,
      unique_key, unique_states)
 SELECT
-    unnest($1::jsonb[]),
-    coalesce(unnest($2::timestamptz[]), now()),
-    unnest($3::text[]),
-    unnest($4::smallint[]),
-    unnest($5::jsonb[]),
-    unnest($6::smallint[]),
-    unnest($7::text[]),
-    coalesce(unnest($8::timestamptz[]), now()),
-    unnest($9::text[])::{s}river_job_state,
-    string_to_array(unnest($10::text[]), ','),
-    unnest($11::bytea[]),
-    unnest($12::int[])::bit(8)"#
+    p.args,
+    coalesce(p.created_at, now()),
+    p.kind,
+    p.max_attempts,
+    p.metadata,
+    p.priority,
+    p.queue,
+    coalesce(p.scheduled_at, now()),
+    p.state::{s}river_job_state,
+    string_to_array(p.tags, ','),
+    p.unique_key,
+    p.unique_states::bit(8)
+FROM unnest(
+    $1::jsonb[], $2::timestamptz[], $3::text[], $4::smallint[], $5::jsonb[], $6::smallint[],
+    $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::bytea[], $12::int[]
+) AS p(args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state,
+       tags, unique_key, unique_states)"#
         );
         let job_insert_many = format!(
             "{insert_head}\nRETURNING {j_cols}, false AS unique_skipped_as_duplicate"

@@ -45,9 +45,9 @@ const INSERT_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
 ///
 /// ```no_run
 /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
-/// # #[derive(serde::Serialize)] struct Ping;
+/// # #[derive(serde::Serialize)] struct Ping {}
 /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
-/// let inserted = client.insert(Ping, None).await?;
+/// let inserted = client.insert(Ping {}, None).await?;
 /// if inserted.unique_skipped_as_duplicate {
 ///     println!("job {} was already there", inserted.job.id);
 /// }
@@ -64,7 +64,7 @@ pub type InsertResult = JobInsertResult;
 /// use millrace_postgres::PgDriver;
 ///
 /// #[derive(serde::Serialize)]
-/// struct Ping;
+/// struct Ping {}
 /// impl JobArgs for Ping {
 ///     const KIND: &'static str = "ping";
 /// }
@@ -72,7 +72,7 @@ pub type InsertResult = JobInsertResult;
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
 /// let client = Client::builder(PgDriver::new(pool)).build()?;
-/// let inserted = client.insert(Ping, None).await?;
+/// let inserted = client.insert(Ping {}, None).await?;
 /// println!("inserted job {}", inserted.job.id);
 /// # Ok(()) }
 /// ```
@@ -337,10 +337,10 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// use millrace::InsertOpts;
-    /// client.insert(Ping, Some(InsertOpts::new().priority(2))).await?;
+    /// client.insert(Ping {}, Some(InsertOpts::new().priority(2))).await?;
     /// # Ok(()) }
     /// ```
     pub async fn insert<A: JobArgs>(&self, args: A, opts: Option<InsertOpts>) -> Result<InsertResult> {
@@ -360,11 +360,11 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// let mut tx = pool.begin().await?;
     /// // ... write business rows on `tx` ...
-    /// client.insert_tx(&mut tx, Ping, None).await?;
+    /// client.insert_tx(&mut tx, Ping {}, None).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
@@ -392,10 +392,10 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// use millrace::InsertManyParams;
-    /// let results = client.insert_many((0..100).map(|_| InsertManyParams::new(Ping))).await?;
+    /// let results = client.insert_many((0..100).map(|_| InsertManyParams::new(Ping {}))).await?;
     /// assert_eq!(results.len(), 100);
     /// # Ok(()) }
     /// ```
@@ -420,10 +420,10 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// let mut tx = pool.begin().await?;
-    /// client.insert_many_tx(&mut tx, [millrace::InsertManyParams::new(Ping)]).await?;
+    /// client.insert_many_tx(&mut tx, [millrace::InsertManyParams::new(Ping {})]).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
@@ -451,10 +451,10 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// let count = client
-    ///     .insert_many_fast((0..10_000).map(|_| millrace::InsertManyParams::new(Ping)))
+    ///     .insert_many_fast((0..10_000).map(|_| millrace::InsertManyParams::new(Ping {})))
     ///     .await?;
     /// assert_eq!(count, 10_000);
     /// # Ok(()) }
@@ -480,10 +480,10 @@ impl<D: Driver> Client<D> {
     ///
     /// ```no_run
     /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-    /// # #[derive(serde::Serialize)] struct Ping;
+    /// # #[derive(serde::Serialize)] struct Ping {}
     /// # impl millrace::JobArgs for Ping { const KIND: &'static str = "ping"; }
     /// let mut tx = pool.begin().await?;
-    /// client.insert_many_fast_tx(&mut tx, [millrace::InsertManyParams::new(Ping)]).await?;
+    /// client.insert_many_fast_tx(&mut tx, [millrace::InsertManyParams::new(Ping {})]).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```

@@ -55,6 +55,19 @@ pub enum Error {
     /// The client is not started.
     #[error("the client is not started")]
     NotStarted,
+    /// One migration version failed; the versions before it stay as they were left.
+    #[error("migration {line} version {version} ({direction}) failed")]
+    MigrationStep {
+        /// The migration line.
+        line: String,
+        /// The version that failed.
+        version: i64,
+        /// Up or down.
+        direction: crate::MigrationDirection,
+        /// The database's error.
+        #[source]
+        source: DriverError,
+    },
     /// A migration could not be applied or rolled back; the message says which and why.
     #[error("migration failed: {0}")]
     Migration(String),

@@ -17,12 +17,12 @@ use crate::{Error, InsertOpts, JobArgs, Result};
 ///
 /// ```
 /// use millrace::{InsertManyParams, InsertOpts, JobArgs};
-/// # #[derive(serde::Serialize)] struct Ping;
+/// # #[derive(serde::Serialize)] struct Ping {}
 /// # impl JobArgs for Ping { const KIND: &'static str = "ping"; }
 ///
 /// let batch = vec![
-///     InsertManyParams::new(Ping),
-///     InsertManyParams::new(Ping).opts(InsertOpts::new().priority(2)),
+///     InsertManyParams::new(Ping {}),
+///     InsertManyParams::new(Ping {}).opts(InsertOpts::new().priority(2)),
 /// ];
 /// ```
 #[derive(Debug, Clone)]
@@ -72,8 +72,13 @@ impl InsertManyParams {
             }
         };
         if !args.starts_with('{') {
+            let hint = if args == "null" {
+                " (a unit struct encodes to null: declare it as `struct Name {}`)"
+            } else {
+                ""
+            };
             return Err(Error::InvalidInsert(format!(
-                "args of kind {:?} must encode to a JSON object, not {}",
+                "args of kind {:?} must encode to a JSON object, not {}{hint}",
                 self.kind,
                 truncate(&args)
             )));

@@ -72,7 +72,7 @@ mod queue_config;
 mod retry_policy;
 mod runtime;
 mod worker;
-// mod migrate;
+mod migrate;
 
 pub use client::{Client, ClientBuilder, InsertResult};
 pub use error::{Error, Result};
@@ -84,7 +84,10 @@ pub use job_args::JobArgs;
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
 pub use worker::{BoxError, Job, WorkError, Worker, Workers};
-// pub use migrate::{MigrateOpts, Migrator};
+pub use migrate::{
+    LINE_MAIN, LINE_MILLRACE, MigrateOpts, MigrateReport, MigratedVersion, MigrationDirection,
+    MigrationStatus, Migrator, ValidateReport,
+};
 pub use millrace_driver::{Driver, Schema};
 pub use millrace_types::{
     AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,

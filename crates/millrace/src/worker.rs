@@ -81,7 +81,7 @@ pub trait Worker: Send + Sync + 'static {
 ///
 /// ```
 /// # use millrace::{Job, JobArgs, WorkError};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
 /// # impl JobArgs for A { const KIND: &'static str = "a"; }
 /// async fn work(job: Job<A>) -> Result<(), WorkError> {
 ///     tokio::select! {
@@ -132,13 +132,13 @@ impl<A> Job<A> {
     /// ```no_run
     /// # use millrace::{Job, JobArgs, WorkError};
     /// # use millrace_postgres::PgDriver;
-    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
     /// # impl JobArgs for A { const KIND: &'static str = "a"; }
-    /// # #[derive(serde::Serialize)] struct Next;
+    /// # #[derive(serde::Serialize)] struct Next {}
     /// # impl JobArgs for Next { const KIND: &'static str = "next"; }
     /// async fn work(job: Job<A>) -> Result<(), WorkError> {
     ///     let client = job.client::<PgDriver>()?;
-    ///     client.insert(Next, None).await?;
+    ///     client.insert(Next {}, None).await?;
     ///     Ok(())
     /// }
     /// ```
@@ -164,7 +164,7 @@ impl<A> Job<A> {
     /// ```no_run
     /// # use millrace::{Job, JobArgs, WorkError};
     /// # use millrace_postgres::PgDriver;
-    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
     /// # impl JobArgs for A { const KIND: &'static str = "a"; }
     /// async fn work(job: Job<A>) -> Result<(), WorkError> {
     ///     let client = job.client::<PgDriver>()?;
@@ -287,7 +287,7 @@ impl<W: Worker> ErasedWorker for Erased<W> {
 ///
 /// ```
 /// # use millrace::{Job, JobArgs, WorkError, Worker, Workers};
-/// # #[derive(serde::Serialize, serde::Deserialize)] struct A;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
 /// # impl JobArgs for A { const KIND: &'static str = "a"; }
 /// # struct AWorker;
 /// # impl Worker for AWorker {
