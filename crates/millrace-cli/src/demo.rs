@@ -1,0 +1,258 @@
+//! `millrace demo`: a client that inserts and works a stream of example jobs, printing each
+//! outcome, as a live picture of the runtime.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use millrace::{
+    Client, Event, EventKind, InsertManyParams, InsertOpts, Job, JobArgs, MigrateOpts, Migrator,
+    QueueConfig, Schema, UniqueOpts, WorkError, Worker, Workers,
+};
+use millrace_postgres::PgDriver;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The database the demo uses when none is given: the local PostgreSQL, as on a fresh
+/// development machine with trust authentication.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// PostgreSQL URL. Defaults to the local server.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// The schema to use; created and migrated when missing.
+    #[arg(long, value_name = "NAME", default_value = "millrace_demo")]
+    schema: String,
+    /// Stop by itself after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+    /// Example jobs inserted per second.
+    #[arg(long, default_value_t = 5)]
+    rate: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SendEmail {
+    to: String,
+}
+
+impl JobArgs for SendEmail {
+    const KIND: &'static str = "demo_send_email";
+}
+
+struct SendEmailWorker;
+
+impl Worker for SendEmailWorker {
+    type Args = SendEmail;
+
+    async fn work(&self, job: Job<SendEmail>) -> Result<(), WorkError> {
+        tokio::time::sleep(Duration::from_millis(20 + job.row.id.0 as u64 % 80)).await;
+        Ok(())
+    }
+}
+
+/// Fails its first attempt, so the demo shows a retry.
+#[derive(Debug, Serialize, Deserialize)]
+struct FlakyCall {
+    endpoint: String,
+}
+
+impl JobArgs for FlakyCall {
+    const KIND: &'static str = "demo_flaky_call";
+}
+
+struct FlakyCallWorker;
+
+impl Worker for FlakyCallWorker {
+    type Args = FlakyCall;
+
+    async fn work(&self, job: Job<FlakyCall>) -> Result<(), WorkError> {
+        if job.row.attempt == 1 {
+            return Err(WorkError::msg(format!("{} answered 503", job.args.endpoint)));
+        }
+        Ok(())
+    }
+}
+
+/// Snoozes once, so the demo shows a snooze.
+#[derive(Debug, Serialize, Deserialize)]
+struct WaitForUpload {
+    upload_id: u64,
+}
+
+impl JobArgs for WaitForUpload {
+    const KIND: &'static str = "demo_wait_for_upload";
+}
+
+struct WaitForUploadWorker;
+
+impl Worker for WaitForUploadWorker {
+    type Args = WaitForUpload;
+
+    async fn work(&self, job: Job<WaitForUpload>) -> Result<(), WorkError> {
+        if job.row.metadata.get("snoozes").is_none() {
+            return Err(WorkError::snooze(Duration::from_secs(1)));
+        }
+        Ok(())
+    }
+}
+
+/// A unique job: one report per minute, however often it is asked for.
+#[derive(Debug, Serialize, Deserialize)]
+struct HourlyReport {}
+
+impl JobArgs for HourlyReport {
+    const KIND: &'static str = "demo_report";
+
+    fn insert_opts() -> InsertOpts {
+        InsertOpts::new().unique(UniqueOpts::new().by_period(Duration::from_secs(60)))
+    }
+}
+
+struct HourlyReportWorker;
+
+impl Worker for HourlyReportWorker {
+    type Args = HourlyReport;
+
+    async fn work(&self, _job: Job<HourlyReport>) -> Result<(), WorkError> {
+        Ok(())
+    }
+}
+
+impl DemoArgs {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let schema = Schema::new(&self.schema).context("invalid --schema")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&self.database_url)
+            .await
+            .context("could not connect to the database given by --database-url")?;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&pool)
+            .await
+            .context("could not create the demo schema")?;
+        let driver = PgDriver::new(pool).with_schema(schema);
+        Migrator::new(driver.clone())
+            .migrate_up(MigrateOpts::default())
+            .await
+            .context("could not migrate the demo schema")?;
+
+        let mut workers = Workers::new();
+        workers.register(SendEmailWorker)?;
+        workers.register(FlakyCallWorker)?;
+        workers.register(WaitForUploadWorker)?;
+        workers.register(HourlyReportWorker)?;
+        let client = Client::builder(driver)
+            .workers(workers)
+            .queue("default", QueueConfig::new().max_workers(20))
+            .fetch_cooldown(Duration::from_millis(20))
+            .build()?;
+        println!(
+            "millrace demo: client {} on schema {}, inserting {} jobs/s (Ctrl-C to stop)",
+            client.id(),
+            self.schema,
+            self.rate
+        );
+        let mut events = client.subscribe();
+        client.start().await?;
+
+        let printer = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => print_event(&event),
+                    Err(RecvError::Lagged(n)) => println!("(skipped {n} events)"),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+
+        let inserting = self.insert_stream(&client);
+        let stop_signal = async {
+            match self.duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = inserting => result,
+            () = stop_signal => Ok(()),
+        };
+        println!("stopping: letting running jobs finish");
+        client.stop().await?;
+        printer.abort();
+        result
+    }
+
+    async fn insert_stream(&self, client: &Client<PgDriver>) -> anyhow::Result<()> {
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1)));
+        let mut tick = tokio::time::interval(period);
+        for n in 0u64.. {
+            tick.tick().await;
+            let job = match n % 10 {
+                3 => InsertManyParams::new(FlakyCall {
+                    endpoint: "https://api.example.com/charge".to_owned(),
+                }),
+                6 => InsertManyParams::new(WaitForUpload { upload_id: n }),
+                9 => InsertManyParams::new(HourlyReport {}),
+                _ => InsertManyParams::new(SendEmail {
+                    to: format!("user{n}@example.com"),
+                }),
+            };
+            let kind = job.kind();
+            let inserted = client.insert_many([job]).await?.remove(0);
+            if inserted.unique_skipped_as_duplicate {
+                println!(
+                    "duplicate  {kind:<22} job {} covers this minute already; skipped",
+                    inserted.job.id
+                );
+            } else {
+                println!("inserted   {kind:<22} job {}", inserted.job.id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_event(event: &Event) {
+    match event {
+        Event::Job {
+            kind,
+            job,
+            duration,
+        } => {
+            let what = match kind {
+                EventKind::JobCompleted => "completed",
+                EventKind::JobFailed => "failed",
+                EventKind::JobCancelled => "cancelled",
+                EventKind::JobSnoozed => "snoozed",
+                EventKind::JobReturned => "returned",
+                _ => "event",
+            };
+            let detail = match kind {
+                EventKind::JobFailed => format!(
+                    " ({}; now {})",
+                    job.errors.last().map_or("", |e| e.error.as_str()),
+                    job.state
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "{what:<10} {:<22} job {} attempt {} in {} ms{detail}",
+                job.kind,
+                job.id,
+                job.attempt,
+                duration.as_millis()
+            );
+        }
+        Event::QueuePaused { queue } => println!("paused     queue {queue}"),
+        Event::QueueResumed { queue } => println!("resumed    queue {queue}"),
+        _ => {}
+    }
+}
