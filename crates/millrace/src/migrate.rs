@@ -416,8 +416,8 @@ impl<D: Driver> Migrator<D> {
                 if !main.contains(&MAIN_LINE_COLUMN_VERSION) {
                     if explicit.is_some() {
                         return Err(Error::Migration(format!(
-                            "line {line} needs line {LINE_MAIN} at version {MAIN_LINE_COLUMN_VERSION} or later, \
-                             whose river_migration table records other lines"
+                            "line {line} needs line {LINE_MAIN} at version {MAIN_LINE_COLUMN_VERSION} or later: \
+                             river_migration records other lines only from then on"
                         )));
                     }
                     tracing::info!(line, "left out: line main is below version 5");
@@ -438,10 +438,11 @@ impl<D: Driver> Migrator<D> {
     /// one version by default, down to and excluding [`MigrateOpts::target_version`] when it is
     /// set (`0` reverts every version).
     ///
-    /// One version at a time, as River's CLI does. Reverting line `main` below version 5
-    /// first reverts line `millrace` entirely: River's version 5 cannot record other lines,
-    /// and refuses to run while `river_migration` holds any. PostgreSQL cannot drop an enum
-    /// value, so reverting version 4 leaves `pending` in `river_job_state`, as River does.
+    /// Without a target it reverts one version, as River's CLI does. Reverting line `main`
+    /// below version 5 first reverts line `millrace` entirely: River's version 5 cannot record
+    /// other lines, and refuses to run while `river_migration` holds any. PostgreSQL cannot
+    /// drop an enum value, so reverting version 4 leaves `pending` in `river_job_state`, as
+    /// River does.
     ///
     /// # Errors
     ///
