@@ -190,6 +190,14 @@ pub trait Executor: Send {
         params: &JobGetAvailableParams,
     ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
 
+    /// Marks one job running for a client, as a fetch would, whatever its queue and time,
+    /// unless it is running or finalized. For test harnesses that work one given job.
+    fn job_start_by_id(
+        &mut self,
+        id: millrace_types::JobId,
+        client_id: &str,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
     /// Records finished attempts in one statement. Each applies only where the job is still
     /// `running` at the same attempt (the fence); a job whose cancel was requested ends
     /// `cancelled` instead of being retried or snoozed. Returns the jobs it updated.

@@ -333,6 +333,13 @@ impl Executor for PgExecutor<'_> {
         self.fetch_all(q).await?.iter().map(job_row).collect()
     }
 
+    async fn job_start_by_id(&mut self, id: JobId, client_id: &str) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_start_by_id)
+            .bind(id.0)
+            .bind(client_id.to_owned());
+        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+    }
+
     async fn job_complete_many(&mut self, params: &[JobCompleteParams]) -> Result<Vec<JobCompleted>> {
         if params.is_empty() {
             return Ok(Vec::new());

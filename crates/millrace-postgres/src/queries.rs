@@ -23,6 +23,7 @@ pub(crate) struct Queries {
     pub(crate) notify_many: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
+    pub(crate) job_start_by_id: Arc<str>,
     pub(crate) job_schedule: Arc<str>,
     pub(crate) job_return_orphans: Arc<str>,
     pub(crate) queue_create_or_touch: Arc<str>,
@@ -194,6 +195,17 @@ WHERE j.id = locked.id
 RETURNING {j_cols}"#
         );
 
+        let job_start_by_id = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = least(j.attempt, 32766) + 1,
+    attempted_at = now(),
+    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $2::text)
+WHERE j.id = $1 AND j.state IN ('available', 'pending', 'retryable', 'scheduled')
+RETURNING {j_cols}"#
+        );
+
         // The state a completion ends in: a job whose cancel was requested is cancelled rather
         // than retried, snoozed or returned; a retry or snooze due within 5 s is available at
         // once (the fetch still waits for its time), as in River.
@@ -294,6 +306,7 @@ SELECT (SELECT count(*) FROM one) + (SELECT count(*) FROM every) AS changed, pg_
         Queries {
             job_get_available: job_get_available.into(),
             job_complete_many: job_complete_many.into(),
+            job_start_by_id: job_start_by_id.into(),
             job_schedule: job_schedule.into(),
             job_return_orphans: job_return_orphans.into(),
             queue_create_or_touch: queue_create_or_touch.into(),

@@ -835,3 +835,101 @@ impl<D: Driver> Client<D> {
         Ok(())
     }
 }
+
+/// The result of [`Client::work_one_tx`]: how the attempt ended and the job's row after it.
+#[derive(Debug, Clone)]
+pub struct WorkedJob {
+    /// How the attempt ended.
+    pub kind: crate::EventKind,
+    /// The job's row after its outcome was stored.
+    pub job: millrace_types::JobRow,
+}
+
+impl<D: Driver> Client<D> {
+    /// Inserts one job and works it with `worker` on the caller's connection or transaction,
+    /// without starting the client: the test harness of River's `rivertest.Worker`. The
+    /// insert, the attempt and its outcome are all in the caller's transaction, so a test can
+    /// roll everything back. The client's timeout and retry policy apply.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::insert_tx`], and [`Error::Driver`] when the database fails. A failing or
+    /// panicking worker is not an error here: its outcome is in the returned [`WorkedJob`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use millrace::{Job, JobArgs, WorkError, Worker, EventKind};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
+    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
+    /// # struct AWorker;
+    /// # impl Worker for AWorker {
+    /// #     type Args = A;
+    /// #     async fn work(&self, _job: Job<A>) -> Result<(), WorkError> { Ok(()) }
+    /// # }
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// let worked = client.work_one_tx(&mut tx, AWorker, A {}, None).await?;
+    /// assert_eq!(worked.kind, EventKind::JobCompleted);
+    /// tx.rollback().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn work_one_tx<W: crate::Worker>(
+        &self,
+        conn: &mut D::Conn,
+        worker: W,
+        args: W::Args,
+        opts: Option<InsertOpts>,
+    ) -> Result<WorkedJob> {
+        let inserted = self.insert_tx(&mut *conn, args, opts).await?;
+        let id = inserted.job.id;
+        let row = self
+            .inner
+            .driver
+            .conn_executor(&mut *conn)
+            .job_start_by_id(id, &self.inner.config.id)
+            .await?
+            .ok_or(Error::JobNotRunning(id))?;
+        let mut workers = Workers::new();
+        workers.register(worker)?;
+        let hard_stop = tokio_util::sync::CancellationToken::new();
+        let client_any: Arc<dyn std::any::Any + Send + Sync> = Arc::new(self.clone());
+        let env = crate::job_executor::ExecEnv {
+            workers: &workers,
+            config: &self.inner.config,
+            hard_stop: &hard_stop,
+            client_any: &client_any,
+        };
+        let completed_in_tx = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (outcome, _) = crate::job_executor::execute(
+            &env,
+            &row,
+            hard_stop.child_token(),
+            completed_in_tx,
+        )
+        .await;
+        let snoozed = matches!(outcome, JobOutcome::Snoozed { .. });
+        let returned = matches!(outcome, JobOutcome::Returned);
+        self.inner
+            .driver
+            .conn_executor(&mut *conn)
+            .job_complete_many(&[JobCompleteParams {
+                id,
+                attempt: row.attempt,
+                outcome,
+                metadata_merge: None,
+            }])
+            .await?;
+        let job = self
+            .inner
+            .driver
+            .conn_executor(conn)
+            .job_get_by_id(id)
+            .await?
+            .ok_or(Error::JobNotFound(id))?;
+        Ok(WorkedJob {
+            kind: crate::EventKind::from_state(job.state, snoozed, returned),
+            job,
+        })
+    }
+}

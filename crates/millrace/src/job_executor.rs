@@ -1,6 +1,7 @@
 //! Running one job: decode, work under timeout and panic guard, and hand the outcome to the
 //! completer.
 
+use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::completer::Completion;
 use crate::panic_trace::{Traced, panic_message, take_trace};
-use crate::runtime::Shared;
+use crate::Workers;
+use crate::runtime::{RuntimeConfig, Shared};
 use crate::worker::{JobContext, WorkError};
 
 /// Why a job's work was interrupted before it returned.
@@ -33,12 +35,23 @@ enum Ended {
     Aborted,
 }
 
+/// What running a job needs from its client.
+pub(crate) struct ExecEnv<'a> {
+    pub(crate) workers: &'a Workers,
+    pub(crate) config: &'a RuntimeConfig,
+    pub(crate) hard_stop: &'a CancellationToken,
+    pub(crate) client_any: &'a Arc<dyn Any + Send + Sync>,
+}
+
 pub(crate) async fn run_job<D: Driver>(shared: Arc<Shared<D>>, row: JobRow, token: CancellationToken) {
-    let started = Instant::now();
+    let env = ExecEnv {
+        workers: &shared.workers,
+        config: &shared.config,
+        hard_stop: &shared.hard_stop,
+        client_any: &shared.client_any,
+    };
     let completed_in_tx = Arc::new(AtomicBool::new(false));
-    let (ended, interrupt) = work(&shared, &row, token, completed_in_tx.clone()).await;
-    let duration = started.elapsed();
-    let outcome = outcome(&shared, &row, ended, interrupt);
+    let (outcome, duration) = execute(&env, &row, token, completed_in_tx.clone()).await;
     let completion = Completion {
         skip_write: completed_in_tx.load(Ordering::Acquire),
         outcome,
@@ -51,8 +64,21 @@ pub(crate) async fn run_job<D: Driver>(shared: Arc<Shared<D>>, row: JobRow, toke
     }
 }
 
-async fn work<D: Driver>(
-    shared: &Shared<D>,
+/// Works one job to its outcome: decode, run under timeout and panic guard.
+pub(crate) async fn execute(
+    env: &ExecEnv<'_>,
+    row: &JobRow,
+    token: CancellationToken,
+    completed_in_tx: Arc<AtomicBool>,
+) -> (JobOutcome, Duration) {
+    let started = Instant::now();
+    let (ended, interrupt) = work(env, row, token, completed_in_tx).await;
+    let duration = started.elapsed();
+    (outcome(env, row, ended, interrupt), duration)
+}
+
+async fn work(
+    shared: &ExecEnv<'_>,
     row: &JobRow,
     token: CancellationToken,
     completed_in_tx: Arc<AtomicBool>,
@@ -112,8 +138,8 @@ fn ended(result: std::thread::Result<Result<(), WorkError>>) -> Ended {
     }
 }
 
-fn outcome<D: Driver>(
-    shared: &Shared<D>,
+fn outcome(
+    shared: &ExecEnv<'_>,
     row: &JobRow,
     ended: Ended,
     interrupt: Option<Interrupt>,

@@ -74,7 +74,7 @@ mod runtime;
 mod worker;
 mod migrate;
 
-pub use client::{Client, ClientBuilder, InsertResult};
+pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
 pub use error::{Error, Result};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};

@@ -498,3 +498,37 @@ async fn wait_for_state(client: &Client<PgDriver>, id: JobId, state: JobState) {
         .await
         .unwrap_or_else(|_| panic!("job {id} never became {state}"));
 }
+
+#[tokio::test]
+async fn harness_works_one_job_in_a_test_transaction() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    let ok = client
+        .work_one_tx(&mut tx, ScriptedWorker::default(), Scripted { script: Script::Succeed }, None)
+        .await
+        .unwrap();
+    assert_eq!(ok.kind, EventKind::JobCompleted);
+    assert_eq!(ok.job.state, JobState::Completed);
+    assert_eq!(ok.job.attempt, 1);
+    let failed = client
+        .work_one_tx(&mut tx, ScriptedWorker::default(), Scripted { script: Script::Fail }, None)
+        .await
+        .unwrap();
+    assert_eq!(failed.kind, EventKind::JobFailed);
+    assert_eq!(failed.job.errors[0].error, "scripted failure");
+    let snoozed = client
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted { script: Script::Snooze { millis: 60_000 } },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(snoozed.kind, EventKind::JobSnoozed);
+    assert_eq!(snoozed.job.state, JobState::Scheduled);
+    tx.rollback().await.unwrap();
+    // Nothing outlives the test's transaction.
+    assert!(matches!(client.job_get(ok.job.id).await, Err(Error::JobNotFound(_))));
+}
