@@ -153,6 +153,11 @@ pub(crate) fn db_error(err: sqlx::Error) -> DriverError {
         {
             DriverError::Connection(Box::new(err))
         }
+        // The database's own error, not sqlx's wrapper, whose message repeats it.
+        sqlx::Error::Database(db) => {
+            let db: Box<dyn std::error::Error + Send + Sync> = db;
+            DriverError::Database(db)
+        }
         other => DriverError::Database(Box::new(other)),
     }
 }

@@ -1,0 +1,631 @@
+//! The driver conformance suite: every driver-level behaviour the client relies on, run
+//! against each driver (River's `riverdrivertest`).
+//!
+//! A driver's tests call [`driver_conformance!`](crate::driver_conformance) with a
+//! [`DriverFixture`], which expands to one `#[tokio::test]` per check, so a failure names the
+//! behaviour that broke. Any change to a driver verb extends this suite.
+//!
+//! ```ignore
+//! // crates/millrace-postgres/tests/conformance.rs
+//! millrace_test::driver_conformance!(millrace_test::TestDb);
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use millrace_driver::{
+    Driver, Executor, JobCancelParams, JobCompleteParams, JobDeleteOutcome,
+    JobGetAvailableParams, JobInsertParams, JobListParams, JobOutcome, JobRetryParams,
+    JobReturnOrphansParams, JobScheduleParams, Listener, Topic,
+};
+use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
+
+/// A fresh, migrated database for one check, and the driver on it.
+pub trait DriverFixture: Send + Sized + 'static {
+    /// The driver under test.
+    type Driver: Driver;
+
+    /// A fresh database (or schema) migrated to the newest version, with empty tables.
+    fn create() -> impl Future<Output = Self> + Send;
+
+    /// The driver on it.
+    fn driver(&self) -> Self::Driver;
+}
+
+impl DriverFixture for crate::TestDb {
+    type Driver = millrace_postgres::PgDriver;
+
+    async fn create() -> Self {
+        crate::TestDb::new().await
+    }
+
+    fn driver(&self) -> Self::Driver {
+        crate::TestDb::driver(self)
+    }
+}
+
+const CLIENT: &str = "conformance-client";
+
+/// Params for one plain available job.
+pub fn job(kind: &str, queue: &str) -> JobInsertParams {
+    JobInsertParams {
+        args: r#"{"n":1}"#.to_owned(),
+        created_at: None,
+        kind: kind.to_owned(),
+        max_attempts: 25,
+        metadata: "{}".to_owned(),
+        priority: 1,
+        queue: queue.to_owned(),
+        scheduled_at: None,
+        state: JobState::Available,
+        tags: Vec::new(),
+        unique_key: None,
+        unique_states: None,
+    }
+}
+
+async fn insert<D: Driver>(driver: &D, jobs: &[JobInsertParams]) -> Vec<JobRow> {
+    driver
+        .executor()
+        .job_insert_many(jobs)
+        .await
+        .expect("insert")
+        .into_iter()
+        .map(|r| r.job)
+        .collect()
+}
+
+async fn fetch<D: Driver>(driver: &D, queue: &str, max: i32) -> Vec<JobRow> {
+    driver
+        .executor()
+        .job_get_available(&JobGetAvailableParams {
+            queue: queue.to_owned(),
+            max,
+            client_id: CLIENT.to_owned(),
+            now: None,
+        })
+        .await
+        .expect("fetch")
+}
+
+async fn get<D: Driver>(driver: &D, id: JobId) -> JobRow {
+    driver
+        .executor()
+        .job_get_by_id(id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("job {id} exists"))
+}
+
+/// Inserts one job and fetches it, so it is running at attempt 1.
+async fn running<D: Driver>(driver: &D, queue: &str) -> JobRow {
+    insert(driver, &[job("conformance", queue)]).await;
+    let mut rows = fetch(driver, queue, 1).await;
+    assert_eq!(rows.len(), 1, "one job fetched");
+    rows.remove(0)
+}
+
+async fn complete<D: Driver>(driver: &D, row: &JobRow, outcome: JobOutcome) -> Vec<JobId> {
+    driver
+        .executor()
+        .job_complete_many(&[JobCompleteParams {
+            id: row.id,
+            attempt: row.attempt,
+            outcome,
+            metadata_merge: None,
+        }])
+        .await
+        .expect("complete")
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+fn attempt_error(row: &JobRow, message: &str) -> AttemptError {
+    AttemptError {
+        at: row.attempted_at.expect("a running job has attempted_at"),
+        attempt: i32::from(row.attempt),
+        error: message.to_owned(),
+        trace: String::new(),
+    }
+}
+
+fn in_secs(secs: i64) -> Timestamp {
+    Timestamp::now() + SignedDuration::from_secs(secs)
+}
+
+/// Inserted rows come back in input order with every option stored.
+pub async fn insert_many_returns_rows_in_order<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut second = job("second", "q2");
+    second.priority = 3;
+    second.max_attempts = 7;
+    second.tags = vec!["abc".to_owned(), "de_f".to_owned()];
+    second.metadata = r#"{"m":true}"#.to_owned();
+    second.args = r#"{"text":"tab\there \\ \"quoted\" ünï"}"#.to_owned();
+    let mut third = job("third", "q3");
+    third.state = JobState::Scheduled;
+    third.scheduled_at = Some(in_secs(3600));
+    let rows = insert(&d, &[job("first", "q1"), second, third]).await;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["first", "second", "third"]);
+    assert_eq!(rows[0].state, JobState::Available);
+    assert_eq!(rows[0].attempt, 0);
+    assert_eq!(rows[1].priority, 3);
+    assert_eq!(rows[1].max_attempts, 7);
+    assert_eq!(rows[1].tags, ["abc", "de_f"]);
+    assert_eq!(rows[1].metadata["m"], true);
+    assert_eq!(rows[1].args["text"], "tab\there \\ \"quoted\" ünï");
+    assert_eq!(rows[2].state, JobState::Scheduled);
+    assert!(rows[2].scheduled_at > Timestamp::now());
+}
+
+/// A unique job whose key is live returns the live row unchanged, flagged as a duplicate;
+/// once the live row leaves the unique states, the key is free again.
+pub async fn unique_insert_reports_duplicates<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut unique = job("unique", "default");
+    unique.unique_key = Some(vec![7; 32]);
+    unique.unique_states = Some(UniqueStates::DEFAULT);
+    let first = d.executor().job_insert_many(&[unique.clone()]).await.unwrap();
+    assert!(!first[0].unique_skipped_as_duplicate);
+    let mut other_kind = unique.clone();
+    other_kind.kind = "other_kind".to_owned();
+    let dup = d.executor().job_insert_many(&[other_kind]).await.unwrap();
+    assert!(dup[0].unique_skipped_as_duplicate);
+    assert_eq!(dup[0].job.id, first[0].job.id);
+    assert_eq!(dup[0].job.kind, "unique", "the live row is returned unchanged");
+    assert_eq!(dup[0].job.unique_key.as_deref(), Some(&[7u8; 32][..]));
+    assert_eq!(dup[0].job.unique_states, Some(UniqueStates::DEFAULT));
+
+    // Cancelled is outside the default states: the key is free again.
+    d.executor()
+        .job_cancel(&JobCancelParams { id: first[0].job.id, now: None })
+        .await
+        .unwrap();
+    let again = d.executor().job_insert_many(&[unique]).await.unwrap();
+    assert!(!again[0].unique_skipped_as_duplicate);
+    assert_ne!(again[0].job.id, first[0].job.id);
+}
+
+/// The fast path inserts and counts; its rows read back like any other.
+pub async fn insert_fast_counts_rows<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut jobs: Vec<JobInsertParams> = (0..50).map(|_| job("fast", "default")).collect();
+    jobs[0].args = "{\"s\":\"line\\nbreak\\ttab \\\\ back\"}".to_owned();
+    jobs[1].tags = vec!["t_1".to_owned(), "t-2".to_owned()];
+    jobs[2].scheduled_at = Some(in_secs(60));
+    jobs[2].state = JobState::Scheduled;
+    assert_eq!(d.executor().job_insert_fast(&jobs).await.unwrap(), 50);
+    let rows = d
+        .executor()
+        .job_list(&JobListParams { limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows[0].args["s"], "line\nbreak\ttab \\ back");
+    assert_eq!(rows[1].tags, ["t_1", "t-2"]);
+    assert_eq!(rows[2].state, JobState::Scheduled);
+    assert!(rows[2].scheduled_at > Timestamp::now());
+}
+
+/// A fetch takes available, due jobs of its queue only, in priority, time and id order, at
+/// most `max`, and marks them running for the client.
+pub async fn fetch_takes_due_jobs_in_order<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut low = job("low", "default");
+    low.priority = 4;
+    let mut high = job("high", "default");
+    high.priority = 1;
+    let mut future = job("future", "default");
+    future.state = JobState::Scheduled;
+    future.scheduled_at = Some(in_secs(3600));
+    let other_queue = job("other", "elsewhere");
+    insert(&d, &[low, job("mid", "default"), high, future, other_queue]).await;
+    let rows = fetch(&d, "default", 2).await;
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["high", "mid"], "priority 1 jobs first, at most max");
+    for row in &rows {
+        assert_eq!(row.state, JobState::Running);
+        assert_eq!(row.attempt, 1);
+        assert!(row.attempted_at.is_some());
+        assert_eq!(row.attempted_by, [CLIENT]);
+    }
+    let rest = fetch(&d, "default", 10).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].kind, "low");
+    assert!(fetch(&d, "default", 10).await.is_empty(), "scheduled jobs wait");
+}
+
+/// Two fetches at once never take the same job.
+pub async fn concurrent_fetches_take_disjoint_jobs<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let jobs: Vec<JobInsertParams> = (0..200).map(|_| job("many", "default")).collect();
+    insert(&d, &jobs).await;
+    let (a, b) = tokio::join!(fetch(&d, "default", 120), fetch(&d, "default", 120));
+    let mut ids: Vec<JobId> = a.iter().chain(&b).map(|r| r.id).collect();
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no job fetched twice");
+    assert_eq!(total, 200);
+}
+
+/// `attempted_by` keeps the last 100 client ids.
+pub async fn attempted_by_keeps_the_last_hundred<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let row = running(&d, "default").await;
+    let mut current = row;
+    for _ in 0..105 {
+        complete(&d, &current, JobOutcome::Returned).await;
+        current = fetch(&d, "default", 1).await.remove(0);
+    }
+    assert_eq!(current.attempted_by.len(), 100);
+}
+
+/// Completion records each outcome as River does.
+pub async fn completion_records_each_outcome<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+
+    let ok = running(&d, "default").await;
+    assert_eq!(complete(&d, &ok, JobOutcome::Completed).await, [ok.id]);
+    let ok = get(&d, ok.id).await;
+    assert_eq!(ok.state, JobState::Completed);
+    assert!(ok.finalized_at.is_some());
+
+    let retry = running(&d, "default").await;
+    let later = in_secs(600);
+    let error = attempt_error(&retry, "boom");
+    complete(
+        &d,
+        &retry,
+        JobOutcome::Errored { error: error.clone(), retry_at: later, discard: false },
+    )
+    .await;
+    let retry = get(&d, retry.id).await;
+    assert_eq!(retry.state, JobState::Retryable);
+    assert_eq!(retry.errors, [error]);
+    assert_eq!(retry.attempt, 1);
+    assert!(retry.finalized_at.is_none());
+    assert!(retry.scheduled_at.duration_since(later).abs() < SignedDuration::from_millis(1));
+
+    let soon = running(&d, "default").await;
+    complete(
+        &d,
+        &soon,
+        JobOutcome::Errored { error: attempt_error(&soon, "x"), retry_at: in_secs(2), discard: false },
+    )
+    .await;
+    assert_eq!(get(&d, soon.id).await.state, JobState::Available, "a retry within 5 s is available");
+
+    let discard = running(&d, "default").await;
+    complete(
+        &d,
+        &discard,
+        JobOutcome::Errored { error: attempt_error(&discard, "last"), retry_at: later, discard: true },
+    )
+    .await;
+    let discard = get(&d, discard.id).await;
+    assert_eq!(discard.state, JobState::Discarded);
+    assert!(discard.finalized_at.is_some());
+
+    let cancel = running(&d, "default").await;
+    complete(&d, &cancel, JobOutcome::Cancelled { error: attempt_error(&cancel, "stop") }).await;
+    let cancel = get(&d, cancel.id).await;
+    assert_eq!(cancel.state, JobState::Cancelled);
+    assert_eq!(cancel.errors.len(), 1);
+
+    let snooze = running(&d, "default").await;
+    complete(&d, &snooze, JobOutcome::Snoozed { until: later }).await;
+    let snooze = get(&d, snooze.id).await;
+    assert_eq!(snooze.state, JobState::Scheduled);
+    assert_eq!(snooze.attempt, 0, "a snooze gives the attempt back");
+    assert_eq!(snooze.metadata["snoozes"], 1);
+    assert!(snooze.errors.is_empty());
+
+    let returned = running(&d, "default").await;
+    complete(&d, &returned, JobOutcome::Returned).await;
+    let returned = get(&d, returned.id).await;
+    assert_eq!(returned.state, JobState::Available);
+    assert_eq!(returned.attempt, 0);
+    assert!(returned.scheduled_at <= Timestamp::now() + SignedDuration::from_secs(1));
+}
+
+/// A completion applies only while the job runs at the same attempt.
+pub async fn completion_is_fenced<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let row = running(&d, "default").await;
+    let mut stale = row.clone();
+    stale.attempt = row.attempt + 1;
+    assert!(complete(&d, &stale, JobOutcome::Completed).await.is_empty(), "other attempt");
+    complete(&d, &row, JobOutcome::Returned).await;
+    assert!(complete(&d, &row, JobOutcome::Completed).await.is_empty(), "no longer running");
+    assert_eq!(get(&d, row.id).await.state, JobState::Available);
+}
+
+/// A job whose cancel was requested while running ends cancelled instead of retrying,
+/// snoozing or returning.
+pub async fn cancel_requested_turns_retry_into_cancel<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    for outcome in ["retry", "snooze", "return"] {
+        let row = running(&d, "default").await;
+        let cancelled = d
+            .executor()
+            .job_cancel(&JobCancelParams { id: row.id, now: None })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cancelled.state, JobState::Running, "a running job keeps running");
+        assert!(cancelled.metadata.get("cancel_attempted_at").is_some());
+        let outcome = match outcome {
+            "retry" => JobOutcome::Errored {
+                error: attempt_error(&row, "after cancel"),
+                retry_at: in_secs(600),
+                discard: false,
+            },
+            "snooze" => JobOutcome::Snoozed { until: in_secs(600) },
+            _ => JobOutcome::Returned,
+        };
+        complete(&d, &row, outcome).await;
+        let row = get(&d, row.id).await;
+        assert_eq!(row.state, JobState::Cancelled);
+        assert!(row.finalized_at.is_some());
+    }
+}
+
+/// Cancel, retry and delete outside a run.
+pub async fn admin_verbs_follow_river<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let rows = insert(&d, &[job("a", "default"), job("b", "default")]).await;
+    let cancelled = d
+        .executor()
+        .job_cancel(&JobCancelParams { id: rows[0].id, now: None })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(cancelled.finalized_at.is_some());
+    assert!(
+        d.executor()
+            .job_cancel(&JobCancelParams { id: JobId(i64::MAX), now: None })
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let retried = d
+        .executor()
+        .job_retry(&JobRetryParams { id: rows[0].id, now: None })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(retried.state, JobState::Available);
+    assert!(retried.finalized_at.is_none());
+
+    let run = fetch(&d, "default", 10).await;
+    assert_eq!(run.len(), 2);
+    match d.executor().job_delete(rows[1].id).await.unwrap() {
+        JobDeleteOutcome::Running(row) => assert_eq!(row.id, rows[1].id),
+        other => panic!("deleting a running job must be refused, got {other:?}"),
+    }
+    complete(&d, &run[0], JobOutcome::Completed).await;
+    match d.executor().job_delete(run[0].id).await.unwrap() {
+        JobDeleteOutcome::Deleted(row) => assert_eq!(row.id, run[0].id),
+        other => panic!("expected a delete, got {other:?}"),
+    }
+    assert_eq!(d.executor().job_delete(run[0].id).await.unwrap(), JobDeleteOutcome::NotFound);
+}
+
+/// Lists filter by state, kind and queue, and page by id both ways.
+pub async fn list_filters_and_pages<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let rows = insert(&d, &[job("a", "q1"), job("b", "q1"), job("a", "q2"), job("c", "q2")]).await;
+    let list = |params: JobListParams| {
+        let d = d.clone();
+        async move { d.executor().job_list(&params).await.unwrap() }
+    };
+    let by_kind = list(JobListParams { kinds: vec!["a".into()], limit: 10, ..Default::default() }).await;
+    assert_eq!(by_kind.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[0].id, rows[2].id]);
+    let by_queue = list(JobListParams { queues: vec!["q2".into()], limit: 10, ..Default::default() }).await;
+    assert_eq!(by_queue.len(), 2);
+    let by_state = list(JobListParams { states: vec![JobState::Running], limit: 10, ..Default::default() }).await;
+    assert!(by_state.is_empty());
+    let page = list(JobListParams { after_id: Some(rows[1].id), limit: 1, ..Default::default() }).await;
+    assert_eq!(page[0].id, rows[2].id);
+    let desc = list(JobListParams { after_id: Some(rows[2].id), descending: true, limit: 10, ..Default::default() }).await;
+    assert_eq!(desc.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[1].id, rows[0].id]);
+}
+
+/// The scheduler makes due retryable and scheduled jobs available and leaves later ones.
+pub async fn schedule_moves_due_jobs<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut due = job("due", "default");
+    due.state = JobState::Scheduled;
+    due.scheduled_at = Some(in_secs(-1));
+    let mut later = job("later", "default");
+    later.state = JobState::Scheduled;
+    later.scheduled_at = Some(in_secs(3600));
+    let rows = insert(&d, &[due, later]).await;
+    let moved = d
+        .executor()
+        .job_schedule(&JobScheduleParams { horizon: None, max: 100 })
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].id, rows[0].id);
+    assert_eq!(moved[0].state, JobState::Available);
+    assert_eq!(moved[0].queue, "default");
+    assert_eq!(get(&d, rows[1].id).await.state, JobState::Scheduled);
+}
+
+/// A scheduled job whose unique key another live job took is discarded, as River's
+/// scheduler does.
+pub async fn schedule_discards_unique_conflicts<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    // Scheduled is outside this job's unique states, so a second job took the key.
+    let states = UniqueStates::from_states([
+        JobState::Available,
+        JobState::Pending,
+        JobState::Running,
+    ]);
+    let mut waiting = job("u", "default");
+    waiting.state = JobState::Scheduled;
+    waiting.scheduled_at = Some(in_secs(-1));
+    waiting.unique_key = Some(vec![9; 32]);
+    waiting.unique_states = Some(states);
+    let mut live = waiting.clone();
+    live.state = JobState::Available;
+    live.scheduled_at = None;
+    let rows = insert(&d, &[waiting]).await;
+    insert(&d, &[live]).await;
+    let moved = d
+        .executor()
+        .job_schedule(&JobScheduleParams { horizon: None, max: 100 })
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].state, JobState::Discarded);
+    let row = get(&d, rows[0].id).await;
+    assert_eq!(row.state, JobState::Discarded);
+    assert_eq!(row.metadata["unique_key_conflict"], "scheduler_discarded");
+}
+
+/// Orphans (running under the client, not held) go back to available; held jobs stay.
+pub async fn return_orphans_spares_held_jobs<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    insert(&d, &[job("a", "default"), job("b", "default")]).await;
+    let rows = fetch(&d, "default", 2).await;
+    let returned = d
+        .executor()
+        .job_return_orphans(&JobReturnOrphansParams {
+            client_id: CLIENT.to_owned(),
+            queue: "default".to_owned(),
+            held: vec![rows[0].id],
+        })
+        .await
+        .unwrap();
+    assert_eq!(returned, 1);
+    assert_eq!(get(&d, rows[0].id).await.state, JobState::Running);
+    let orphan = get(&d, rows[1].id).await;
+    assert_eq!(orphan.state, JobState::Available);
+    assert_eq!(orphan.attempt, 0);
+    let other_client = d
+        .executor()
+        .job_return_orphans(&JobReturnOrphansParams {
+            client_id: "someone-else".to_owned(),
+            queue: "default".to_owned(),
+            held: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(other_client, 0, "another client's jobs are never touched");
+}
+
+/// Queues are created, refreshed, paused and resumed.
+pub async fn queues_pause_and_resume<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let created = d.executor().queue_create_or_touch("alpha").await.unwrap();
+    assert!(created.paused_at.is_none());
+    let touched = d.executor().queue_create_or_touch("alpha").await.unwrap();
+    assert!(touched.updated_at >= created.updated_at);
+    assert_eq!(d.executor().queue_set_paused("alpha", true).await.unwrap(), 1);
+    assert!(d.executor().queue_get("alpha").await.unwrap().unwrap().paused_at.is_some());
+    assert_eq!(d.executor().queue_set_paused("beta", true).await.unwrap(), 1, "a pause creates the row");
+    assert_eq!(d.executor().queue_set_paused("*", false).await.unwrap(), 2);
+    assert!(d.executor().queue_get("alpha").await.unwrap().unwrap().paused_at.is_none());
+    assert!(d.executor().queue_get("missing").await.unwrap().is_none());
+}
+
+/// A job can be started by id, as the test harness does; running and finalized jobs cannot.
+pub async fn start_by_id_runs_one_job<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut scheduled = job("s", "default");
+    scheduled.state = JobState::Scheduled;
+    scheduled.scheduled_at = Some(in_secs(3600));
+    let rows = insert(&d, &[scheduled]).await;
+    let started = d.executor().job_start_by_id(rows[0].id, CLIENT).await.unwrap().unwrap();
+    assert_eq!(started.state, JobState::Running);
+    assert_eq!(started.attempt, 1);
+    assert!(d.executor().job_start_by_id(rows[0].id, CLIENT).await.unwrap().is_none());
+}
+
+/// Notifications reach a listener, on the schema's channels.
+pub async fn notifications_reach_listeners<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    if !d.supports_listen_notify() {
+        return;
+    }
+    let mut listener = d.listener().await.unwrap();
+    listener.listen(Topic::Insert).await.unwrap();
+    listener.listen(Topic::Control).await.unwrap();
+    d.executor()
+        .notify_many(&[
+            (Topic::Insert, r#"{"queue":"a"}"#.to_owned()),
+            (Topic::Control, r#"{"action":"pause","queue":"a"}"#.to_owned()),
+        ])
+        .await
+        .unwrap();
+    let deadline = Duration::from_secs(10);
+    let first = tokio::time::timeout(deadline, listener.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.topic, Topic::Insert);
+    assert_eq!(first.payload, r#"{"queue":"a"}"#);
+    let second = tokio::time::timeout(deadline, listener.recv()).await.unwrap().unwrap().unwrap();
+    assert_eq!(second.topic, Topic::Control);
+}
+
+/// Expands to one `#[tokio::test]` per conformance check for a [`DriverFixture`].
+///
+/// ```ignore
+/// millrace_test::driver_conformance!(millrace_test::TestDb);
+/// ```
+#[macro_export]
+macro_rules! driver_conformance {
+    ($fixture:ty) => {
+        $crate::driver_conformance!(@tests $fixture;
+            insert_many_returns_rows_in_order,
+            unique_insert_reports_duplicates,
+            insert_fast_counts_rows,
+            fetch_takes_due_jobs_in_order,
+            concurrent_fetches_take_disjoint_jobs,
+            attempted_by_keeps_the_last_hundred,
+            completion_records_each_outcome,
+            completion_is_fenced,
+            cancel_requested_turns_retry_into_cancel,
+            admin_verbs_follow_river,
+            list_filters_and_pages,
+            schedule_moves_due_jobs,
+            schedule_discards_unique_conflicts,
+            return_orphans_spares_held_jobs,
+            queues_pause_and_resume,
+            start_by_id_runs_one_job,
+            notifications_reach_listeners,
+        );
+    };
+    (@tests $fixture:ty; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                $crate::driver::$check::<$fixture>().await;
+            }
+        )*
+    };
+}
