@@ -2,14 +2,13 @@
 ///
 /// Every statement names its tables as `"schema".table`, never through `search_path`, because
 /// `_tx` methods run on the caller's connection, whose `search_path` Millrace does not control.
-/// Notification channels are prefixed with the schema (`jobs.river_insert`), as River does when
-/// a schema is configured; the default schema (`public`, left unset) uses River's unprefixed
-/// channel names, so a client with no schema configured talks to River's default clients.
+/// Notification channels are prefixed with the schema (`jobs.river_insert`), as River's clients
+/// do (with no schema configured they use `current_schema()`, normally `public`).
 ///
 /// ```
 /// use millrace_driver::Schema;
 ///
-/// assert_eq!(Schema::default().channel("river_insert"), "river_insert");
+/// assert_eq!(Schema::default().channel("river_insert"), "public.river_insert");
 /// assert_eq!(Schema::new("jobs").unwrap().channel("river_insert"), "jobs.river_insert");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +76,9 @@ impl Schema {
 }
 
 impl Default for Schema {
-    /// `public`, with River's unprefixed channel names.
+    /// `public`.
     fn default() -> Self {
-        Schema {
-            name: "public".to_owned(),
-            prefix: "\"public\".".to_owned(),
-            channel_prefix: String::new(),
-        }
+        Schema::new("public").expect("public is a valid schema name")
     }
 }
 

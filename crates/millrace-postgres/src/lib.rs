@@ -49,7 +49,7 @@ pub struct PgDriver {
 }
 
 impl PgDriver {
-    /// A driver on `pool`, using the default schema (`public`, River's unprefixed channels).
+    /// A driver on `pool`, using the schema `public`.
     pub fn new(pool: PgPool) -> Self {
         PgDriver {
             pool,
