@@ -1,5 +1,6 @@
 //! The `millrace` command: migrations, validation and a live demo.
 
+mod bench;
 mod demo;
 mod migrate;
 
@@ -19,6 +20,11 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Migrate(migrate::MigrateCommand),
+    /// Measure insert and work rates, or latencies at a steady rate.
+    #[command(after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
+insert_jobs_per_sec=… pickup_p95_ms=… p50_ms=… p95_ms=… p99_ms=… cpu_us_per_job=… peak_rss_mb=… \
+(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error.")]
+    Bench(bench::BenchArgs),
     /// Insert and work a stream of example jobs, printing what happens.
     #[command(after_help = "Exit status: 0 after a clean stop, 2 on error.")]
     Demo(demo::DemoArgs),
@@ -43,6 +49,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate(command) => migrate::run(command).await,
+            Command::Bench(args) => args.run().await.map(|()| ExitCode::SUCCESS),
             Command::Demo(args) => args.run().await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -1,0 +1,350 @@
+//! `millrace bench`: how fast this machine's database works jobs through Millrace.
+//!
+//! Two modes: `-n COUNT` inserts COUNT no-op jobs and burns them down (throughput);
+//! `--duration SECS --rate R` inserts R jobs/s steadily and reports latencies. Timings of
+//! jobs come from the database's own clock (`created_at`, `attempted_at`, `finalized_at`),
+//! so they are what a user would see.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use millrace::{
+    Client, Event, EventKind, InsertManyParams, Job, JobArgs, MigrateOpts, Migrator, QueueConfig,
+    Schema, WorkError, Worker, Workers,
+};
+use millrace_postgres::PgDriver;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Use (and keep) this schema, created and migrated if needed. By default the benchmark
+    /// creates a schema of its own and drops it at the end; it never touches a user's tables.
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
+    /// Insert COUNT no-op jobs first, then work them all (throughput mode).
+    #[arg(short = 'n', long = "count", value_name = "COUNT", conflicts_with_all = ["duration", "rate"])]
+    count: Option<u64>,
+    /// Insert through the ordinary insert_many path instead of COPY.
+    #[arg(long)]
+    insert_many: bool,
+    /// Run a steady producer for this many seconds (latency mode).
+    #[arg(long, value_name = "SECS", requires = "rate")]
+    duration: Option<f64>,
+    /// Jobs per second of the steady producer.
+    #[arg(long, value_name = "JOBS_PER_SEC", requires = "duration")]
+    rate: Option<u64>,
+    /// Workers of the benchmark queue.
+    #[arg(long, default_value_t = 2_000)]
+    max_workers: usize,
+    /// Least time between fetches, in milliseconds (River's default is 100).
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    fetch_cooldown_ms: u64,
+    /// Poll interval when no notification arrives, in milliseconds (River's default is 1000).
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    fetch_poll_ms: u64,
+    /// Database connections of the client's pool.
+    #[arg(long, default_value_t = 20)]
+    pool_size: u32,
+    /// Jobs per insert statement.
+    #[arg(long, default_value_t = 10_000)]
+    insert_batch: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Noop {
+    n: u64,
+}
+
+impl JobArgs for Noop {
+    const KIND: &'static str = "millrace_bench_noop";
+}
+
+struct NoopWorker;
+
+impl Worker for NoopWorker {
+    type Args = Noop;
+
+    async fn work(&self, _job: Job<Noop>) -> Result<(), WorkError> {
+        Ok(())
+    }
+}
+
+/// The machine-readable summary, printed as the last line.
+#[derive(Default)]
+struct Summary {
+    fields: Vec<(&'static str, f64)>,
+}
+
+impl Summary {
+    fn add(&mut self, name: &'static str, value: f64) {
+        self.fields.push((name, value));
+    }
+
+    fn line(&self) -> String {
+        let mut line = String::new();
+        for (i, (name, value)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            let _ = if value.fract() == 0.0 || *value >= 100.0 {
+                write!(line, "{name}={value:.0}")
+            } else {
+                write!(line, "{name}={value:.2}")
+            };
+        }
+        line
+    }
+}
+
+impl BenchArgs {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let pool = PgPoolOptions::new()
+            .max_connections(self.pool_size)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&self.database_url)
+            .await
+            .context("could not connect to the database given by --database-url")?;
+        let (schema, owned) = match &self.schema {
+            Some(name) => (Schema::new(name).context("invalid --schema")?, false),
+            None => (
+                Schema::new(format!("millrace_bench_{}", std::process::id()))?,
+                true,
+            ),
+        };
+        exec(&pool, &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name())).await?;
+        let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
+        let result = async {
+            Migrator::new(driver.clone())
+                .migrate_up(MigrateOpts::default())
+                .await
+                .context("could not migrate the benchmark schema")?;
+            self.bench(&pool, driver, &schema).await
+        }
+        .await;
+        if owned {
+            exec(&pool, &format!("DROP SCHEMA \"{}\" CASCADE", schema.name())).await?;
+        }
+        let summary = result?;
+        println!("{}", summary.line());
+        Ok(())
+    }
+
+    async fn bench(&self, pool: &PgPool, driver: PgDriver, schema: &Schema) -> anyhow::Result<Summary> {
+        let mut workers = Workers::new();
+        workers.register(NoopWorker)?;
+        let client = Client::builder(driver)
+            .workers(workers)
+            .queue("default", QueueConfig::new().max_workers(self.max_workers))
+            .fetch_cooldown(Duration::from_millis(self.fetch_cooldown_ms))
+            .fetch_poll_interval(Duration::from_millis(self.fetch_poll_ms.max(1)))
+            .build()?;
+        println!(
+            "settings: max_workers={} fetch_cooldown={}ms fetch_poll={}ms pool={} insert_batch={} insert={}",
+            self.max_workers,
+            self.fetch_cooldown_ms,
+            self.fetch_poll_ms,
+            self.pool_size,
+            self.insert_batch,
+            if self.insert_many { "insert_many" } else { "copy" },
+        );
+        let completed = Arc::new(AtomicU64::new(0));
+        let counter = tokio::spawn(count_completions(client.subscribe(), completed.clone()));
+        let cpu_before = cpu_time();
+        let summary = match (self.count, self.duration, self.rate) {
+            (Some(n), _, _) => self.throughput(&client, n, &completed).await?,
+            (None, Some(secs), Some(rate)) => {
+                self.latency(&client, pool, schema, secs, rate, &completed)
+                    .await?
+            }
+            _ => anyhow::bail!("give -n COUNT, or --duration SECS with --rate JOBS_PER_SEC"),
+        };
+        let jobs = completed.load(Ordering::Relaxed).max(1);
+        counter.abort();
+        let mut summary = summary;
+        if let (Some(before), Some(after)) = (cpu_before, cpu_time()) {
+            summary.add(
+                "cpu_us_per_job",
+                (after - before).as_secs_f64() * 1e6 / jobs as f64,
+            );
+        }
+        if let Some(rss) = peak_rss_mb() {
+            summary.add("peak_rss_mb", rss);
+        }
+        Ok(summary)
+    }
+
+    async fn throughput(&self, client: &Client<PgDriver>, n: u64, completed: &AtomicU64) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        let mut inserted = 0u64;
+        while inserted < n {
+            let batch = (n - inserted).min(self.insert_batch as u64);
+            let jobs = (inserted..inserted + batch).map(|n| InsertManyParams::new(Noop { n }));
+            if self.insert_many {
+                client.insert_many(jobs).await?;
+            } else {
+                client.insert_many_fast(jobs).await?;
+            }
+            inserted += batch;
+        }
+        let insert_time = started.elapsed();
+        println!(
+            "inserted {n} jobs in {:.2}s ({:.0} jobs/s)",
+            insert_time.as_secs_f64(),
+            n as f64 / insert_time.as_secs_f64()
+        );
+        let work_started = Instant::now();
+        client.start().await?;
+        progress_until(completed, n, work_started).await;
+        let work_time = work_started.elapsed();
+        let overall = started.elapsed();
+        client.stop().await?;
+        let mut summary = Summary::default();
+        summary.add("jobs_per_sec", n as f64 / overall.as_secs_f64());
+        summary.add("work_jobs_per_sec", n as f64 / work_time.as_secs_f64());
+        summary.add("insert_jobs_per_sec", n as f64 / insert_time.as_secs_f64());
+        Ok(summary)
+    }
+
+    async fn latency(
+        &self,
+        client: &Client<PgDriver>,
+        pool: &PgPool,
+        schema: &Schema,
+        secs: f64,
+        rate: u64,
+        completed: &AtomicU64,
+    ) -> anyhow::Result<Summary> {
+        client.start().await?;
+        let started = Instant::now();
+        let total = (secs * rate as f64).round() as u64;
+        // Insert in small batches every 10 ms, so arrivals are spread like real traffic.
+        let tick_every = Duration::from_millis(10);
+        let mut tick = tokio::time::interval(tick_every);
+        let mut inserted = 0u64;
+        let mut last_report = Instant::now();
+        while inserted < total {
+            tick.tick().await;
+            let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+            if due > inserted {
+                let jobs = (inserted..due).map(|n| InsertManyParams::new(Noop { n }));
+                client.insert_many(jobs).await?;
+                inserted = due;
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                println!(
+                    "{:>6.1}s inserted {inserted} completed {}",
+                    started.elapsed().as_secs_f64(),
+                    completed.load(Ordering::Relaxed)
+                );
+            }
+        }
+        progress_until(completed, total, started).await;
+        client.stop().await?;
+        let job = schema.qualify("river_job");
+        let rows: Vec<(f64, f64)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT extract(epoch FROM attempted_at - created_at)::float8 * 1000, \
+                    extract(epoch FROM finalized_at - created_at)::float8 * 1000 \
+             FROM {job} WHERE state = 'completed'"
+        )))
+        .fetch_all(pool)
+        .await?;
+        let mut pickup = hdrhistogram::Histogram::<u64>::new(3)?;
+        let mut end_to_end = hdrhistogram::Histogram::<u64>::new(3)?;
+        for (p, e) in &rows {
+            pickup.record((p * 1000.0).max(0.0) as u64)?;
+            end_to_end.record((e * 1000.0).max(0.0) as u64)?;
+        }
+        let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "pickup (insert to start): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            ms(&pickup, 0.5),
+            ms(&pickup, 0.95),
+            ms(&pickup, 0.99)
+        );
+        println!(
+            "end to end (insert to completion): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+            ms(&end_to_end, 0.5),
+            ms(&end_to_end, 0.95),
+            ms(&end_to_end, 0.99)
+        );
+        let mut summary = Summary::default();
+        summary.add("pickup_p95_ms", ms(&pickup, 0.95));
+        summary.add("p50_ms", ms(&end_to_end, 0.5));
+        summary.add("p95_ms", ms(&end_to_end, 0.95));
+        summary.add("p99_ms", ms(&end_to_end, 0.99));
+        Ok(summary)
+    }
+}
+
+/// Counts stored completions from the client's events.
+async fn count_completions(mut events: tokio::sync::broadcast::Receiver<Event>, completed: Arc<AtomicU64>) {
+    loop {
+        match events.recv().await {
+            Ok(Event::Job { kind: EventKind::JobCompleted, .. }) => {
+                completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                // Lagging loses events, not completions: count them anyway, since every job
+                // of the benchmark completes.
+                completed.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Waits until `target` jobs completed, printing progress every second.
+async fn progress_until(completed: &AtomicU64, target: u64, since: Instant) {
+    let mut last_print = Instant::now();
+    while completed.load(Ordering::Relaxed) < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let done = completed.load(Ordering::Relaxed);
+            eprintln!(
+                "{:>6.1}s completed {done}/{target} ({:.0} jobs/s)",
+                since.elapsed().as_secs_f64(),
+                done as f64 / since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+async fn exec(pool: &PgPool, sql: &str) -> anyhow::Result<()> {
+    sqlx::query(AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .with_context(|| format!("could not run {sql}"))?;
+    Ok(())
+}
+
+/// User plus system CPU time of this process, from /proc (Linux); `None` elsewhere.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports in USER_HZ, which is 100 on every mainstream configuration.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The peak resident memory of this process in MiB, from /proc (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
