@@ -27,6 +27,7 @@ pub use millrace_types as types;
 pub use params::*;
 pub use schema::{InvalidSchemaName, Schema};
 
+use jiff::Timestamp;
 use millrace_types::JobRow;
 
 /// A database driver: a pool of connections plus the schema every statement names.
@@ -236,6 +237,94 @@ pub trait Executor: Send {
         name: &str,
         paused: bool,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes an expired leader row, then makes the caller leader if no row remains.
+    /// Returns the new row when the caller won.
+    fn leader_attempt_elect(
+        &mut self,
+        params: &LeaderParams,
+    ) -> impl Future<Output = Result<Option<LeaderRow>>> + Send;
+
+    /// Extends the caller's leadership, if it still holds an unexpired row elected at
+    /// `elected_at`. Returns the extended row.
+    fn leader_attempt_reelect(
+        &mut self,
+        params: &LeaderParams,
+        elected_at: Timestamp,
+    ) -> impl Future<Output = Result<Option<LeaderRow>>> + Send;
+
+    /// Deletes the caller's leader row; for River's row it also notifies `river_leadership`
+    /// with `{"action":"resigned",...}`. Returns whether a row was deleted.
+    fn leader_resign(
+        &mut self,
+        table: LeaderTable,
+        leader_id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The current leader row, expired or not.
+    fn leader_get(
+        &mut self,
+        table: LeaderTable,
+    ) -> impl Future<Output = Result<Option<LeaderRow>>> + Send;
+
+    /// Creates or refreshes a client's heartbeat row, its lease running out after `lease`.
+    fn client_heartbeat(
+        &mut self,
+        client_id: &str,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Ids of clients whose lease ran out.
+    fn client_get_expired(&mut self, max: i32) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Deletes clients' heartbeat rows.
+    fn client_delete(&mut self, client_ids: &[String]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Running jobs whose last `attempted_by` entry is one of the given clients.
+    fn job_get_running_of_clients(
+        &mut self,
+        client_ids: &[String],
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+
+    /// Running jobs attempted before `horizon` (River's stuck jobs), leaving out jobs held by
+    /// clients whose heartbeat lease is live.
+    fn job_get_stuck(
+        &mut self,
+        horizon: Timestamp,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+
+    /// Deletes finalized jobs past their retention. Returns how many.
+    fn job_delete_finalized(
+        &mut self,
+        params: &JobDeleteFinalizedParams,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes queues not refreshed since `before` (River's queue cleaner). Returns their names.
+    fn queue_delete_expired(
+        &mut self,
+        before: Timestamp,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    /// Rebuilds an index of the schema without blocking writes, where the database can.
+    fn index_reindex(&mut self, index: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// The stored next runs of periodic jobs, by id.
+    fn periodic_job_get(
+        &mut self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, Timestamp)>>> + Send;
+
+    /// Stores a periodic job's next run if its stored next run is still `expected` (`None`:
+    /// no row yet). Returns whether it was stored; `false` means another client moved it.
+    fn periodic_job_set_next(
+        &mut self,
+        id: &str,
+        expected: Option<Timestamp>,
+        next_run_at: Timestamp,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Sends notifications, each on its topic's channel in the driver's schema.
     fn notify_many(

@@ -240,3 +240,48 @@ pub struct QueueRow {
     /// When a client last reported it.
     pub updated_at: Timestamp,
 }
+
+/// Which leader row an election is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaderTable {
+    /// `river_leader`, shared with River's clients: River's maintenance runs under it.
+    River,
+    /// `millrace_leader`, among Millrace clients only: Millrace's own fleet work runs under it.
+    Millrace,
+}
+
+/// Params for the leader verbs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaderParams {
+    /// Which row.
+    pub table: LeaderTable,
+    /// The client asking.
+    pub leader_id: String,
+    /// How long the leadership lasts unless re-asserted.
+    pub ttl: std::time::Duration,
+}
+
+/// A leader row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderRow {
+    /// The leader's client id.
+    pub leader_id: String,
+    /// When it was elected.
+    pub elected_at: Timestamp,
+    /// When its leadership runs out unless re-asserted.
+    pub expires_at: Timestamp,
+}
+
+/// Params for [`Executor::job_delete_finalized`](crate::Executor::job_delete_finalized): each
+/// `None` keeps jobs of that state for ever.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobDeleteFinalizedParams {
+    /// Delete completed jobs finalized before this.
+    pub completed_before: Option<Timestamp>,
+    /// Delete cancelled jobs finalized before this.
+    pub cancelled_before: Option<Timestamp>,
+    /// Delete discarded jobs finalized before this.
+    pub discarded_before: Option<Timestamp>,
+    /// The most jobs deleted in one statement.
+    pub max: i32,
+}

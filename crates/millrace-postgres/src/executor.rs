@@ -1,9 +1,11 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use millrace_driver::{
     DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted, JobGetAvailableParams,
-    JobOutcome, JobReturnOrphansParams, JobScheduleParams, JobScheduled, QueueRow, JobDeleteOutcome, JobInsertParams, JobInsertResult,
+    JobDeleteFinalizedParams, JobOutcome, JobReturnOrphansParams, LeaderParams, LeaderRow,
+    LeaderTable, JobScheduleParams, JobScheduled, QueueRow, JobDeleteOutcome, JobInsertParams, JobInsertResult,
     JobListParams, JobRetryParams, MigrationRow, Result, Topic,
 };
 use millrace_types::{JobId, JobRow, JobState};
@@ -11,7 +13,7 @@ use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
-use crate::row::{job_row, parse_state, queue_row};
+use crate::row::{job_row, leader_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
 
 /// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
@@ -443,6 +445,145 @@ impl Executor for PgExecutor<'_> {
             .bind(payload);
         let row = self.fetch_optional(q).await?;
         Ok(row.map_or(0, |r| r.get::<i64, _>("changed") as u64))
+    }
+
+    async fn leader_attempt_elect(&mut self, params: &LeaderParams) -> Result<Option<LeaderRow>> {
+        let queries = self.driver.queries().leader(params.table);
+        self.execute(query(&queries.delete_expired)).await?;
+        let q = query(&queries.elect)
+            .bind(params.leader_id.as_str())
+            .bind(params.ttl.as_secs_f64());
+        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+    }
+
+    async fn leader_attempt_reelect(
+        &mut self,
+        params: &LeaderParams,
+        elected_at: Timestamp,
+    ) -> Result<Option<LeaderRow>> {
+        let queries = self.driver.queries().leader(params.table);
+        let q = query(&queries.reelect)
+            .bind(params.leader_id.as_str())
+            .bind(params.ttl.as_secs_f64())
+            .bind(jiff_sqlx::Timestamp::from(elected_at));
+        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+    }
+
+    async fn leader_resign(&mut self, table: LeaderTable, leader_id: &str) -> Result<bool> {
+        let queries = self.driver.queries();
+        let mut q = query(&queries.leader(table).resign).bind(leader_id.to_owned());
+        if table == LeaderTable::River {
+            q = q.bind(queries.schema.channel(Topic::Leadership.as_str()));
+        }
+        let row = self.fetch_optional(q).await?;
+        Ok(row.is_some_and(|r| r.get::<i64, _>("n") > 0))
+    }
+
+    async fn leader_get(&mut self, table: LeaderTable) -> Result<Option<LeaderRow>> {
+        let q = query(&self.driver.queries().leader(table).get);
+        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+    }
+
+    async fn client_heartbeat(&mut self, client_id: &str, lease: Duration) -> Result<()> {
+        let q = query(&self.driver.queries().client_heartbeat)
+            .bind(client_id.to_owned())
+            .bind(lease.as_secs_f64());
+        self.execute(q).await.map(|_| ())
+    }
+
+    async fn client_get_expired(&mut self, max: i32) -> Result<Vec<String>> {
+        let q = query(&self.driver.queries().client_get_expired).bind(max);
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id").map_err(db_error))
+            .collect()
+    }
+
+    async fn client_delete(&mut self, client_ids: &[String]) -> Result<u64> {
+        let q = query(&self.driver.queries().client_delete).bind(client_ids.to_vec());
+        self.execute(q).await
+    }
+
+    async fn job_get_running_of_clients(&mut self, client_ids: &[String], max: i32) -> Result<Vec<JobRow>> {
+        let q = query(&self.driver.queries().job_get_running_of_clients)
+            .bind(client_ids.to_vec())
+            .bind(i64::from(max));
+        self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRow>> {
+        let q = query(&self.driver.queries().job_get_stuck)
+            .bind(jiff_sqlx::Timestamp::from(horizon))
+            .bind(i64::from(max));
+        self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_delete_finalized(&mut self, params: &JobDeleteFinalizedParams) -> Result<u64> {
+        // A state kept for ever gets a horizon no row is older than.
+        let horizon = |t: Option<Timestamp>| jiff_sqlx::Timestamp::from(t.unwrap_or(Timestamp::MIN));
+        let q = query(&self.driver.queries().job_delete_finalized)
+            .bind(horizon(params.completed_before))
+            .bind(horizon(params.cancelled_before))
+            .bind(horizon(params.discarded_before))
+            .bind(i64::from(params.max));
+        self.execute(q).await
+    }
+
+    async fn queue_delete_expired(&mut self, before: Timestamp, max: i32) -> Result<Vec<String>> {
+        let q = query(&self.driver.queries().queue_delete_expired)
+            .bind(jiff_sqlx::Timestamp::from(before))
+            .bind(i64::from(max));
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| r.try_get("name").map_err(db_error))
+            .collect()
+    }
+
+    async fn index_reindex(&mut self, index: &str) -> Result<()> {
+        let name = self.driver.queries().schema.qualify(index);
+        // CONCURRENTLY cannot run in a transaction: always on a pool connection of its own.
+        sqlx::raw_sql(AssertSqlSafe(format!("REINDEX INDEX CONCURRENTLY {name}")))
+            .execute(self.driver.pool())
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn periodic_job_get(&mut self, ids: &[String]) -> Result<Vec<(String, Timestamp)>> {
+        let q = query(&self.driver.queries().periodic_job_get).bind(ids.to_vec());
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id").map_err(db_error)?,
+                    r.try_get::<jiff_sqlx::Timestamp, _>("next_run_at")
+                        .map_err(db_error)?
+                        .to_jiff(),
+                ))
+            })
+            .collect()
+    }
+
+    async fn periodic_job_set_next(
+        &mut self,
+        id: &str,
+        expected: Option<Timestamp>,
+        next_run_at: Timestamp,
+    ) -> Result<bool> {
+        let queries = self.driver.queries();
+        let q = match expected {
+            None => query(&queries.periodic_job_insert)
+                .bind(id.to_owned())
+                .bind(jiff_sqlx::Timestamp::from(next_run_at)),
+            Some(expected) => query(&queries.periodic_job_update)
+                .bind(id.to_owned())
+                .bind(jiff_sqlx::Timestamp::from(expected))
+                .bind(jiff_sqlx::Timestamp::from(next_run_at)),
+        };
+        Ok(self.execute(q).await? == 1)
     }
 
     async fn notify_many(&mut self, notifications: &[(Topic, String)]) -> Result<()> {

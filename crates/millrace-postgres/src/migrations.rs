@@ -52,8 +52,9 @@ pub(crate) static MAIN: &[Migration] = &[
     migration!("main", 8, "008", "job_id_autoincrement"),
 ];
 
-/// Millrace's own line, for its `millrace_*` tables. It has no versions yet.
-pub(crate) static MILLRACE: &[Migration] = &[];
+/// Millrace's own line, for its `millrace_*` tables: version 1 adds client heartbeats, the
+/// Millrace lease and durable periodic schedules.
+pub(crate) static MILLRACE: &[Migration] = &[migration!("millrace", 1, "001", "fleet")];
 
 #[cfg(test)]
 mod tests {

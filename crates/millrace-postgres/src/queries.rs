@@ -8,6 +8,58 @@ use crate::row::job_columns;
 
 /// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
 /// reference-count bump, not a copy.
+/// The statements of one leader table.
+#[derive(Debug)]
+pub(crate) struct LeaderQueries {
+    pub(crate) delete_expired: Arc<str>,
+    pub(crate) elect: Arc<str>,
+    pub(crate) reelect: Arc<str>,
+    pub(crate) resign: Arc<str>,
+    pub(crate) get: Arc<str>,
+}
+
+impl LeaderQueries {
+    /// Mirrors River's leader election: an expired row is deleted, then the first insert wins;
+    /// the leader extends its own unexpired row; resigning deletes it and (for River's row)
+    /// tells the others, so they elect within moments rather than at their next attempt.
+    fn new(table: &str, notify_resigned: bool) -> Self {
+        let cols = "leader_id, elected_at, expires_at";
+        let resign = if notify_resigned {
+            format!(
+                r#"
+WITH deleted AS (DELETE FROM {table} WHERE leader_id = $1 RETURNING leader_id)
+SELECT count(*) AS n, count(pg_notify($2, json_build_object('action', 'resigned', 'leader_id', leader_id)::text))
+FROM deleted"#
+            )
+        } else {
+            format!(
+                "WITH deleted AS (DELETE FROM {table} WHERE leader_id = $1 RETURNING leader_id) \
+                 SELECT count(*) AS n FROM deleted"
+            )
+        };
+        LeaderQueries {
+            delete_expired: format!("DELETE FROM {table} WHERE expires_at < now()").into(),
+            elect: format!(
+                r#"
+INSERT INTO {table} (leader_id, elected_at, expires_at)
+VALUES ($1, now(), now() + make_interval(secs => $2::float8))
+ON CONFLICT (name) DO NOTHING
+RETURNING {cols}"#
+            )
+            .into(),
+            reelect: format!(
+                r#"
+UPDATE {table} SET expires_at = now() + make_interval(secs => $2::float8)
+WHERE leader_id = $1 AND elected_at = $3 AND expires_at > now()
+RETURNING {cols}"#
+            )
+            .into(),
+            resign: resign.into(),
+            get: format!("SELECT {cols} FROM {table}").into(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
@@ -21,6 +73,18 @@ pub(crate) struct Queries {
     pub(crate) job_retry: Arc<str>,
     pub(crate) job_delete: Arc<str>,
     pub(crate) notify_many: Arc<str>,
+    pub(crate) river_leader: LeaderQueries,
+    pub(crate) millrace_leader: LeaderQueries,
+    pub(crate) client_heartbeat: Arc<str>,
+    pub(crate) client_get_expired: Arc<str>,
+    pub(crate) client_delete: Arc<str>,
+    pub(crate) job_get_running_of_clients: Arc<str>,
+    pub(crate) job_get_stuck: Arc<str>,
+    pub(crate) job_delete_finalized: Arc<str>,
+    pub(crate) queue_delete_expired: Arc<str>,
+    pub(crate) periodic_job_get: Arc<str>,
+    pub(crate) periodic_job_insert: Arc<str>,
+    pub(crate) periodic_job_update: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
     pub(crate) job_start_by_id: Arc<str>,
@@ -303,7 +367,82 @@ every AS (
 SELECT (SELECT count(*) FROM one) + (SELECT count(*) FROM every) AS changed, pg_notify($3, $4)"#
         );
 
+        let client = format!("{s}millrace_client");
+        let periodic = format!("{s}millrace_periodic_job");
+        let client_heartbeat = format!(
+            r#"
+INSERT INTO {client} (id, started_at, heartbeat_at, lease_expires_at)
+VALUES ($1, now(), now(), now() + make_interval(secs => $2::float8))
+ON CONFLICT (id) DO UPDATE
+    SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2::float8)"#
+        );
+        let client_get_expired = format!(
+            "SELECT id FROM {client} WHERE lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1"
+        );
+        let client_delete = format!("DELETE FROM {client} WHERE id = ANY($1::text[])");
+        let job_get_running_of_clients = format!(
+            r#"
+SELECT {cols} FROM {job}
+WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = ANY($1::text[])
+ORDER BY id
+LIMIT $2"#
+        );
+        let job_get_stuck = format!(
+            r#"
+SELECT {cols} FROM {job} AS j
+WHERE state = 'running' AND attempted_at < $1
+  AND NOT EXISTS (
+      SELECT 1 FROM {client} AS c
+      WHERE c.id = j.attempted_by[cardinality(j.attempted_by)] AND c.lease_expires_at > now()
+  )
+ORDER BY id
+LIMIT $2"#
+        );
+        let job_delete_finalized = format!(
+            r#"
+WITH doomed AS (
+    SELECT id FROM {job}
+    WHERE (state = 'completed' AND finalized_at < $1)
+       OR (state = 'cancelled' AND finalized_at < $2)
+       OR (state = 'discarded' AND finalized_at < $3)
+    ORDER BY id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {job} WHERE id IN (SELECT id FROM doomed)"#
+        );
+        let queue_delete_expired = format!(
+            r#"
+WITH doomed AS (
+    SELECT name FROM {s}river_queue WHERE updated_at < $1 ORDER BY name LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {s}river_queue WHERE name IN (SELECT name FROM doomed) RETURNING name"#
+        );
+        let periodic_job_get =
+            format!("SELECT id, next_run_at FROM {periodic} WHERE id = ANY($1::text[])");
+        let periodic_job_insert = format!(
+            "INSERT INTO {periodic} (id, next_run_at, updated_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (id) DO NOTHING"
+        );
+        let periodic_job_update = format!(
+            "UPDATE {periodic} SET next_run_at = $3, updated_at = now() \
+             WHERE id = $1 AND next_run_at = $2"
+        );
+
         Queries {
+            river_leader: LeaderQueries::new(&format!("{s}river_leader"), true),
+            millrace_leader: LeaderQueries::new(&format!("{s}millrace_leader"), false),
+            client_heartbeat: client_heartbeat.into(),
+            client_get_expired: client_get_expired.into(),
+            client_delete: client_delete.into(),
+            job_get_running_of_clients: job_get_running_of_clients.into(),
+            job_get_stuck: job_get_stuck.into(),
+            job_delete_finalized: job_delete_finalized.into(),
+            queue_delete_expired: queue_delete_expired.into(),
+            periodic_job_get: periodic_job_get.into(),
+            periodic_job_insert: periodic_job_insert.into(),
+            periodic_job_update: periodic_job_update.into(),
             job_get_available: job_get_available.into(),
             job_complete_many: job_complete_many.into(),
             job_start_by_id: job_start_by_id.into(),
@@ -338,6 +477,15 @@ SELECT (SELECT count(*) FROM one) + (SELECT count(*) FROM every) AS changed, pg_
             migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = $1").into(),
             job_table: job,
             schema,
+        }
+    }
+}
+
+impl Queries {
+    pub(crate) fn leader(&self, table: millrace_driver::LeaderTable) -> &LeaderQueries {
+        match table {
+            millrace_driver::LeaderTable::River => &self.river_leader,
+            millrace_driver::LeaderTable::Millrace => &self.millrace_leader,
         }
     }
 }

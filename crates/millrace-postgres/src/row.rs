@@ -1,7 +1,7 @@
 //! Reading `river_job` rows.
 
 use jiff::Timestamp;
-use millrace_driver::{DriverError, QueueRow, Result};
+use millrace_driver::{DriverError, LeaderRow, QueueRow, Result};
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -59,6 +59,15 @@ pub(crate) fn parse_state(row: &PgRow) -> Result<JobState> {
     state.parse::<JobState>().map_err(|err| DriverError::Decode {
         column: "state",
         message: err.to_string(),
+    })
+}
+
+/// Decodes one leader row.
+pub(crate) fn leader_row(row: &PgRow) -> Result<LeaderRow> {
+    Ok(LeaderRow {
+        leader_id: get(row, "leader_id")?,
+        elected_at: time(get(row, "elected_at")?),
+        expires_at: time(get(row, "expires_at")?),
     })
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::insert::InsertManyParams;
 use crate::event::Event;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{MaintenanceConfig, Runtime, RuntimeConfig};
 use crate::{
     DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, Workers,
 };
@@ -138,6 +138,8 @@ pub struct ClientBuilder<D: Driver> {
     retry_policy: Arc<dyn RetryPolicy>,
     schedule_interval: Duration,
     completer_batch_max: usize,
+    heartbeat_lease: Duration,
+    maintenance: MaintenanceConfig,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
@@ -220,6 +222,56 @@ impl<D: Driver> ClientBuilder<D> {
         self
     }
 
+    /// How long a client's heartbeat lease lasts. A client renews it every third of the lease;
+    /// once it runs out (the process died, or lost the database), the Millrace leaseholder
+    /// returns the client's running jobs to `available` within about a second. A client that
+    /// cannot renew in time cancels its own running jobs first. Defaults to 15 s; a few seconds
+    /// is fine on a healthy network.
+    pub fn heartbeat_lease(mut self, lease: Duration) -> Self {
+        self.heartbeat_lease = lease;
+        self
+    }
+
+    /// River's RescueStuckJobsAfter: running jobs older than this, held by clients without a
+    /// live Millrace heartbeat (River's clients), are rescued. Defaults to the job timeout
+    /// plus an hour, or an hour without a timeout.
+    pub fn rescue_stuck_jobs_after(mut self, after: Duration) -> Self {
+        self.maintenance.rescue_stuck_jobs_after = Some(after);
+        self
+    }
+
+    /// How long completed jobs are kept; `None` keeps them for ever. Defaults to 24 h.
+    pub fn completed_job_retention(mut self, retention: Option<Duration>) -> Self {
+        self.maintenance.completed_retention = retention;
+        self
+    }
+
+    /// How long cancelled jobs are kept; `None` keeps them for ever. Defaults to 24 h.
+    pub fn cancelled_job_retention(mut self, retention: Option<Duration>) -> Self {
+        self.maintenance.cancelled_retention = retention;
+        self
+    }
+
+    /// How long discarded jobs are kept; `None` keeps them for ever. Defaults to 7 days.
+    pub fn discarded_job_retention(mut self, retention: Option<Duration>) -> Self {
+        self.maintenance.discarded_retention = retention;
+        self
+    }
+
+    /// Whether the leader rebuilds `river_job`'s GIN indexes daily at midnight UTC, as River
+    /// does. Defaults to true.
+    pub fn reindexer(mut self, enabled: bool) -> Self {
+        self.maintenance.reindexer = enabled;
+        self
+    }
+
+    /// How often the leader's rescuer and cleaners run. Defaults to 30 s, as River's.
+    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
+        self.maintenance.rescuer_interval = interval;
+        self.maintenance.cleaner_interval = interval;
+        self
+    }
+
     /// The most outcomes stored in one statement. Defaults to 5,000.
     pub fn completer_batch_max(mut self, max: usize) -> Self {
         self.completer_batch_max = max;
@@ -259,6 +311,8 @@ impl<D: Driver> ClientBuilder<D> {
             ("fetch_cooldown", self.fetch_cooldown, Duration::ZERO),
             ("fetch_poll_interval", self.fetch_poll_interval, Duration::from_millis(1)),
             ("schedule_interval", self.schedule_interval, Duration::from_millis(1)),
+            ("heartbeat_lease", self.heartbeat_lease, Duration::from_secs(1)),
+            ("maintenance_interval", self.maintenance.rescuer_interval, Duration::from_millis(1)),
         ];
         for (name, value, min) in positive {
             if value < min {
@@ -287,6 +341,8 @@ impl<D: Driver> ClientBuilder<D> {
                     completer_batch_max: self.completer_batch_max,
                     completer_flush_at: COMPLETER_FLUSH_AT.min(self.completer_batch_max),
                     completer_flush_interval: COMPLETER_FLUSH_INTERVAL,
+                    heartbeat_lease: self.heartbeat_lease,
+                    maintenance: self.maintenance,
                 },
                 workers: self.workers,
                 queues: Mutex::new(self.queues),
@@ -314,6 +370,16 @@ impl<D: Driver> Client<D> {
             retry_policy: Arc::new(DefaultRetryPolicy),
             schedule_interval: Duration::from_secs(5),
             completer_batch_max: 5_000,
+            heartbeat_lease: Duration::from_secs(15),
+            maintenance: MaintenanceConfig {
+                rescue_stuck_jobs_after: None,
+                rescuer_interval: Duration::from_secs(30),
+                cleaner_interval: Duration::from_secs(30),
+                completed_retention: Some(Duration::from_secs(24 * 3600)),
+                cancelled_retention: Some(Duration::from_secs(24 * 3600)),
+                discarded_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+                reindexer: true,
+            },
         }
     }
 
@@ -638,6 +704,13 @@ impl<D: Driver> Client<D> {
         if runtime.is_some() {
             return Err(Error::AlreadyStarted);
         }
+        // The first heartbeat before the first fetch, so every job this client takes is
+        // covered by its lease; this also fails early on an unreachable or unmigrated database.
+        self.inner
+            .driver
+            .executor()
+            .client_heartbeat(&self.inner.config.id, self.inner.config.heartbeat_lease)
+            .await?;
         *runtime = Some(Runtime::start(
             self.inner.driver.clone(),
             self.inner.config.clone(),

@@ -125,7 +125,7 @@ impl InsertManyParams {
                 let states = match &unique.by_state {
                     None => UniqueStates::DEFAULT,
                     Some(states) => {
-                        let states = UniqueStates::from_states(states.iter().copied());
+                        let states = UniqueStates::from_by_state(states.iter().copied());
                         let missing = states.missing_required();
                         if !missing.is_empty() {
                             let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();

@@ -106,7 +106,11 @@ async fn work(
     let mut fut = AssertUnwindSafe(Traced(prepared.work)).catch_unwind();
     let deadline = timeout.map(|t| Instant::now() + t);
     let first = tokio::select! {
-        result = &mut fut => return (ended(result), None),
+        result = &mut fut => {
+            // A worker that returned because a hard stop fired its token was interrupted too.
+            let interrupt = shared.hard_stop.is_cancelled().then_some(Interrupt::Stop);
+            return (ended(result), interrupt);
+        }
         _ = sleep_until_opt(deadline) => Interrupt::Timeout(timeout.unwrap_or_default()),
         _ = shared.hard_stop.cancelled() => Interrupt::Stop,
     };

@@ -63,7 +63,9 @@ mod insert;
 mod insert_opts;
 mod job_admin;
 mod job_args;
+mod heartbeat;
 mod job_executor;
+mod leader;
 mod maintenance;
 mod notifier;
 mod panic_trace;
@@ -93,3 +95,7 @@ pub use millrace_types::{
     AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,
     UniqueStates,
 };
+
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -66,6 +66,7 @@ impl<D: Driver> Notifier<D> {
         let mut listener = self.shared.driver.listener().await?;
         listener.listen(Topic::Insert).await?;
         listener.listen(Topic::Control).await?;
+        listener.listen(Topic::Leadership).await?;
         if *failures > 0 {
             tracing::info!("notification listener reconnected");
             *failures = 0;
@@ -92,7 +93,14 @@ impl<D: Driver> Notifier<D> {
                 Ok(control) => self.control(control),
                 Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad control notification"),
             },
-            Topic::Leadership => {}
+            Topic::Leadership => match serde_json::from_str::<Control>(&notification.payload) {
+                Ok(leadership) => match leadership.action.as_str() {
+                    "resigned" => self.shared.river_leader_signals.resigned.notify_one(),
+                    "request_resign" => self.shared.river_leader_signals.resign_requested.notify_one(),
+                    _ => {}
+                },
+                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad leadership notification"),
+            },
         }
     }
 

@@ -11,7 +11,12 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use millrace_driver::LeaderTable;
+
 use crate::completer::{Completer, Completion};
+use crate::heartbeat::Heartbeat;
+use crate::leader::{ElectionTiming, Elector, LeaderSignals};
+use crate::maintenance::{self, ServiceFn};
 use crate::event::Event;
 use crate::producer::Producer;
 use crate::{QueueConfig, RetryPolicy, Workers};
@@ -31,6 +36,32 @@ pub(crate) struct RuntimeConfig {
     pub(crate) completer_batch_max: usize,
     pub(crate) completer_flush_at: usize,
     pub(crate) completer_flush_interval: Duration,
+    pub(crate) heartbeat_lease: Duration,
+    pub(crate) maintenance: MaintenanceConfig,
+}
+
+/// Settings of the maintenance services.
+#[derive(Debug, Clone)]
+pub(crate) struct MaintenanceConfig {
+    pub(crate) rescue_stuck_jobs_after: Option<Duration>,
+    pub(crate) rescuer_interval: Duration,
+    pub(crate) cleaner_interval: Duration,
+    pub(crate) completed_retention: Option<Duration>,
+    pub(crate) cancelled_retention: Option<Duration>,
+    pub(crate) discarded_retention: Option<Duration>,
+    pub(crate) reindexer: bool,
+}
+
+impl RuntimeConfig {
+    /// River's RescueStuckJobsAfter: as configured, else the job timeout plus an hour, else an
+    /// hour.
+    pub(crate) fn rescue_stuck_jobs_after(&self) -> Duration {
+        let hour = Duration::from_secs(3600);
+        self.maintenance.rescue_stuck_jobs_after.unwrap_or(match self.job_timeout {
+            Some(timeout) if timeout != Duration::MAX => timeout.saturating_add(hour),
+            _ => hour,
+        })
+    }
 }
 
 /// A job this client fetched and has not yet recorded an outcome for.
@@ -60,6 +91,8 @@ pub(crate) struct Shared<D: Driver> {
     pub(crate) hard_stop: CancellationToken,
     /// Fires on any stop: producers stop fetching.
     pub(crate) soft_stop: CancellationToken,
+    /// Notifications for the River leader elector.
+    pub(crate) river_leader_signals: Arc<LeaderSignals>,
 }
 
 impl<D: Driver> Shared<D> {
@@ -98,6 +131,13 @@ impl<D: Driver> Shared<D> {
                     });
                 }
             }
+        }
+    }
+
+    /// Fires every running job's token (self-fencing when the heartbeat cannot be renewed).
+    pub(crate) fn cancel_all_jobs(&self) {
+        for held in self.held.lock().expect("lock poisoned").values() {
+            held.token.cancel();
         }
     }
 
@@ -145,6 +185,7 @@ impl<D: Driver> Runtime<D> {
             client_any,
             hard_stop: CancellationToken::new(),
             soft_stop: CancellationToken::new(),
+            river_leader_signals: Arc::new(LeaderSignals::default()),
         });
         let completer_done = CancellationToken::new();
         let completer = tokio::spawn(Completer::new(shared.clone(), rx).run(completer_done.clone()));
@@ -164,9 +205,55 @@ impl<D: Driver> Runtime<D> {
             let notifier = crate::notifier::Notifier::new(runtime.shared.clone());
             runtime.services.push(tokio::spawn(notifier.run(stop.clone())));
         }
-        let scheduler = crate::maintenance::job_scheduler::JobScheduler::new(runtime.shared.clone());
-        runtime.services.push(tokio::spawn(scheduler.run(stop)));
+        runtime.start_fleet_services(&stop);
         runtime
+    }
+
+    /// Heartbeats, the two leader elections, and the services each leadership runs.
+    fn start_fleet_services(&mut self, stop: &CancellationToken) {
+        let shared = &self.shared;
+        self.services
+            .push(tokio::spawn(Heartbeat::new(shared.clone()).run(stop.clone())));
+
+        let (river_tx, river_rx) = watch::channel(false);
+        let river = Elector::new(
+            shared.clone(),
+            LeaderTable::River,
+            ElectionTiming::RIVER,
+            shared.river_leader_signals.clone(),
+            river_tx,
+        );
+        self.services.push(tokio::spawn(river.run(stop.clone())));
+        let river_services: Vec<ServiceFn<D>> = vec![
+            maintenance::job_scheduler::service::<D>,
+            maintenance::job_rescuer::service::<D>,
+            maintenance::job_cleaner::service::<D>,
+            maintenance::queue_cleaner::service::<D>,
+            maintenance::reindexer::service::<D>,
+        ];
+        self.services.push(tokio::spawn(maintenance::supervise(
+            shared.clone(),
+            river_rx,
+            river_services,
+            stop.clone(),
+        )));
+
+        let (millrace_tx, millrace_rx) = watch::channel(false);
+        let millrace = Elector::new(
+            shared.clone(),
+            LeaderTable::Millrace,
+            ElectionTiming::MILLRACE,
+            Arc::new(LeaderSignals::default()),
+            millrace_tx,
+        );
+        self.services.push(tokio::spawn(millrace.run(stop.clone())));
+        let millrace_services: Vec<ServiceFn<D>> = vec![maintenance::client_rescuer::service::<D>];
+        self.services.push(tokio::spawn(maintenance::supervise(
+            shared.clone(),
+            millrace_rx,
+            millrace_services,
+            stop.clone(),
+        )));
     }
 
     pub(crate) fn add_queue(&mut self, name: &str, queue: &QueueConfig) {

@@ -256,6 +256,9 @@ pub(crate) trait ErasedWorker: Send + Sync {
     fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String>;
 
     fn next_retry(&self, row: &JobRow) -> Option<Timestamp>;
+
+    /// The worker's timeout override for a job, without running it (for the rescuer).
+    fn timeout_for(&self, row: &JobRow) -> Option<Duration>;
 }
 
 struct Erased<W>(Arc<W>);
@@ -280,6 +283,20 @@ impl<W: Worker> ErasedWorker for Erased<W> {
 
     fn next_retry(&self, row: &JobRow) -> Option<Timestamp> {
         self.0.next_retry(row)
+    }
+
+    fn timeout_for(&self, row: &JobRow) -> Option<Duration> {
+        let args = <W::Args as serde::Deserialize>::deserialize(&row.args).ok()?;
+        let job = Job {
+            args,
+            row: row.clone(),
+            ctx: JobContext {
+                token: CancellationToken::new(),
+                client: Arc::new(()),
+                completed_in_tx: Arc::new(AtomicBool::new(false)),
+            },
+        };
+        self.0.timeout(&job)
     }
 }
 

@@ -1,3 +1,82 @@
-//! Services that keep the jobs table moving and tidy.
+//! Services that keep the jobs table moving and tidy, each started while this client holds
+//! the lease it needs: River's maintenance under `river_leader` (a River client may hold it
+//! instead, and then runs its own), Millrace's fleet work under `millrace_leader`.
 
+pub(crate) mod client_rescuer;
+pub(crate) mod job_cleaner;
+pub(crate) mod job_rescuer;
 pub(crate) mod job_scheduler;
+pub(crate) mod queue_cleaner;
+pub(crate) mod reindexer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use millrace_driver::Driver;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Shared;
+
+/// A service's run loop, started with its own stop token.
+pub(crate) type ServiceFn<D> =
+    fn(Arc<Shared<D>>, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `services` while `is_leader` says so, and stops them when it no longer does.
+pub(crate) async fn supervise<D: Driver>(
+    shared: Arc<Shared<D>>,
+    mut is_leader: watch::Receiver<bool>,
+    services: Vec<ServiceFn<D>>,
+    stop: CancellationToken,
+) {
+    let mut running: Option<(CancellationToken, JoinSet<()>)> = None;
+    loop {
+        let leading = *is_leader.borrow_and_update();
+        match (leading, running.is_some()) {
+            (true, false) => {
+                let token = stop.child_token();
+                let mut set = JoinSet::new();
+                for service in &services {
+                    set.spawn(service(shared.clone(), token.clone()));
+                }
+                running = Some((token, set));
+            }
+            (false, true) => {
+                if let Some((token, mut set)) = running.take() {
+                    token.cancel();
+                    while set.join_next().await.is_some() {}
+                }
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = is_leader.changed() => if changed.is_err() { break },
+        }
+    }
+    if let Some((token, mut set)) = running.take() {
+        token.cancel();
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// Runs `pass` every `interval` until `stop`, logging failures.
+pub(crate) async fn every<F, Fut>(name: &'static str, interval: std::time::Duration, stop: CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = millrace_driver::Result<()>>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(err) = pass().await {
+            tracing::warn!(%err, service = name, "maintenance pass failed");
+        }
+    }
+}
