@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::insert::InsertManyParams;
 use crate::event::Event;
+use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
 use crate::runtime::{MaintenanceConfig, Runtime, RuntimeConfig};
 use crate::{
     DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, Workers,
@@ -99,6 +100,7 @@ pub(crate) struct ClientInner<D: Driver> {
     pub(crate) queues: Mutex<Vec<(String, QueueConfig)>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
+    pub(crate) periodic: Arc<PeriodicRegistry>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientInner<D> {
@@ -140,6 +142,7 @@ pub struct ClientBuilder<D: Driver> {
     completer_batch_max: usize,
     heartbeat_lease: Duration,
     maintenance: MaintenanceConfig,
+    periodic_jobs: Vec<PeriodicJob>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
@@ -219,6 +222,13 @@ impl<D: Driver> ClientBuilder<D> {
     /// River's scheduler.
     pub fn schedule_interval(mut self, interval: Duration) -> Self {
         self.schedule_interval = interval;
+        self
+    }
+
+    /// Adds a periodic job; see [`PeriodicJob`]. Periodic jobs are scheduled by one Millrace
+    /// client of the fleet at a time (the holder of the Millrace lease).
+    pub fn periodic_job(mut self, job: PeriodicJob) -> Self {
+        self.periodic_jobs.push(job);
         self
     }
 
@@ -322,6 +332,10 @@ impl<D: Driver> ClientBuilder<D> {
         if self.completer_batch_max == 0 {
             return Err(Error::Config("completer_batch_max must be at least 1".to_owned()));
         }
+        let periodic = PeriodicJobs::new(Arc::new(PeriodicRegistry::default()));
+        for job in self.periodic_jobs {
+            periodic.add(job)?;
+        }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Client {
             inner: Arc::new(ClientInner {
@@ -348,6 +362,7 @@ impl<D: Driver> ClientBuilder<D> {
                 queues: Mutex::new(self.queues),
                 events,
                 runtime: tokio::sync::Mutex::new(None),
+                periodic: periodic.registry(),
             }),
         })
     }
@@ -380,6 +395,7 @@ impl<D: Driver> Client<D> {
                 discarded_retention: Some(Duration::from_secs(7 * 24 * 3600)),
                 reindexer: true,
             },
+            periodic_jobs: Vec::new(),
         }
     }
 
@@ -786,6 +802,19 @@ impl<D: Driver> Client<D> {
             }
             None => Err(Error::NotStarted),
         }
+    }
+
+    /// The client's periodic jobs, to add and remove them, also while it runs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) {
+    /// println!("{} periodic jobs", client.periodic_jobs().len());
+    /// # }
+    /// ```
+    pub fn periodic_jobs(&self) -> PeriodicJobs {
+        PeriodicJobs::new(self.inner.periodic.clone())
     }
 
     /// Subscribes to the client's events: job outcomes (after they are stored) and queue

@@ -32,6 +32,8 @@ pub struct InsertManyParams {
     args_opts: InsertOpts,
     unique_fields: Option<&'static [&'static str]>,
     opts: InsertOpts,
+    /// Metadata merged over whatever the options give (periodic job markers).
+    extra_metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl InsertManyParams {
@@ -45,6 +47,7 @@ impl InsertManyParams {
             args_opts: A::insert_opts(),
             unique_fields: A::UNIQUE_FIELDS,
             opts: InsertOpts::default(),
+            extra_metadata: None,
         }
     }
 
@@ -52,6 +55,11 @@ impl InsertManyParams {
     #[must_use]
     pub fn opts(mut self, opts: InsertOpts) -> Self {
         self.opts = opts;
+        self
+    }
+
+    pub(crate) fn extra_metadata(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.extra_metadata = Some(extra);
         self
     }
 
@@ -100,8 +108,12 @@ impl InsertManyParams {
             validate_tag(tag)?;
         }
         let metadata = match opts.metadata {
-            None => "{}".to_owned(),
-            Some(serde_json::Value::Object(map)) => {
+            None if self.extra_metadata.is_none() => "{}".to_owned(),
+            None => serde_json::to_string(&self.extra_metadata).expect("a JSON map always encodes"),
+            Some(serde_json::Value::Object(mut map)) => {
+                if let Some(extra) = &self.extra_metadata {
+                    map.extend(extra.clone());
+                }
                 serde_json::to_string(&map).expect("a JSON map always encodes")
             }
             Some(other) => {

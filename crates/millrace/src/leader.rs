@@ -113,6 +113,9 @@ impl<D: Driver> Elector<D> {
                         _ = self.signals.resigned.notified() => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
+                        // A request to resign is for the leader; a follower drops it, so it
+                        // does not linger and unseat this client once it leads.
+                        _ = self.signals.resign_requested.notified() => {}
                     }
                 }
                 Some((elected_at, last_ok)) => {

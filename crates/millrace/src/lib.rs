@@ -69,6 +69,7 @@ mod leader;
 mod maintenance;
 mod notifier;
 mod panic_trace;
+mod periodic;
 mod producer;
 mod queue_config;
 mod retry_policy;
@@ -83,6 +84,10 @@ pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
 pub use event::{Event, EventKind};
 pub use job_args::JobArgs;
+pub use periodic::{
+    METADATA_PERIODIC, METADATA_PERIODIC_JOB_ID, PeriodicJob, PeriodicJobHandle, PeriodicJobs,
+    Schedule,
+};
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
 pub use worker::{BoxError, Job, WorkError, Worker, Workers};

@@ -247,7 +247,10 @@ impl<D: Driver> Runtime<D> {
             millrace_tx,
         );
         self.services.push(tokio::spawn(millrace.run(stop.clone())));
-        let millrace_services: Vec<ServiceFn<D>> = vec![maintenance::client_rescuer::service::<D>];
+        let millrace_services: Vec<ServiceFn<D>> = vec![
+            maintenance::client_rescuer::service::<D>,
+            crate::periodic::service::<D>,
+        ];
         self.services.push(tokio::spawn(maintenance::supervise(
             shared.clone(),
             millrace_rx,

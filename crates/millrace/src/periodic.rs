@@ -1,0 +1,453 @@
+//! Periodic jobs: interval and cron schedules, RunOnStart, ids, added and removed at run time.
+//!
+//! Unlike River's in-memory schedule, the next run of each periodic job *with an id* is kept in
+//! `millrace_periodic_job`, and moved forward in the same transaction that inserts the run's job,
+//! conditional on the value read. So a change of the client that schedules (the Millrace
+//! leaseholder) neither skips a run nor inserts it twice, runs missed while no client was up
+//! coalesce into one, and RunOnStart fires only when no next run is stored. Jobs without an id
+//! are scheduled in memory, as River does.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use millrace_driver::{Driver, Executor};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::insert::InsertManyParams;
+use crate::runtime::Shared;
+use crate::{Client, Error, InsertOpts, JobArgs, Result};
+
+/// Metadata key marking jobs a periodic job inserted, as River does.
+pub const METADATA_PERIODIC: &str = "periodic";
+/// Metadata key holding the periodic job's id, as River does.
+pub const METADATA_PERIODIC_JOB_ID: &str = "river:periodic_job_id";
+
+/// When a periodic job runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use millrace::Schedule;
+///
+/// let every_15_minutes = Schedule::interval(Duration::from_secs(900));
+/// let weekday_mornings = Schedule::cron("0 9 * * MON-FRI").unwrap();
+/// let paris_midnight = Schedule::cron_in("0 0 * * *", "Europe/Paris").unwrap();
+/// assert!(Schedule::cron("not a schedule").is_err());
+/// ```
+#[derive(Clone)]
+pub struct Schedule(ScheduleKind);
+
+#[derive(Clone)]
+enum ScheduleKind {
+    Interval(Duration),
+    Cron {
+        pattern: String,
+        cron: croner::Cron,
+        tz: TimeZone,
+    },
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ScheduleKind::Interval(d) => write!(f, "Schedule::interval({d:?})"),
+            ScheduleKind::Cron { pattern, tz, .. } => {
+                write!(f, "Schedule::cron({pattern:?}, {:?})", tz.iana_name().unwrap_or("UTC"))
+            }
+        }
+    }
+}
+
+impl Schedule {
+    /// Every `every`, counted from the previous run.
+    pub fn interval(every: Duration) -> Self {
+        Schedule(ScheduleKind::Interval(every))
+    }
+
+    /// A standard five-field cron expression (`min hour day month weekday`), in UTC.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an expression that does not parse.
+    pub fn cron(pattern: &str) -> Result<Self> {
+        Self::cron_with(pattern, TimeZone::UTC)
+    }
+
+    /// A cron expression evaluated in an IANA time zone, such as `Europe/Paris`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an expression that does not parse or an unknown zone.
+    pub fn cron_in(pattern: &str, time_zone: &str) -> Result<Self> {
+        let tz = TimeZone::get(time_zone)
+            .map_err(|err| Error::Config(format!("unknown time zone {time_zone:?}: {err}")))?;
+        Self::cron_with(pattern, tz)
+    }
+
+    fn cron_with(pattern: &str, tz: TimeZone) -> Result<Self> {
+        let cron = croner::Cron::from_str(pattern)
+            .map_err(|err| Error::Config(format!("invalid cron expression {pattern:?}: {err}")))?;
+        Ok(Schedule(ScheduleKind::Cron {
+            pattern: pattern.to_owned(),
+            cron,
+            tz,
+        }))
+    }
+
+    /// The first run strictly after `after`; `None` if there is none.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        match &self.0 {
+            ScheduleKind::Interval(every) => after.checked_add(*every).ok(),
+            ScheduleKind::Cron { cron, tz, .. } => cron
+                .find_next_occurrence(&after.to_zoned(tz.clone()), false)
+                .ok()
+                .map(|z| z.timestamp()),
+        }
+    }
+}
+
+type MakeJob = Arc<dyn Fn() -> InsertManyParams + Send + Sync>;
+
+/// A job inserted on a schedule.
+///
+/// ```
+/// use std::time::Duration;
+/// use millrace::{JobArgs, PeriodicJob, Schedule};
+///
+/// #[derive(serde::Serialize)]
+/// struct Cleanup {}
+/// impl JobArgs for Cleanup {
+///     const KIND: &'static str = "cleanup";
+/// }
+///
+/// let job = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || (Cleanup {}, None))
+///     .id("hourly_cleanup")
+///     .run_on_start(true);
+/// ```
+#[derive(Clone)]
+pub struct PeriodicJob {
+    schedule: Schedule,
+    make: MakeJob,
+    run_on_start: bool,
+    id: Option<String>,
+}
+
+impl fmt::Debug for PeriodicJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeriodicJob")
+            .field("schedule", &self.schedule)
+            .field("run_on_start", &self.run_on_start)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeriodicJob {
+    /// A periodic job inserting what `make` returns at each run.
+    pub fn new<A, F>(schedule: Schedule, make: F) -> Self
+    where
+        A: JobArgs,
+        F: Fn() -> (A, Option<InsertOpts>) + Send + Sync + 'static,
+    {
+        PeriodicJob {
+            schedule,
+            make: Arc::new(move || {
+                let (args, opts) = make();
+                InsertManyParams::new(args).opts(opts.unwrap_or_default())
+            }),
+            run_on_start: false,
+            id: None,
+        }
+    }
+
+    /// Inserts a job as soon as a client starts scheduling, unless a next run is already
+    /// stored for this job's id. Defaults to false.
+    #[must_use]
+    pub fn run_on_start(mut self, run_on_start: bool) -> Self {
+        self.run_on_start = run_on_start;
+        self
+    }
+
+    /// An id, recorded in each job's metadata as `river:periodic_job_id` and used to keep the
+    /// next run in the database across clients and restarts.
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    fn params(&self) -> InsertManyParams {
+        let mut meta = serde_json::Map::new();
+        meta.insert(METADATA_PERIODIC.to_owned(), true.into());
+        if let Some(id) = &self.id {
+            meta.insert(METADATA_PERIODIC_JOB_ID.to_owned(), id.clone().into());
+        }
+        (self.make)().extra_metadata(meta)
+    }
+}
+
+/// Identifies a periodic job added to a client, to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeriodicJobHandle(u64);
+
+/// The periodic jobs of a client, shared with its scheduling service.
+#[derive(Debug, Default)]
+pub(crate) struct PeriodicRegistry {
+    jobs: Mutex<(u64, Vec<(u64, PeriodicJob)>)>,
+    pub(crate) changed: Notify,
+}
+
+impl PeriodicRegistry {
+    fn snapshot(&self) -> Vec<(u64, PeriodicJob)> {
+        self.jobs.lock().expect("lock poisoned").1.clone()
+    }
+}
+
+/// Adds and removes a client's periodic jobs, also while it runs.
+///
+/// ```no_run
+/// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+/// # #[derive(serde::Serialize)] struct Report {}
+/// # impl millrace::JobArgs for Report { const KIND: &'static str = "report"; }
+/// use millrace::{PeriodicJob, Schedule};
+/// let handle = client
+///     .periodic_jobs()
+///     .add(PeriodicJob::new(Schedule::cron("0 * * * *")?, || (Report {}, None)).id("hourly_report"))?;
+/// client.periodic_jobs().remove(handle);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PeriodicJobs {
+    registry: Arc<PeriodicRegistry>,
+}
+
+impl PeriodicJobs {
+    pub(crate) fn new(registry: Arc<PeriodicRegistry>) -> Self {
+        PeriodicJobs { registry }
+    }
+
+    pub(crate) fn registry(&self) -> Arc<PeriodicRegistry> {
+        self.registry.clone()
+    }
+
+    /// Adds a periodic job.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when another periodic job has the same id, or the id is empty or
+    /// 128 bytes or more.
+    pub fn add(&self, job: PeriodicJob) -> Result<PeriodicJobHandle> {
+        let mut jobs = self.registry.jobs.lock().expect("lock poisoned");
+        if let Some(id) = &job.id {
+            if id.is_empty() || id.len() >= 128 {
+                return Err(Error::Config(format!(
+                    "periodic job id {id:?} must be 1 to 127 bytes"
+                )));
+            }
+            if jobs.1.iter().any(|(_, j)| j.id.as_deref() == Some(id)) {
+                return Err(Error::Config(format!(
+                    "a periodic job with id {id:?} is already added"
+                )));
+            }
+        }
+        jobs.0 += 1;
+        let handle = jobs.0;
+        jobs.1.push((handle, job));
+        drop(jobs);
+        self.registry.changed.notify_one();
+        Ok(PeriodicJobHandle(handle))
+    }
+
+    /// Removes a periodic job; returns whether it was there. Its stored next run is kept, so
+    /// adding it again with the same id resumes its schedule.
+    pub fn remove(&self, handle: PeriodicJobHandle) -> bool {
+        let mut jobs = self.registry.jobs.lock().expect("lock poisoned");
+        let before = jobs.1.len();
+        jobs.1.retain(|(h, _)| *h != handle.0);
+        let removed = jobs.1.len() != before;
+        drop(jobs);
+        self.registry.changed.notify_one();
+        removed
+    }
+
+    /// Removes the periodic job with this id; returns whether it was there.
+    pub fn remove_by_id(&self, id: &str) -> bool {
+        let mut jobs = self.registry.jobs.lock().expect("lock poisoned");
+        let before = jobs.1.len();
+        jobs.1.retain(|(_, j)| j.id.as_deref() != Some(id));
+        let removed = jobs.1.len() != before;
+        drop(jobs);
+        self.registry.changed.notify_one();
+        removed
+    }
+
+    /// How many periodic jobs there are.
+    pub fn len(&self) -> usize {
+        self.registry.jobs.lock().expect("lock poisoned").1.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The scheduling service: runs on the Millrace leaseholder.
+pub(crate) fn service<D: Driver>(
+    shared: Arc<Shared<D>>,
+    stop: CancellationToken,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let Some(client) = shared.client_any.downcast_ref::<Client<D>>().cloned() else {
+            return;
+        };
+        Enqueuer {
+            client,
+            next: HashMap::new(),
+        }
+        .run(stop)
+        .await;
+    })
+}
+
+struct Enqueuer<D: Driver> {
+    client: Client<D>,
+    /// The next run of each periodic job this leaseholder schedules, by handle.
+    next: HashMap<u64, Timestamp>,
+}
+
+/// How long the enqueuer sleeps at most, so a failed pass is retried.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+impl<D: Driver> Enqueuer<D> {
+    async fn run(mut self, stop: CancellationToken) {
+        let registry = self.client.inner.periodic.clone();
+        loop {
+            let jobs = registry.snapshot();
+            if let Err(err) = self.pass(&jobs).await {
+                tracing::warn!(%err, "periodic job scheduling failed; retrying");
+                self.next.clear();
+            }
+            let now = Timestamp::now();
+            let sleep = self
+                .next
+                .values()
+                .min()
+                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = registry.changed.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    async fn pass(&mut self, jobs: &[(u64, PeriodicJob)]) -> millrace_driver::Result<()> {
+        let now = Timestamp::now();
+        self.next.retain(|handle, _| jobs.iter().any(|(h, _)| h == handle));
+        let new: Vec<&(u64, PeriodicJob)> = jobs
+            .iter()
+            .filter(|(h, _)| !self.next.contains_key(h))
+            .collect();
+        if !new.is_empty() {
+            let ids: Vec<String> = new.iter().filter_map(|(_, j)| j.id.clone()).collect();
+            let stored: HashMap<String, Timestamp> = if ids.is_empty() {
+                HashMap::new()
+            } else {
+                self.client
+                    .driver()
+                    .executor()
+                    .periodic_job_get(&ids)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            for (handle, job) in new {
+                let first = match job.id.as_ref().and_then(|id| stored.get(id)) {
+                    Some(at) => *at,
+                    None if job.run_on_start => now,
+                    None => job.schedule.next_after(now).unwrap_or(Timestamp::MAX),
+                };
+                if let Some(id) = &job.id {
+                    if !stored.contains_key(id) {
+                        let mut exec = self.client.driver().executor();
+                        if !exec.periodic_job_set_next(id, None, first).await? {
+                            // Stored meanwhile by another client: read it next pass.
+                            continue;
+                        }
+                    }
+                }
+                self.next.insert(*handle, first);
+            }
+        }
+        for (handle, job) in jobs {
+            let Some(due) = self.next.get(handle).copied() else {
+                continue;
+            };
+            if due > now {
+                continue;
+            }
+            // Runs missed while nobody scheduled coalesce into this one.
+            let following = job.schedule.next_after(now).unwrap_or(Timestamp::MAX);
+            match &job.id {
+                Some(id) => {
+                    let driver = self.client.driver().clone();
+                    let mut tx = driver.begin().await?;
+                    let moved = driver
+                        .conn_executor(D::tx_conn(&mut tx))
+                        .periodic_job_set_next(id, Some(due), following)
+                        .await?;
+                    if moved {
+                        if let Err(err) = self.client.insert_many_tx(D::tx_conn(&mut tx), [job.params()]).await {
+                            // An invalid job is the user's to fix; keep the schedule moving.
+                            tracing::error!(%err, periodic_job_id = id, "periodic job could not be inserted");
+                        }
+                        D::commit(tx).await?;
+                        self.next.insert(*handle, following);
+                    } else {
+                        // Another client ran it: take the stored next run from the database.
+                        drop(tx);
+                        self.next.remove(handle);
+                    }
+                }
+                None => {
+                    if let Err(err) = self.client.insert_many([job.params()]).await {
+                        tracing::error!(%err, "periodic job could not be inserted");
+                    }
+                    self.next.insert(*handle, following);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_counts_from_the_previous_run() {
+        let at: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let next = Schedule::interval(Duration::from_secs(90)).next_after(at).unwrap();
+        assert_eq!(next.to_string(), "2024-01-01T00:01:30Z");
+    }
+
+    #[test]
+    fn cron_follows_its_time_zone() {
+        let at: Timestamp = "2024-01-01T10:30:00Z".parse().unwrap();
+        let utc = Schedule::cron("0 12 * * *").unwrap().next_after(at).unwrap();
+        assert_eq!(utc.to_string(), "2024-01-01T12:00:00Z");
+        // Noon in Paris (UTC+1 in winter) is 11:00 UTC.
+        let paris = Schedule::cron_in("0 12 * * *", "Europe/Paris").unwrap().next_after(at).unwrap();
+        assert_eq!(paris.to_string(), "2024-01-01T11:00:00Z");
+        assert!(Schedule::cron_in("0 12 * * *", "Mars/Olympus").is_err());
+    }
+}
