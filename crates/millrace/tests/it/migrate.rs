@@ -6,7 +6,8 @@
 //! when it is missing. `pg_dump` comes from `PATH` or `PG_DUMP`.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use millrace::{
@@ -20,6 +21,13 @@ use sqlx::PgPool;
 const RIVER_SCHEMA_V8: &str = include_str!("../../../millrace-postgres/tests/river_schema_v8.sql");
 
 const SCHEMA_PLACEHOLDER: &str = "SCHEMA_NAME";
+
+/// The tables of line `millrace` version 1, in pg_dump's order.
+const MILLRACE_TABLES: [&str; 3] = [
+    "millrace_client",
+    "millrace_leader",
+    "millrace_periodic_job",
+];
 
 fn database_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -90,19 +98,39 @@ impl TestSchema {
             .collect()
     }
 
-    /// Runs River's CLI on the schema.
-    fn river(&self, args: &[&str]) {
-        let out = Command::new(riverqueue())
+    /// Runs River's CLI on the schema, whatever comes of it.
+    fn river_output(&self, args: &[&str]) -> Output {
+        Command::new(riverqueue())
             .args(args)
             .args(["--database-url", &database_url(), "--schema", &self.name])
             .output()
-            .expect("run riverqueue");
+            .expect("run riverqueue")
+    }
+
+    /// Runs River's CLI on the schema, which must succeed.
+    fn river(&self, args: &[&str]) {
+        let out = self.river_output(args);
         assert!(
             out.status.success(),
             "riverqueue {args:?} failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Runs River's CLI on the schema, which must fail; returns what it printed.
+    fn river_fails(&self, args: &[&str]) -> String {
+        let out = self.river_output(args);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "riverqueue {args:?} succeeded: {printed}"
+        );
+        printed
     }
 
     async fn exec(&self, sql: &str) {
@@ -231,6 +259,79 @@ fn mask_notify_body(dump: &str) -> String {
     format!("{}<body>{}", &dump[..body], &dump[end..])
 }
 
+/// Splits a schema dump (with the schema name already replaced by the placeholder) into what
+/// River's CLI would have dumped and the tables of Millrace's own line.
+///
+/// pg_dump writes one block per object, opened by a `-- Name: <name>; Type: <type>; ...`
+/// header between two `--` lines and running to the next such header. A block is Millrace's
+/// when the object it belongs to is named `millrace_*`: for tables, sequences, types and
+/// functions that is the name itself; for constraints, defaults and triggers the name starts
+/// with their table's; for comments it follows the kind of object (`TABLE millrace_client`);
+/// an index belongs to the table its `ON` clause names, whatever the index's own name. Those
+/// blocks are dropped whole (the `ALTER ... OWNER` of a table is in its block); every other
+/// byte is kept, in pg_dump's order.
+fn split_millrace_objects(dump: &str) -> (String, Vec<String>) {
+    let lines: Vec<&str> = dump.split_inclusive('\n').collect();
+    let is_header = |i: usize| {
+        lines[i] == "--\n"
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("-- "))
+            && lines.get(i + 2) == Some(&"--\n")
+    };
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| is_header(i)).collect();
+    let mut river = lines[..starts.first().copied().unwrap_or(lines.len())].concat();
+    let mut millrace_tables = Vec::new();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+        let block = lines[start..end].concat();
+        let header = lines[start + 1].trim_end();
+        let object = header.strip_prefix("-- Name: ").and_then(|rest| {
+            let (name, rest) = rest.split_once("; Type: ")?;
+            let (kind, _) = rest.split_once("; ")?;
+            Some((name, kind))
+        });
+        let Some((name, kind)) = object else {
+            river.push_str(&block);
+            continue;
+        };
+        let owner = match kind {
+            "INDEX" => {
+                let on = block
+                    .split_once(" ON ")
+                    .unwrap_or_else(|| panic!("index {name} without ON:\n{block}"))
+                    .1;
+                let on = on.strip_prefix("ONLY ").unwrap_or(on);
+                on.strip_prefix(&format!("{SCHEMA_PLACEHOLDER}."))
+                    .unwrap_or(on)
+            }
+            "COMMENT" => name.split_once(' ').map_or(name, |(_, object)| object),
+            _ => name,
+        };
+        if owner.starts_with("millrace_") {
+            if kind == "TABLE" {
+                millrace_tables.push(name.to_owned());
+            }
+        } else {
+            river.push_str(&block);
+        }
+    }
+    (river, millrace_tables)
+}
+
+/// Compares a dump of a schema Millrace migrated with River's dump, object for object, with
+/// Millrace's own objects aside: those must be line `millrace`'s tables when
+/// `millrace_applied`, and nothing otherwise.
+#[track_caller]
+fn assert_river_dump(ours: &str, river: &str, millrace_applied: bool, what: &str) {
+    let (ours, millrace_tables) = split_millrace_objects(ours);
+    let expected: &[&str] = if millrace_applied {
+        &MILLRACE_TABLES
+    } else {
+        &[]
+    };
+    assert_eq!(millrace_tables, expected, "{what}: Millrace's own tables");
+    assert_same_dump(&ours, river, what);
+}
+
 fn step_versions(report: &millrace::MigrateReport) -> Vec<(&'static str, i64)> {
     report.steps.iter().map(|s| (s.line, s.version)).collect()
 }
@@ -242,14 +343,19 @@ async fn schema_matches_rivers_dump() {
     assert_eq!(report.direction, MigrationDirection::Up);
     assert_eq!(
         step_versions(&report),
-        (1..=8).map(|v| (LINE_MAIN, v)).collect::<Vec<_>>()
+        (1..=8)
+            .map(|v| (LINE_MAIN, v))
+            .chain([(LINE_MILLRACE, 1)])
+            .collect::<Vec<_>>()
     );
-    assert_same_dump(
+    assert_river_dump(
         &db.dump(),
         RIVER_SCHEMA_V8,
+        true,
         "schema after migrate-up vs river_schema_v8.sql",
     );
     assert_eq!(db.applied(LINE_MAIN).await, (1..=8).collect::<Vec<_>>());
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1]);
 
     // Everything is applied, so a second run does nothing.
     let again = db.migrator().migrate_up(MigrateOpts::new()).await.unwrap();
@@ -268,10 +374,16 @@ async fn every_version_matches_river_up_and_down() {
             .migrate_up(MigrateOpts::new().target_version(version))
             .await
             .unwrap();
-        assert_eq!(step_versions(&report), [(LINE_MAIN, version)]);
-        assert_same_dump(
+        // Line millrace comes with main version 5, which lets river_migration record it.
+        let mut expected = vec![(LINE_MAIN, version)];
+        if version == 5 {
+            expected.push((LINE_MILLRACE, 1));
+        }
+        assert_eq!(step_versions(&report), expected);
+        assert_river_dump(
             &mask_notify_body(&ours.dump()),
             &mask_notify_body(&river.dump()),
+            version >= 5,
             &format!("up to version {version}"),
         );
     }
@@ -282,10 +394,16 @@ async fn every_version_matches_river_up_and_down() {
             .migrate_down(MigrateOpts::new())
             .await
             .unwrap();
-        assert_eq!(step_versions(&report), [(LINE_MAIN, version)]);
-        assert_same_dump(
+        // Reverting main version 5 takes line millrace to nothing first.
+        let mut expected = vec![(LINE_MAIN, version)];
+        if version == 5 {
+            expected.insert(0, (LINE_MILLRACE, 1));
+        }
+        assert_eq!(step_versions(&report), expected);
+        assert_river_dump(
             &mask_notify_body(&ours.dump()),
             &mask_notify_body(&river.dump()),
+            version > 5,
             &format!("down from version {version}"),
         );
     }
@@ -324,7 +442,10 @@ async fn round_trip_up_down_to_zero_up() {
     assert_eq!(down.direction, MigrationDirection::Down);
     assert_eq!(
         step_versions(&down),
-        (1..=8).rev().map(|v| (LINE_MAIN, v)).collect::<Vec<_>>()
+        [(LINE_MILLRACE, 1)]
+            .into_iter()
+            .chain((1..=8).rev().map(|v| (LINE_MAIN, v)))
+            .collect::<Vec<_>>()
     );
     // Version 4's down leaves `pending` in the enum, but version 2's down drops the enum.
     assert_same_dump(&db.dump(), &empty, "after down to 0 vs an empty schema");
@@ -357,9 +478,14 @@ async fn down_goes_one_version_by_default_and_targets_are_left_applied() {
         .migrate_down(MigrateOpts::new().target_version(3))
         .await
         .unwrap();
-    assert_eq!(step_versions(&to_3), [(LINE_MAIN, 5), (LINE_MAIN, 4)]);
+    // Below main version 5, line millrace goes first, whole (and is not counted as a step).
+    assert_eq!(
+        step_versions(&to_3),
+        [(LINE_MILLRACE, 1), (LINE_MAIN, 5), (LINE_MAIN, 4)]
+    );
     // Below version 5 the driver reads and writes River's older river_migration table.
     assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3]);
+    assert!(db.applied(LINE_MILLRACE).await.is_empty());
 
     let err = migrator
         .migrate_down(MigrateOpts::new().target_version(6))
@@ -374,9 +500,12 @@ async fn down_goes_one_version_by_default_and_targets_are_left_applied() {
     let up = migrator.migrate_up(MigrateOpts::new()).await.unwrap();
     assert_eq!(
         step_versions(&up),
-        (4..=8).map(|v| (LINE_MAIN, v)).collect::<Vec<_>>()
+        (4..=8)
+            .map(|v| (LINE_MAIN, v))
+            .chain([(LINE_MILLRACE, 1)])
+            .collect::<Vec<_>>()
     );
-    assert_same_dump(&db.dump(), RIVER_SCHEMA_V8, "after down to 3 and up");
+    assert_river_dump(&db.dump(), RIVER_SCHEMA_V8, true, "after down to 3 and up");
 }
 
 #[tokio::test]
@@ -387,9 +516,13 @@ async fn target_version_7_leaves_version_8_pending() {
         .migrate_up(MigrateOpts::new().target_version(7))
         .await
         .unwrap();
+    // The target is line main's; line millrace follows, as main is past version 5.
     assert_eq!(
         step_versions(&report),
-        (1..=7).map(|v| (LINE_MAIN, v)).collect::<Vec<_>>()
+        (1..=7)
+            .map(|v| (LINE_MAIN, v))
+            .chain([(LINE_MILLRACE, 1)])
+            .collect::<Vec<_>>()
     );
 
     let validate = migrator.validate(None).await.unwrap();
@@ -454,6 +587,7 @@ async fn adopts_databases_river_migrated() {
             step_versions(&report),
             (river_version + 1..=8)
                 .map(|v| (LINE_MAIN, v))
+                .chain([(LINE_MILLRACE, 1)])
                 .collect::<Vec<_>>()
         );
         // River's rows are kept as River wrote them.
@@ -461,9 +595,10 @@ async fn adopts_databases_river_migrated() {
         for (b, a) in before.iter().zip(&after).filter(|(b, _)| b.is_applied()) {
             assert_eq!(b.applied_at, a.applied_at, "version {}", b.version);
         }
-        assert_same_dump(
+        assert_river_dump(
             &db.dump(),
             RIVER_SCHEMA_V8,
+            true,
             &format!("adopted at version {river_version}"),
         );
     }
@@ -472,14 +607,65 @@ async fn adopts_databases_river_migrated() {
 #[tokio::test]
 async fn river_accepts_what_millrace_migrated() {
     let db = TestSchema::new().await;
-    db.migrator().migrate_up(MigrateOpts::new()).await.unwrap();
+    let migrator = db.migrator();
+    migrator.migrate_up(MigrateOpts::new()).await.unwrap();
     db.river(&["validate"]);
+    // River's CLI knows line main only, and will not revert its version 5 while
+    // river_migration holds another line; Millrace takes line millrace away first.
+    let down = migrator
+        .migrate_down(MigrateOpts::new().line(LINE_MILLRACE).target_version(0))
+        .await
+        .unwrap();
+    assert_eq!(step_versions(&down), [(LINE_MILLRACE, 1)]);
+    assert!(db.applied(LINE_MILLRACE).await.is_empty());
     // River's CLI takes the schema all the way down, then up again.
     db.river(&["migrate-down", "--target-version", "-1"]);
     assert!(db.applied(LINE_MAIN).await.is_empty());
     db.river(&["migrate-up"]);
     assert_eq!(db.applied(LINE_MAIN).await, (1..=8).collect::<Vec<_>>());
-    assert!(db.migrator().validate(None).await.unwrap().is_valid());
+    // River's CLI leaves line millrace to Millrace, which takes it up again.
+    assert_eq!(
+        migrator.validate(None).await.unwrap().to_string(),
+        "pending migrations: millrace 001 (fleet)"
+    );
+    let up = migrator.migrate_up(MigrateOpts::new()).await.unwrap();
+    assert_eq!(step_versions(&up), [(LINE_MILLRACE, 1)]);
+    assert!(migrator.validate(None).await.unwrap().is_valid());
+    db.river(&["validate"]);
+}
+
+#[tokio::test]
+async fn river_refuses_to_revert_version_5_while_line_millrace_has_rows() {
+    let db = TestSchema::new().await;
+    let migrator = db.migrator();
+    migrator.migrate_up(MigrateOpts::new()).await.unwrap();
+
+    let printed = db.river_fails(&["migrate-down", "--target-version", "-1"]);
+    assert!(printed.contains("non-main migration lines"), "{printed}");
+    // River runs each version in a transaction of its own: 8 to 6 went, 5 rolled back whole,
+    // and line millrace is untouched.
+    assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3, 4, 5]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1]);
+    assert!(
+        db.driver()
+            .executor()
+            .table_exists("millrace_client")
+            .await
+            .unwrap()
+    );
+
+    // Millrace's migrator finishes the job, line millrace first.
+    let down = migrator
+        .migrate_down(MigrateOpts::new().target_version(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        step_versions(&down),
+        [(LINE_MILLRACE, 1)]
+            .into_iter()
+            .chain((1..=5).rev().map(|v| (LINE_MAIN, v)))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -513,7 +699,8 @@ async fn a_foreign_line_stops_reverting_version_5_and_the_step_rolls_back() {
         .collect::<Vec<_>>()
         .join(": ");
     assert!(chain.contains("lines other than main"), "{chain}");
-    // Versions 8 to 6 were reverted; version 5 rolled back whole.
+    // Line millrace went first, then versions 8 to 6; version 5 rolled back whole.
+    assert!(db.applied(LINE_MILLRACE).await.is_empty());
     assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3, 4, 5]);
     assert!(
         db.driver()
@@ -529,16 +716,17 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
     let db = TestSchema::new().await;
     let migrator = db.migrator();
     migrator.migrate_up(MigrateOpts::new()).await.unwrap();
-    // As a newer Millrace would record its first millrace_* table.
-    db.exec("INSERT INTO /*schema*/river_migration (line, version) VALUES ('millrace', 1)")
+    // As a newer Millrace would record a version after this release's newest.
+    db.exec("INSERT INTO /*schema*/river_migration (line, version) VALUES ('millrace', 2)")
         .await;
 
     let list = migrator.list().await.unwrap();
-    let unknown = list.iter().find(|m| m.line == LINE_MILLRACE).unwrap();
-    assert_eq!(
-        (unknown.version, unknown.name, unknown.is_applied()),
-        (1, None, true)
-    );
+    let millrace: Vec<_> = list
+        .iter()
+        .filter(|m| m.line == LINE_MILLRACE)
+        .map(|m| (m.version, m.name, m.is_applied()))
+        .collect();
+    assert_eq!(millrace, [(1, Some("fleet"), true), (2, None, true)]);
 
     let err = migrator
         .migrate_down(MigrateOpts::new().target_version(0))
@@ -547,7 +735,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
     assert!(matches!(err, Error::Migration(_)), "{err:?}");
     assert!(
         err.to_string()
-            .contains("line millrace has version 1 applied"),
+            .contains("line millrace has version 2 applied"),
         "{err}"
     );
     assert_eq!(
@@ -555,28 +743,43 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
         (1..=8).collect::<Vec<_>>(),
         "nothing was reverted"
     );
+    assert_eq!(
+        db.applied(LINE_MILLRACE).await,
+        [1, 2],
+        "nothing was reverted"
+    );
+    // Line millrace alone will not go down either, even one version.
+    let err = migrator
+        .migrate_down(MigrateOpts::new().line(LINE_MILLRACE))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("line millrace has version 2 applied"),
+        "{err}"
+    );
     // Above version 5, line main goes down regardless.
     migrator
         .migrate_down(MigrateOpts::new().target_version(5))
         .await
         .unwrap();
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2]);
 }
 
-/// PgDriver with a line `millrace` of two test versions, standing in for the line's future
-/// tables.
+/// PgDriver whose line `millrace` has two test versions after the real version 1, standing in
+/// for the line's future tables.
 #[derive(Debug, Clone)]
 struct WithMillraceLine(PgDriver);
 
-static TEST_MILLRACE: &[Migration] = &[
+static TEST_MILLRACE_NEXT: &[Migration] = &[
     Migration {
-        version: 1,
+        version: 2,
         name: "probe",
         up: "CREATE TABLE /*schema*/millrace_probe (id bigint PRIMARY KEY);",
         down: "DROP TABLE /*schema*/millrace_probe;",
     },
     Migration {
-        version: 2,
+        version: 3,
         name: "probe_note",
         up: "ALTER TABLE /*schema*/millrace_probe ADD COLUMN note text;",
         down: "ALTER TABLE /*schema*/millrace_probe DROP COLUMN note;",
@@ -617,8 +820,17 @@ impl Driver for WithMillraceLine {
         self.0.supports_listen_notify()
     }
     fn migrations(&self, line: &str) -> Option<&'static [Migration]> {
+        static TEST_MILLRACE: OnceLock<Vec<Migration>> = OnceLock::new();
         match line {
-            LINE_MILLRACE => Some(TEST_MILLRACE),
+            LINE_MILLRACE => Some(TEST_MILLRACE.get_or_init(|| {
+                let real = self.0.migrations(LINE_MILLRACE).unwrap();
+                assert_eq!(real[0].version, 1);
+                real[..1]
+                    .iter()
+                    .chain(TEST_MILLRACE_NEXT)
+                    .copied()
+                    .collect()
+            })),
             _ => self.0.migrations(line),
         }
     }
@@ -652,17 +864,17 @@ async fn line_millrace_follows_main_and_goes_first_below_version_5() {
     let up = migrator.migrate_up(MigrateOpts::new()).await.unwrap();
     let expected: Vec<_> = (5..=8)
         .map(|v| (LINE_MAIN, v))
-        .chain([(LINE_MILLRACE, 1), (LINE_MILLRACE, 2)])
+        .chain([(LINE_MILLRACE, 1), (LINE_MILLRACE, 2), (LINE_MILLRACE, 3)])
         .collect();
     assert_eq!(step_versions(&up), expected);
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2, 3]);
 
     // Line millrace alone, one step down.
     let down = migrator
         .migrate_down(MigrateOpts::new().line("millrace"))
         .await
         .unwrap();
-    assert_eq!(step_versions(&down), [(LINE_MILLRACE, 2)]);
+    assert_eq!(step_versions(&down), [(LINE_MILLRACE, 3)]);
     migrator
         .migrate_up(MigrateOpts::new().line("millrace"))
         .await
@@ -673,7 +885,7 @@ async fn line_millrace_follows_main_and_goes_first_below_version_5() {
         .migrate_down(MigrateOpts::new().target_version(6))
         .await
         .unwrap();
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2, 3]);
     let down = migrator
         .migrate_down(MigrateOpts::new().target_version(4))
         .await
@@ -681,19 +893,19 @@ async fn line_millrace_follows_main_and_goes_first_below_version_5() {
     assert_eq!(
         step_versions(&down),
         [
+            (LINE_MILLRACE, 3),
             (LINE_MILLRACE, 2),
             (LINE_MILLRACE, 1),
             (LINE_MAIN, 6),
             (LINE_MAIN, 5)
         ]
     );
-    assert!(
-        !db.driver()
-            .executor()
-            .table_exists("millrace_probe")
-            .await
-            .unwrap()
-    );
+    for table in ["millrace_probe", "millrace_client"] {
+        assert!(
+            !db.driver().executor().table_exists(table).await.unwrap(),
+            "{table}"
+        );
+    }
     assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3, 4]);
 
     // And the whole way, from the top.
@@ -720,7 +932,14 @@ async fn dry_run_changes_nothing() {
         .await
         .unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.steps.len(), 8);
+    // Line millrace too: line main would have reached version 5.
+    assert_eq!(
+        step_versions(&report),
+        (1..=8)
+            .map(|v| (LINE_MAIN, v))
+            .chain([(LINE_MILLRACE, 1)])
+            .collect::<Vec<_>>()
+    );
     assert!(report.steps.iter().all(|s| s.duration.is_zero()));
     assert!(
         report.steps[1]
@@ -760,7 +979,17 @@ async fn sql_fills_in_the_schema() {
         Err(Error::Migration(_))
     ));
     assert_eq!(migrator.versions("main").unwrap().len(), 8);
-    assert!(migrator.versions("millrace").unwrap().is_empty());
+    assert_eq!(migrator.versions("millrace").unwrap(), [(1, "fleet")]);
+    let fleet = migrator.sql("millrace", 1, MigrationDirection::Up).unwrap();
+    assert!(
+        fleet.contains(&format!("CREATE TABLE \"{}\".millrace_client", db.name)),
+        "{fleet}"
+    );
+    assert!(!fleet.contains("/*schema*/"));
+    assert!(matches!(
+        migrator.sql("millrace", 2, MigrationDirection::Up),
+        Err(Error::Migration(_))
+    ));
 }
 
 #[test]
