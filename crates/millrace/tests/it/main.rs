@@ -1,0 +1,14 @@
+//! Millrace against a real PostgreSQL: one integration binary, which links faster than many.
+//!
+//! Each test takes a schema of its own from `millrace_test::TestDb`; see its docs for the
+//! database it uses.
+
+mod common;
+mod examples;
+mod fleet;
+mod insert;
+mod job_admin;
+mod migrate;
+mod persistent;
+mod runtime;
+mod test_helpers;
