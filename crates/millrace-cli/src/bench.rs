@@ -121,7 +121,11 @@ impl BenchArgs {
                 true,
             ),
         };
-        exec(&pool, &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name())).await?;
+        exec(
+            &pool,
+            &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name()),
+        )
+        .await?;
         let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
         let result = async {
             Migrator::new(driver.clone())
@@ -139,7 +143,12 @@ impl BenchArgs {
         Ok(())
     }
 
-    async fn bench(&self, pool: &PgPool, driver: PgDriver, schema: &Schema) -> anyhow::Result<Summary> {
+    async fn bench(
+        &self,
+        pool: &PgPool,
+        driver: PgDriver,
+        schema: &Schema,
+    ) -> anyhow::Result<Summary> {
         let mut workers = Workers::new();
         workers.register(NoopWorker)?;
         let client = Client::builder(driver)
@@ -155,7 +164,11 @@ impl BenchArgs {
             self.fetch_poll_ms,
             self.pool_size,
             self.insert_batch,
-            if self.insert_many { "insert_many" } else { "copy" },
+            if self.insert_many {
+                "insert_many"
+            } else {
+                "copy"
+            },
         );
         let completed = Arc::new(AtomicU64::new(0));
         let counter = tokio::spawn(count_completions(client.subscribe(), completed.clone()));
@@ -183,7 +196,12 @@ impl BenchArgs {
         Ok(summary)
     }
 
-    async fn throughput(&self, client: &Client<PgDriver>, n: u64, completed: &AtomicU64) -> anyhow::Result<Summary> {
+    async fn throughput(
+        &self,
+        client: &Client<PgDriver>,
+        n: u64,
+        completed: &AtomicU64,
+    ) -> anyhow::Result<Summary> {
         let started = Instant::now();
         let mut inserted = 0u64;
         while inserted < n {
@@ -288,10 +306,16 @@ impl BenchArgs {
 }
 
 /// Counts stored completions from the client's events.
-async fn count_completions(mut events: tokio::sync::broadcast::Receiver<Event>, completed: Arc<AtomicU64>) {
+async fn count_completions(
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    completed: Arc<AtomicU64>,
+) {
     loop {
         match events.recv().await {
-            Ok(Event::Job { kind: EventKind::JobCompleted, .. }) => {
+            Ok(Event::Job {
+                kind: EventKind::JobCompleted,
+                ..
+            }) => {
                 completed.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}

@@ -71,7 +71,10 @@ impl Worker for FlakyCallWorker {
 
     async fn work(&self, job: Job<FlakyCall>) -> Result<(), WorkError> {
         if job.row.attempt == 1 {
-            return Err(WorkError::msg(format!("{} answered 503", job.args.endpoint)));
+            return Err(WorkError::msg(format!(
+                "{} answered 503",
+                job.args.endpoint
+            )));
         }
         Ok(())
     }
@@ -205,7 +208,7 @@ impl DemoArgs {
                     to: format!("user{n}@example.com"),
                 }),
             };
-            let kind = job.kind();
+            let kind = job.kind().to_owned();
             let inserted = client.insert_many([job]).await?.remove(0);
             if inserted.unique_skipped_as_duplicate {
                 println!(

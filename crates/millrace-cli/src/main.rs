@@ -21,9 +21,11 @@ enum Command {
     #[command(flatten)]
     Migrate(migrate::MigrateCommand),
     /// Measure insert and work rates, or latencies at a steady rate.
-    #[command(after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
+    #[command(
+        after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
 insert_jobs_per_sec=… pickup_p95_ms=… p50_ms=… p95_ms=… p99_ms=… cpu_us_per_job=… peak_rss_mb=… \
-(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error.")]
+(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error."
+    )]
     Bench(bench::BenchArgs),
     /// Insert and work a stream of example jobs, printing what happens.
     #[command(after_help = "Exit status: 0 after a clean stop, 2 on error.")]
@@ -39,7 +41,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: could not start the async runtime: {err}");

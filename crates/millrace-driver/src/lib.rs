@@ -326,6 +326,39 @@ pub trait Executor: Send {
         next_run_at: Timestamp,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Claims a persistent worker's instance for a client in one conditional update: its row
+    /// if it is available and due, or running under a holder that has not renewed within
+    /// `lease`. Marks it running as a fetch would and returns it.
+    fn persistent_claim(
+        &mut self,
+        params: &PersistentClaimParams,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
+    /// Renews a held instance: refreshes `attempted_at` while it is still running at the
+    /// holder's attempt. Returns false when the holder lost it.
+    fn persistent_renew(
+        &mut self,
+        id: millrace_types::JobId,
+        attempt: i16,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Releases a held instance back to `available` (fenced on the attempt), recording an
+    /// error, if any, with only the most recent errors kept. Returns false when the holder had
+    /// lost it already.
+    fn persistent_release(
+        &mut self,
+        params: &PersistentReleaseParams,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Merges `metadata` into a running job's, fenced on its attempt. Returns false when the
+    /// job is no longer running at that attempt.
+    fn job_merge_metadata_if_running(
+        &mut self,
+        id: millrace_types::JobId,
+        attempt: i16,
+        metadata: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Sends notifications, each on its topic's channel in the driver's schema.
     fn notify_many(
         &mut self,

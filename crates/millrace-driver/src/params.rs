@@ -285,3 +285,32 @@ pub struct JobDeleteFinalizedParams {
     /// The most jobs deleted in one statement.
     pub max: i32,
 }
+
+/// Params for [`Executor::persistent_claim`](crate::Executor::persistent_claim).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersistentClaimParams {
+    /// The persistent worker's kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// The claiming client.
+    pub client_id: String,
+    /// A running instance whose `attempted_at` is older than this may be taken over.
+    pub lease: std::time::Duration,
+}
+
+/// Params for [`Executor::persistent_release`](crate::Executor::persistent_release).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersistentReleaseParams {
+    /// The instance's job.
+    pub id: JobId,
+    /// The attempt the holder was given (the fence).
+    pub attempt: i16,
+    /// When another client may claim it.
+    pub available_at: Timestamp,
+    /// The error that ended the run, appended to `errors`; `None` hands the instance over
+    /// without spending the attempt.
+    pub error: Option<AttemptError>,
+    /// How many of the most recent errors to keep.
+    pub keep_errors: i32,
+}

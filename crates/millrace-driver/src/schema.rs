@@ -99,6 +99,9 @@ mod tests {
     #[test]
     fn fills_markers() {
         let s = Schema::new("q").unwrap();
-        assert_eq!(s.fill("SELECT 1 FROM /*schema*/river_job"), "SELECT 1 FROM \"q\".river_job");
+        assert_eq!(
+            s.fill("SELECT 1 FROM /*schema*/river_job"),
+            "SELECT 1 FROM \"q\".river_job"
+        );
     }
 }

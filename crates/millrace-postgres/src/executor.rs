@@ -3,10 +3,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use millrace_driver::{
-    DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted, JobGetAvailableParams,
-    JobDeleteFinalizedParams, JobOutcome, JobReturnOrphansParams, LeaderParams, LeaderRow,
-    LeaderTable, JobScheduleParams, JobScheduled, QueueRow, JobDeleteOutcome, JobInsertParams, JobInsertResult,
-    JobListParams, JobRetryParams, MigrationRow, Result, Topic,
+    DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted,
+    JobDeleteFinalizedParams, JobDeleteOutcome, JobGetAvailableParams, JobInsertParams,
+    JobInsertResult, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
+    JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
+    PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
 };
 use millrace_types::{JobId, JobRow, JobState};
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
@@ -215,8 +216,16 @@ impl Executor for PgExecutor<'_> {
         let with_created = jobs.iter().any(|j| j.created_at.is_some());
         let with_scheduled = jobs.iter().any(|j| j.scheduled_at.is_some());
         let now = Timestamp::now();
-        let mut columns =
-            vec!["args", "kind", "max_attempts", "metadata", "priority", "queue", "state", "tags"];
+        let mut columns = vec![
+            "args",
+            "kind",
+            "max_attempts",
+            "metadata",
+            "priority",
+            "queue",
+            "state",
+            "tags",
+        ];
         if with_created {
             columns.push("created_at");
         }
@@ -278,7 +287,11 @@ impl Executor for PgExecutor<'_> {
 
     async fn job_get_by_id(&mut self, id: JobId) -> Result<Option<JobRow>> {
         let q = query(&self.driver.queries().job_get_by_id).bind(id.0);
-        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
     }
 
     async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
@@ -298,19 +311,31 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
-        let channel = self.driver.queries().schema.channel(Topic::Control.as_str());
+        let channel = self
+            .driver
+            .queries()
+            .schema
+            .channel(Topic::Control.as_str());
         let q = query(&self.driver.queries().job_cancel)
             .bind(params.id.0)
             .bind(params.now.map(jiff_sqlx::Timestamp::from))
             .bind(channel);
-        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
     }
 
     async fn job_retry(&mut self, params: &JobRetryParams) -> Result<Option<JobRow>> {
         let q = query(&self.driver.queries().job_retry)
             .bind(params.id.0)
             .bind(params.now.map(jiff_sqlx::Timestamp::from));
-        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
     }
 
     async fn job_delete(&mut self, id: JobId) -> Result<JobDeleteOutcome> {
@@ -339,10 +364,17 @@ impl Executor for PgExecutor<'_> {
         let q = query(&self.driver.queries().job_start_by_id)
             .bind(id.0)
             .bind(client_id.to_owned());
-        self.fetch_optional(q).await?.as_ref().map(job_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
     }
 
-    async fn job_complete_many(&mut self, params: &[JobCompleteParams]) -> Result<Vec<JobCompleted>> {
+    async fn job_complete_many(
+        &mut self,
+        params: &[JobCompleteParams],
+    ) -> Result<Vec<JobCompleted>> {
         if params.is_empty() {
             return Ok(Vec::new());
         }
@@ -360,17 +392,31 @@ impl Executor for PgExecutor<'_> {
             merges.push(p.metadata_merge.as_deref());
             let (state, at, error, back, snoozed) = match &p.outcome {
                 JobOutcome::Completed => (JobState::Completed, None, None, false, false),
-                JobOutcome::Errored { error, retry_at, discard } => {
-                    let state = if *discard { JobState::Discarded } else { JobState::Retryable };
+                JobOutcome::Errored {
+                    error,
+                    retry_at,
+                    discard,
+                } => {
+                    let state = if *discard {
+                        JobState::Discarded
+                    } else {
+                        JobState::Retryable
+                    };
                     (state, Some(*retry_at), Some(error), false, false)
                 }
-                JobOutcome::Cancelled { error } => (JobState::Cancelled, None, Some(error), false, false),
-                JobOutcome::Snoozed { until } => (JobState::Scheduled, Some(*until), None, true, true),
+                JobOutcome::Cancelled { error } => {
+                    (JobState::Cancelled, None, Some(error), false, false)
+                }
+                JobOutcome::Snoozed { until } => {
+                    (JobState::Scheduled, Some(*until), None, true, true)
+                }
                 JobOutcome::Returned => (JobState::Available, None, None, true, false),
             };
             states.push(state.as_str());
             scheduled.push(at.map(jiff_sqlx::Timestamp::from));
-            errors.push(error.map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")));
+            errors.push(
+                error.map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")),
+            );
             give_back.push(back);
             snooze.push(snoozed);
         }
@@ -422,22 +468,33 @@ impl Executor for PgExecutor<'_> {
 
     async fn queue_create_or_touch(&mut self, name: &str) -> Result<QueueRow> {
         let q = query(&self.driver.queries().queue_create_or_touch).bind(name.to_owned());
-        let row = self.fetch_optional(q).await?.ok_or_else(|| DriverError::Decode {
-            column: "name",
-            message: "queue upsert returned no row".to_owned(),
-        })?;
+        let row = self
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| DriverError::Decode {
+                column: "name",
+                message: "queue upsert returned no row".to_owned(),
+            })?;
         queue_row(&row)
     }
 
     async fn queue_get(&mut self, name: &str) -> Result<Option<QueueRow>> {
         let q = query(&self.driver.queries().queue_get).bind(name.to_owned());
-        self.fetch_optional(q).await?.as_ref().map(queue_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(queue_row)
+            .transpose()
     }
 
     async fn queue_set_paused(&mut self, name: &str, paused: bool) -> Result<u64> {
         let action = if paused { "pause" } else { "resume" };
         let payload = serde_json::json!({ "action": action, "queue": name }).to_string();
-        let channel = self.driver.queries().schema.channel(Topic::Control.as_str());
+        let channel = self
+            .driver
+            .queries()
+            .schema
+            .channel(Topic::Control.as_str());
         let q = query(&self.driver.queries().queue_set_paused)
             .bind(name.to_owned())
             .bind(paused)
@@ -453,7 +510,11 @@ impl Executor for PgExecutor<'_> {
         let q = query(&queries.elect)
             .bind(params.leader_id.as_str())
             .bind(params.ttl.as_secs_f64());
-        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()
     }
 
     async fn leader_attempt_reelect(
@@ -466,7 +527,11 @@ impl Executor for PgExecutor<'_> {
             .bind(params.leader_id.as_str())
             .bind(params.ttl.as_secs_f64())
             .bind(jiff_sqlx::Timestamp::from(elected_at));
-        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()
     }
 
     async fn leader_resign(&mut self, table: LeaderTable, leader_id: &str) -> Result<bool> {
@@ -481,7 +546,11 @@ impl Executor for PgExecutor<'_> {
 
     async fn leader_get(&mut self, table: LeaderTable) -> Result<Option<LeaderRow>> {
         let q = query(&self.driver.queries().leader(table).get);
-        self.fetch_optional(q).await?.as_ref().map(leader_row).transpose()
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()
     }
 
     async fn client_heartbeat(&mut self, client_id: &str, lease: Duration) -> Result<()> {
@@ -505,7 +574,11 @@ impl Executor for PgExecutor<'_> {
         self.execute(q).await
     }
 
-    async fn job_get_running_of_clients(&mut self, client_ids: &[String], max: i32) -> Result<Vec<JobRow>> {
+    async fn job_get_running_of_clients(
+        &mut self,
+        client_ids: &[String],
+        max: i32,
+    ) -> Result<Vec<JobRow>> {
         let q = query(&self.driver.queries().job_get_running_of_clients)
             .bind(client_ids.to_vec())
             .bind(i64::from(max));
@@ -521,7 +594,8 @@ impl Executor for PgExecutor<'_> {
 
     async fn job_delete_finalized(&mut self, params: &JobDeleteFinalizedParams) -> Result<u64> {
         // A state kept for ever gets a horizon no row is older than.
-        let horizon = |t: Option<Timestamp>| jiff_sqlx::Timestamp::from(t.unwrap_or(Timestamp::MIN));
+        let horizon =
+            |t: Option<Timestamp>| jiff_sqlx::Timestamp::from(t.unwrap_or(Timestamp::MIN));
         let q = query(&self.driver.queries().job_delete_finalized)
             .bind(horizon(params.completed_before))
             .bind(horizon(params.cancelled_before))
@@ -583,6 +657,53 @@ impl Executor for PgExecutor<'_> {
                 .bind(jiff_sqlx::Timestamp::from(expected))
                 .bind(jiff_sqlx::Timestamp::from(next_run_at)),
         };
+        Ok(self.execute(q).await? == 1)
+    }
+
+    async fn persistent_claim(&mut self, params: &PersistentClaimParams) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().persistent_claim)
+            .bind(params.kind.as_str())
+            .bind(params.queue.as_str())
+            .bind(params.client_id.as_str())
+            .bind(params.lease.as_secs_f64());
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
+    }
+
+    async fn persistent_renew(&mut self, id: JobId, attempt: i16) -> Result<bool> {
+        let q = query(&self.driver.queries().persistent_renew)
+            .bind(id.0)
+            .bind(attempt);
+        Ok(self.execute(q).await? == 1)
+    }
+
+    async fn persistent_release(&mut self, params: &PersistentReleaseParams) -> Result<bool> {
+        let error = params
+            .error
+            .as_ref()
+            .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
+        let q = query(&self.driver.queries().persistent_release)
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .bind(jiff_sqlx::Timestamp::from(params.available_at))
+            .bind(error)
+            .bind(i64::from(params.keep_errors.max(1)));
+        Ok(self.execute(q).await? == 1)
+    }
+
+    async fn job_merge_metadata_if_running(
+        &mut self,
+        id: JobId,
+        attempt: i16,
+        metadata: &str,
+    ) -> Result<bool> {
+        let q = query(&self.driver.queries().job_merge_metadata)
+            .bind(id.0)
+            .bind(attempt)
+            .bind(metadata.to_owned());
         Ok(self.execute(q).await? == 1)
     }
 

@@ -85,6 +85,10 @@ pub(crate) struct Queries {
     pub(crate) periodic_job_get: Arc<str>,
     pub(crate) periodic_job_insert: Arc<str>,
     pub(crate) periodic_job_update: Arc<str>,
+    pub(crate) persistent_claim: Arc<str>,
+    pub(crate) persistent_renew: Arc<str>,
+    pub(crate) persistent_release: Arc<str>,
+    pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
     pub(crate) job_start_by_id: Arc<str>,
@@ -137,9 +141,8 @@ FROM unnest(
 ) AS p(args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state,
        tags, unique_key, unique_states)"#
         );
-        let job_insert_many = format!(
-            "{insert_head}\nRETURNING {j_cols}, false AS unique_skipped_as_duplicate"
-        );
+        let job_insert_many =
+            format!("{insert_head}\nRETURNING {j_cols}, false AS unique_skipped_as_duplicate");
         // A duplicate returns the live row unchanged, as River's Rust crate does (River for Go
         // overwrites `kind`, which matters only under ExcludeKind). DO UPDATE rather than DO
         // NOTHING, because only DO UPDATE returns the conflicting row, and it sees the newest
@@ -430,7 +433,55 @@ DELETE FROM {s}river_queue WHERE name IN (SELECT name FROM doomed) RETURNING nam
              WHERE id = $1 AND next_run_at = $2"
         );
 
+        // A persistent worker's instance is one row; the holder refreshes attempted_at, so a
+        // row running without a refresh for a whole lease belongs to a dead holder.
+        let persistent_claim = format!(
+            r#"
+WITH target AS (
+    SELECT id FROM {job}
+    WHERE kind = $1 AND queue = $2
+      AND (
+          (state IN ('available', 'retryable', 'scheduled') AND scheduled_at <= now())
+          OR (state = 'running' AND attempted_at < now() - make_interval(secs => $4::float8))
+      )
+    ORDER BY id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = least(j.attempt, 32766) + 1,
+    attempted_at = now(),
+    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $3::text)
+FROM target
+WHERE j.id = target.id
+RETURNING {j_cols}"#
+        );
+        let persistent_renew = format!(
+            "UPDATE {job} SET attempted_at = now() WHERE id = $1 AND state = 'running' AND attempt = $2"
+        );
+        let persistent_release = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'available',
+    scheduled_at = $3,
+    attempt = CASE WHEN $4::jsonb IS NULL THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
+    errors = CASE WHEN $4::jsonb IS NULL THEN j.errors
+                  ELSE (SELECT array_agg(e ORDER BY n) FROM (
+                            SELECT e, n FROM unnest(array_append(j.errors, $4::jsonb)) WITH ORDINALITY AS u(e, n)
+                            ORDER BY n DESC LIMIT $5
+                        ) AS recent) END
+WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"#
+        );
+        let job_merge_metadata = format!(
+            "UPDATE {job} SET metadata = metadata || $3::jsonb WHERE id = $1 AND state = 'running' AND attempt = $2"
+        );
+
         Queries {
+            persistent_claim: persistent_claim.into(),
+            persistent_renew: persistent_renew.into(),
+            persistent_release: persistent_release.into(),
+            job_merge_metadata: job_merge_metadata.into(),
             river_leader: LeaderQueries::new(&format!("{s}river_leader"), true),
             millrace_leader: LeaderQueries::new(&format!("{s}millrace_leader"), false),
             client_heartbeat: client_heartbeat.into(),
@@ -471,7 +522,8 @@ DELETE FROM {s}river_queue WHERE name IN (SELECT name FROM doomed) RETURNING nam
             .into(),
             migration_insert: format!("INSERT INTO {migration} (line, version) VALUES ($1, $2)")
                 .into(),
-            migration_insert_legacy: format!("INSERT INTO {migration} (version) VALUES ($1)").into(),
+            migration_insert_legacy: format!("INSERT INTO {migration} (version) VALUES ($1)")
+                .into(),
             migration_delete: format!("DELETE FROM {migration} WHERE line = $1 AND version = $2")
                 .into(),
             migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = $1").into(),

@@ -3,9 +3,9 @@
 use jiff::Timestamp;
 use millrace_driver::{DriverError, LeaderRow, QueueRow, Result};
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
+use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::Row;
 
 /// The column list every statement returning jobs selects, with `prefix` before each column
 /// (`""` or `"j."`). The state and the unique mask are cast to types sqlx reads without extra
@@ -56,10 +56,12 @@ fn time(t: jiff_sqlx::Timestamp) -> Timestamp {
 /// Reads the `state` column, selected as text.
 pub(crate) fn parse_state(row: &PgRow) -> Result<JobState> {
     let state: String = get(row, "state")?;
-    state.parse::<JobState>().map_err(|err| DriverError::Decode {
-        column: "state",
-        message: err.to_string(),
-    })
+    state
+        .parse::<JobState>()
+        .map_err(|err| DriverError::Decode {
+            column: "state",
+            message: err.to_string(),
+        })
 }
 
 /// Decodes one leader row.

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use millrace_driver::{
-    Driver, Executor, JobCancelParams, JobCompleteParams, JobDeleteOutcome,
-    JobGetAvailableParams, JobInsertParams, JobListParams, JobOutcome, JobRetryParams,
-    JobReturnOrphansParams, JobScheduleParams, Listener, Topic,
+    Driver, Executor, JobCancelParams, JobCompleteParams, JobDeleteOutcome, JobGetAvailableParams,
+    JobInsertParams, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
+    JobScheduleParams, Listener, Topic,
 };
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 
@@ -170,20 +170,30 @@ pub async fn unique_insert_reports_duplicates<F: DriverFixture>() {
     let mut unique = job("unique", "default");
     unique.unique_key = Some(vec![7; 32]);
     unique.unique_states = Some(UniqueStates::DEFAULT);
-    let first = d.executor().job_insert_many(&[unique.clone()]).await.unwrap();
+    let first = d
+        .executor()
+        .job_insert_many(&[unique.clone()])
+        .await
+        .unwrap();
     assert!(!first[0].unique_skipped_as_duplicate);
     let mut other_kind = unique.clone();
     other_kind.kind = "other_kind".to_owned();
     let dup = d.executor().job_insert_many(&[other_kind]).await.unwrap();
     assert!(dup[0].unique_skipped_as_duplicate);
     assert_eq!(dup[0].job.id, first[0].job.id);
-    assert_eq!(dup[0].job.kind, "unique", "the live row is returned unchanged");
+    assert_eq!(
+        dup[0].job.kind, "unique",
+        "the live row is returned unchanged"
+    );
     assert_eq!(dup[0].job.unique_key.as_deref(), Some(&[7u8; 32][..]));
     assert_eq!(dup[0].job.unique_states, Some(UniqueStates::DEFAULT));
 
     // Cancelled is outside the default states: the key is free again.
     d.executor()
-        .job_cancel(&JobCancelParams { id: first[0].job.id, now: None })
+        .job_cancel(&JobCancelParams {
+            id: first[0].job.id,
+            now: None,
+        })
         .await
         .unwrap();
     let again = d.executor().job_insert_many(&[unique]).await.unwrap();
@@ -203,7 +213,10 @@ pub async fn insert_fast_counts_rows<F: DriverFixture>() {
     assert_eq!(d.executor().job_insert_fast(&jobs).await.unwrap(), 50);
     let rows = d
         .executor()
-        .job_list(&JobListParams { limit: 100, ..Default::default() })
+        .job_list(&JobListParams {
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(rows.len(), 50);
@@ -240,7 +253,10 @@ pub async fn fetch_takes_due_jobs_in_order<F: DriverFixture>() {
     let rest = fetch(&d, "default", 10).await;
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].kind, "low");
-    assert!(fetch(&d, "default", 10).await.is_empty(), "scheduled jobs wait");
+    assert!(
+        fetch(&d, "default", 10).await.is_empty(),
+        "scheduled jobs wait"
+    );
 }
 
 /// Two fetches at once never take the same job.
@@ -288,7 +304,11 @@ pub async fn completion_records_each_outcome<F: DriverFixture>() {
     complete(
         &d,
         &retry,
-        JobOutcome::Errored { error: error.clone(), retry_at: later, discard: false },
+        JobOutcome::Errored {
+            error: error.clone(),
+            retry_at: later,
+            discard: false,
+        },
     )
     .await;
     let retry = get(&d, retry.id).await;
@@ -302,16 +322,28 @@ pub async fn completion_records_each_outcome<F: DriverFixture>() {
     complete(
         &d,
         &soon,
-        JobOutcome::Errored { error: attempt_error(&soon, "x"), retry_at: in_secs(2), discard: false },
+        JobOutcome::Errored {
+            error: attempt_error(&soon, "x"),
+            retry_at: in_secs(2),
+            discard: false,
+        },
     )
     .await;
-    assert_eq!(get(&d, soon.id).await.state, JobState::Available, "a retry within 5 s is available");
+    assert_eq!(
+        get(&d, soon.id).await.state,
+        JobState::Available,
+        "a retry within 5 s is available"
+    );
 
     let discard = running(&d, "default").await;
     complete(
         &d,
         &discard,
-        JobOutcome::Errored { error: attempt_error(&discard, "last"), retry_at: later, discard: true },
+        JobOutcome::Errored {
+            error: attempt_error(&discard, "last"),
+            retry_at: later,
+            discard: true,
+        },
     )
     .await;
     let discard = get(&d, discard.id).await;
@@ -319,7 +351,14 @@ pub async fn completion_records_each_outcome<F: DriverFixture>() {
     assert!(discard.finalized_at.is_some());
 
     let cancel = running(&d, "default").await;
-    complete(&d, &cancel, JobOutcome::Cancelled { error: attempt_error(&cancel, "stop") }).await;
+    complete(
+        &d,
+        &cancel,
+        JobOutcome::Cancelled {
+            error: attempt_error(&cancel, "stop"),
+        },
+    )
+    .await;
     let cancel = get(&d, cancel.id).await;
     assert_eq!(cancel.state, JobState::Cancelled);
     assert_eq!(cancel.errors.len(), 1);
@@ -347,9 +386,15 @@ pub async fn completion_is_fenced<F: DriverFixture>() {
     let row = running(&d, "default").await;
     let mut stale = row.clone();
     stale.attempt = row.attempt + 1;
-    assert!(complete(&d, &stale, JobOutcome::Completed).await.is_empty(), "other attempt");
+    assert!(
+        complete(&d, &stale, JobOutcome::Completed).await.is_empty(),
+        "other attempt"
+    );
     complete(&d, &row, JobOutcome::Returned).await;
-    assert!(complete(&d, &row, JobOutcome::Completed).await.is_empty(), "no longer running");
+    assert!(
+        complete(&d, &row, JobOutcome::Completed).await.is_empty(),
+        "no longer running"
+    );
     assert_eq!(get(&d, row.id).await.state, JobState::Available);
 }
 
@@ -362,11 +407,18 @@ pub async fn cancel_requested_turns_retry_into_cancel<F: DriverFixture>() {
         let row = running(&d, "default").await;
         let cancelled = d
             .executor()
-            .job_cancel(&JobCancelParams { id: row.id, now: None })
+            .job_cancel(&JobCancelParams {
+                id: row.id,
+                now: None,
+            })
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(cancelled.state, JobState::Running, "a running job keeps running");
+        assert_eq!(
+            cancelled.state,
+            JobState::Running,
+            "a running job keeps running"
+        );
         assert!(cancelled.metadata.get("cancel_attempted_at").is_some());
         let outcome = match outcome {
             "retry" => JobOutcome::Errored {
@@ -374,7 +426,9 @@ pub async fn cancel_requested_turns_retry_into_cancel<F: DriverFixture>() {
                 retry_at: in_secs(600),
                 discard: false,
             },
-            "snooze" => JobOutcome::Snoozed { until: in_secs(600) },
+            "snooze" => JobOutcome::Snoozed {
+                until: in_secs(600),
+            },
             _ => JobOutcome::Returned,
         };
         complete(&d, &row, outcome).await;
@@ -391,7 +445,10 @@ pub async fn admin_verbs_follow_river<F: DriverFixture>() {
     let rows = insert(&d, &[job("a", "default"), job("b", "default")]).await;
     let cancelled = d
         .executor()
-        .job_cancel(&JobCancelParams { id: rows[0].id, now: None })
+        .job_cancel(&JobCancelParams {
+            id: rows[0].id,
+            now: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -399,7 +456,10 @@ pub async fn admin_verbs_follow_river<F: DriverFixture>() {
     assert!(cancelled.finalized_at.is_some());
     assert!(
         d.executor()
-            .job_cancel(&JobCancelParams { id: JobId(i64::MAX), now: None })
+            .job_cancel(&JobCancelParams {
+                id: JobId(i64::MAX),
+                now: None
+            })
             .await
             .unwrap()
             .is_none()
@@ -407,7 +467,10 @@ pub async fn admin_verbs_follow_river<F: DriverFixture>() {
 
     let retried = d
         .executor()
-        .job_retry(&JobRetryParams { id: rows[0].id, now: None })
+        .job_retry(&JobRetryParams {
+            id: rows[0].id,
+            now: None,
+        })
         .await
         .unwrap()
         .unwrap();
@@ -425,28 +488,72 @@ pub async fn admin_verbs_follow_river<F: DriverFixture>() {
         JobDeleteOutcome::Deleted(row) => assert_eq!(row.id, run[0].id),
         other => panic!("expected a delete, got {other:?}"),
     }
-    assert_eq!(d.executor().job_delete(run[0].id).await.unwrap(), JobDeleteOutcome::NotFound);
+    assert_eq!(
+        d.executor().job_delete(run[0].id).await.unwrap(),
+        JobDeleteOutcome::NotFound
+    );
 }
 
 /// Lists filter by state, kind and queue, and page by id both ways.
 pub async fn list_filters_and_pages<F: DriverFixture>() {
     let fx = F::create().await;
     let d = fx.driver();
-    let rows = insert(&d, &[job("a", "q1"), job("b", "q1"), job("a", "q2"), job("c", "q2")]).await;
+    let rows = insert(
+        &d,
+        &[
+            job("a", "q1"),
+            job("b", "q1"),
+            job("a", "q2"),
+            job("c", "q2"),
+        ],
+    )
+    .await;
     let list = |params: JobListParams| {
         let d = d.clone();
         async move { d.executor().job_list(&params).await.unwrap() }
     };
-    let by_kind = list(JobListParams { kinds: vec!["a".into()], limit: 10, ..Default::default() }).await;
-    assert_eq!(by_kind.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[0].id, rows[2].id]);
-    let by_queue = list(JobListParams { queues: vec!["q2".into()], limit: 10, ..Default::default() }).await;
+    let by_kind = list(JobListParams {
+        kinds: vec!["a".into()],
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        by_kind.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rows[0].id, rows[2].id]
+    );
+    let by_queue = list(JobListParams {
+        queues: vec!["q2".into()],
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(by_queue.len(), 2);
-    let by_state = list(JobListParams { states: vec![JobState::Running], limit: 10, ..Default::default() }).await;
+    let by_state = list(JobListParams {
+        states: vec![JobState::Running],
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
     assert!(by_state.is_empty());
-    let page = list(JobListParams { after_id: Some(rows[1].id), limit: 1, ..Default::default() }).await;
+    let page = list(JobListParams {
+        after_id: Some(rows[1].id),
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
     assert_eq!(page[0].id, rows[2].id);
-    let desc = list(JobListParams { after_id: Some(rows[2].id), descending: true, limit: 10, ..Default::default() }).await;
-    assert_eq!(desc.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[1].id, rows[0].id]);
+    let desc = list(JobListParams {
+        after_id: Some(rows[2].id),
+        descending: true,
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        desc.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rows[1].id, rows[0].id]
+    );
 }
 
 /// The scheduler makes due retryable and scheduled jobs available and leaves later ones.
@@ -462,7 +569,10 @@ pub async fn schedule_moves_due_jobs<F: DriverFixture>() {
     let rows = insert(&d, &[due, later]).await;
     let moved = d
         .executor()
-        .job_schedule(&JobScheduleParams { horizon: None, max: 100 })
+        .job_schedule(&JobScheduleParams {
+            horizon: None,
+            max: 100,
+        })
         .await
         .unwrap();
     assert_eq!(moved.len(), 1);
@@ -478,11 +588,8 @@ pub async fn schedule_discards_unique_conflicts<F: DriverFixture>() {
     let fx = F::create().await;
     let d = fx.driver();
     // Scheduled is outside this job's unique states, so a second job took the key.
-    let states = UniqueStates::from_states([
-        JobState::Available,
-        JobState::Pending,
-        JobState::Running,
-    ]);
+    let states =
+        UniqueStates::from_states([JobState::Available, JobState::Pending, JobState::Running]);
     let mut waiting = job("u", "default");
     waiting.state = JobState::Scheduled;
     waiting.scheduled_at = Some(in_secs(-1));
@@ -495,7 +602,10 @@ pub async fn schedule_discards_unique_conflicts<F: DriverFixture>() {
     insert(&d, &[live]).await;
     let moved = d
         .executor()
-        .job_schedule(&JobScheduleParams { horizon: None, max: 100 })
+        .job_schedule(&JobScheduleParams {
+            horizon: None,
+            max: 100,
+        })
         .await
         .unwrap();
     assert_eq!(moved.len(), 1);
@@ -545,11 +655,34 @@ pub async fn queues_pause_and_resume<F: DriverFixture>() {
     assert!(created.paused_at.is_none());
     let touched = d.executor().queue_create_or_touch("alpha").await.unwrap();
     assert!(touched.updated_at >= created.updated_at);
-    assert_eq!(d.executor().queue_set_paused("alpha", true).await.unwrap(), 1);
-    assert!(d.executor().queue_get("alpha").await.unwrap().unwrap().paused_at.is_some());
-    assert_eq!(d.executor().queue_set_paused("beta", true).await.unwrap(), 1, "a pause creates the row");
+    assert_eq!(
+        d.executor().queue_set_paused("alpha", true).await.unwrap(),
+        1
+    );
+    assert!(
+        d.executor()
+            .queue_get("alpha")
+            .await
+            .unwrap()
+            .unwrap()
+            .paused_at
+            .is_some()
+    );
+    assert_eq!(
+        d.executor().queue_set_paused("beta", true).await.unwrap(),
+        1,
+        "a pause creates the row"
+    );
     assert_eq!(d.executor().queue_set_paused("*", false).await.unwrap(), 2);
-    assert!(d.executor().queue_get("alpha").await.unwrap().unwrap().paused_at.is_none());
+    assert!(
+        d.executor()
+            .queue_get("alpha")
+            .await
+            .unwrap()
+            .unwrap()
+            .paused_at
+            .is_none()
+    );
     assert!(d.executor().queue_get("missing").await.unwrap().is_none());
 }
 
@@ -561,10 +694,21 @@ pub async fn start_by_id_runs_one_job<F: DriverFixture>() {
     scheduled.state = JobState::Scheduled;
     scheduled.scheduled_at = Some(in_secs(3600));
     let rows = insert(&d, &[scheduled]).await;
-    let started = d.executor().job_start_by_id(rows[0].id, CLIENT).await.unwrap().unwrap();
+    let started = d
+        .executor()
+        .job_start_by_id(rows[0].id, CLIENT)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(started.state, JobState::Running);
     assert_eq!(started.attempt, 1);
-    assert!(d.executor().job_start_by_id(rows[0].id, CLIENT).await.unwrap().is_none());
+    assert!(
+        d.executor()
+            .job_start_by_id(rows[0].id, CLIENT)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Notifications reach a listener, on the schema's channels.
@@ -580,15 +724,26 @@ pub async fn notifications_reach_listeners<F: DriverFixture>() {
     d.executor()
         .notify_many(&[
             (Topic::Insert, r#"{"queue":"a"}"#.to_owned()),
-            (Topic::Control, r#"{"action":"pause","queue":"a"}"#.to_owned()),
+            (
+                Topic::Control,
+                r#"{"action":"pause","queue":"a"}"#.to_owned(),
+            ),
         ])
         .await
         .unwrap();
     let deadline = Duration::from_secs(10);
-    let first = tokio::time::timeout(deadline, listener.recv()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(deadline, listener.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first.topic, Topic::Insert);
     assert_eq!(first.payload, r#"{"queue":"a"}"#);
-    let second = tokio::time::timeout(deadline, listener.recv()).await.unwrap().unwrap().unwrap();
+    let second = tokio::time::timeout(deadline, listener.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second.topic, Topic::Control);
 }
 

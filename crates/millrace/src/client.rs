@@ -9,14 +9,17 @@ use millrace_driver::{
 use millrace_types::{JobId, JobState};
 use tokio::sync::broadcast;
 
-use crate::insert::InsertManyParams;
 use crate::event::Event;
+use crate::insert::InsertManyParams;
 use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
+use crate::persistent::{PersistentEntry, PersistentOpts, PersistentWorker};
 use crate::runtime::{MaintenanceConfig, Runtime, RuntimeConfig};
 use crate::{
     DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, Workers,
 };
 
+/// How long `start` waits for the notification listener.
+const LISTEN_READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events buffered per subscriber before a slow one starts losing them.
 const EVENT_CAPACITY: usize = 4_096;
 /// How often a producer refreshes its queue's `updated_at` and paused state.
@@ -101,6 +104,7 @@ pub(crate) struct ClientInner<D: Driver> {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
     pub(crate) periodic: Arc<PeriodicRegistry>,
+    pub(crate) persistent: Vec<PersistentEntry>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientInner<D> {
@@ -143,6 +147,7 @@ pub struct ClientBuilder<D: Driver> {
     heartbeat_lease: Duration,
     maintenance: MaintenanceConfig,
     periodic_jobs: Vec<PeriodicJob>,
+    persistent: Vec<Result<PersistentEntry>>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
@@ -229,6 +234,25 @@ impl<D: Driver> ClientBuilder<D> {
     /// client of the fleet at a time (the holder of the Millrace lease).
     pub fn periodic_job(mut self, job: PeriodicJob) -> Self {
         self.periodic_jobs.push(job);
+        self
+    }
+
+    /// Registers a persistent worker: one instance of it runs across every client that
+    /// registers the same name, restarted after failures and taken over when its client dies.
+    /// See [`PersistentWorker`].
+    pub fn persistent_worker<W: PersistentWorker>(self, name: &str, worker: W) -> Self {
+        self.persistent_worker_with(name, worker, PersistentOpts::default())
+    }
+
+    /// [`ClientBuilder::persistent_worker`] with settings.
+    pub fn persistent_worker_with<W: PersistentWorker>(
+        mut self,
+        name: &str,
+        worker: W,
+        opts: PersistentOpts,
+    ) -> Self {
+        self.persistent
+            .push(PersistentEntry::new(name, worker, opts));
         self
     }
 
@@ -319,10 +343,26 @@ impl<D: Driver> ClientBuilder<D> {
         }
         let positive = [
             ("fetch_cooldown", self.fetch_cooldown, Duration::ZERO),
-            ("fetch_poll_interval", self.fetch_poll_interval, Duration::from_millis(1)),
-            ("schedule_interval", self.schedule_interval, Duration::from_millis(1)),
-            ("heartbeat_lease", self.heartbeat_lease, Duration::from_secs(1)),
-            ("maintenance_interval", self.maintenance.rescuer_interval, Duration::from_millis(1)),
+            (
+                "fetch_poll_interval",
+                self.fetch_poll_interval,
+                Duration::from_millis(1),
+            ),
+            (
+                "schedule_interval",
+                self.schedule_interval,
+                Duration::from_millis(1),
+            ),
+            (
+                "heartbeat_lease",
+                self.heartbeat_lease,
+                Duration::from_secs(1),
+            ),
+            (
+                "maintenance_interval",
+                self.maintenance.rescuer_interval,
+                Duration::from_millis(1),
+            ),
         ];
         for (name, value, min) in positive {
             if value < min {
@@ -330,7 +370,20 @@ impl<D: Driver> ClientBuilder<D> {
             }
         }
         if self.completer_batch_max == 0 {
-            return Err(Error::Config("completer_batch_max must be at least 1".to_owned()));
+            return Err(Error::Config(
+                "completer_batch_max must be at least 1".to_owned(),
+            ));
+        }
+        let mut persistent: Vec<PersistentEntry> = Vec::new();
+        for entry in self.persistent {
+            let entry = entry?;
+            if persistent.iter().any(|p| p.name == entry.name) {
+                return Err(Error::Config(format!(
+                    "persistent worker {:?} is registered twice",
+                    entry.name
+                )));
+            }
+            persistent.push(entry);
         }
         let periodic = PeriodicJobs::new(Arc::new(PeriodicRegistry::default()));
         for job in self.periodic_jobs {
@@ -363,6 +416,7 @@ impl<D: Driver> ClientBuilder<D> {
                 events,
                 runtime: tokio::sync::Mutex::new(None),
                 periodic: periodic.registry(),
+                persistent,
             }),
         })
     }
@@ -396,6 +450,7 @@ impl<D: Driver> Client<D> {
                 reindexer: true,
             },
             periodic_jobs: Vec::new(),
+            persistent: Vec::new(),
         }
     }
 
@@ -425,7 +480,11 @@ impl<D: Driver> Client<D> {
     /// client.insert(Ping {}, Some(InsertOpts::new().priority(2))).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn insert<A: JobArgs>(&self, args: A, opts: Option<InsertOpts>) -> Result<InsertResult> {
+    pub async fn insert<A: JobArgs>(
+        &self,
+        args: A,
+        opts: Option<InsertOpts>,
+    ) -> Result<InsertResult> {
         let params = vec![InsertManyParams::new(args).opts(opts.unwrap_or_default())];
         let mut results = self.insert_many(params).await?;
         Ok(results.remove(0))
@@ -609,7 +668,11 @@ impl<D: Driver> Client<D> {
 
     /// Sends `river_insert` for each queue that got available jobs, at most once per queue per
     /// 100 ms from this client. On a transaction the notification is delivered at commit.
-    async fn notify_inserted<E: Executor>(&self, exec: &mut E, jobs: &[JobInsertParams]) -> Result<()> {
+    async fn notify_inserted<E: Executor>(
+        &self,
+        exec: &mut E,
+        jobs: &[JobInsertParams],
+    ) -> Result<()> {
         if !self.inner.driver.supports_listen_notify() {
             return Ok(());
         }
@@ -707,11 +770,11 @@ impl<D: Driver> Client<D> {
     /// # Ok(()) }
     /// ```
     pub async fn start(&self) -> Result<()> {
-        if self.inner.workers.is_empty() {
+        if self.inner.workers.is_empty() && self.inner.persistent.is_empty() {
             return Err(Error::NoWorkers);
         }
         let queues = self.inner.queues.lock().expect("lock poisoned").clone();
-        if queues.is_empty() {
+        if queues.is_empty() && !self.inner.workers.is_empty() {
             return Err(Error::Config(
                 "a client with workers needs at least one queue".to_owned(),
             ));
@@ -727,14 +790,27 @@ impl<D: Driver> Client<D> {
             .executor()
             .client_heartbeat(&self.inner.config.id, self.inner.config.heartbeat_lease)
             .await?;
-        *runtime = Some(Runtime::start(
+        let (started, listening) = Runtime::start(
             self.inner.driver.clone(),
             self.inner.config.clone(),
             self.inner.workers.clone(),
             &queues,
+            &self.inner.persistent,
             self.inner.events.clone(),
             Arc::new(self.clone()),
-        ));
+        );
+        *runtime = Some(started);
+        drop(runtime);
+        if let Some(listening) = listening {
+            // Remote cancels and pauses only arrive through LISTEN: wait until it is in place,
+            // but not for ever, since polling keeps the client correct without it.
+            if tokio::time::timeout(LISTEN_READY_TIMEOUT, listening)
+                .await
+                .is_err()
+            {
+                tracing::warn!("notification listener not ready yet; polling until it is");
+            }
+        }
         Ok(())
     }
 
@@ -919,7 +995,12 @@ impl<D: Driver> Client<D> {
 
     /// Completes a running job on the caller's connection, fenced on its attempt; see
     /// [`Job::complete_tx`](crate::Job::complete_tx).
-    pub(crate) async fn complete_tx(&self, conn: &mut D::Conn, id: JobId, attempt: i16) -> Result<()> {
+    pub(crate) async fn complete_tx(
+        &self,
+        conn: &mut D::Conn,
+        id: JobId,
+        attempt: i16,
+    ) -> Result<()> {
         let done = self
             .inner
             .driver
@@ -1003,13 +1084,9 @@ impl<D: Driver> Client<D> {
             client_any: &client_any,
         };
         let completed_in_tx = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (outcome, _) = crate::job_executor::execute(
-            &env,
-            &row,
-            hard_stop.child_token(),
-            completed_in_tx,
-        )
-        .await;
+        let (outcome, _) =
+            crate::job_executor::execute(&env, &row, hard_stop.child_token(), completed_in_tx)
+                .await;
         let snoozed = matches!(outcome, JobOutcome::Snoozed { .. });
         let returned = matches!(outcome, JobOutcome::Returned);
         self.inner

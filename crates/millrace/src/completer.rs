@@ -18,7 +18,7 @@ pub(crate) struct Completion {
     pub(crate) outcome: JobOutcome,
     pub(crate) duration: Duration,
     /// The worker already completed the job in its own transaction.
-    pub(crate) skip_write: bool,
+    pub(crate) completed_in_tx: bool,
 }
 
 pub(crate) struct Completer<D: Driver> {
@@ -85,9 +85,11 @@ impl<D: Driver> Completer<D> {
 
     /// Stores one batch, retrying across connection failures until it is stored.
     async fn store(&mut self, chunk: Vec<Completion>) {
+        // Outcomes of jobs the worker completed in its own transaction are written too: the
+        // fence makes the write a no-op when that transaction committed, and records the real
+        // outcome when it rolled back.
         let params: Vec<JobCompleteParams> = chunk
             .iter()
-            .filter(|c| !c.skip_write)
             .map(|c| JobCompleteParams {
                 id: c.row.id,
                 attempt: c.row.attempt,
@@ -97,7 +99,13 @@ impl<D: Driver> Completer<D> {
             .collect();
         let mut failures = 0u32;
         let stored = loop {
-            match self.shared.driver.executor().job_complete_many(&params).await {
+            match self
+                .shared
+                .driver
+                .executor()
+                .job_complete_many(&params)
+                .await
+            {
                 Ok(stored) => {
                     if failures > 0 {
                         tracing::info!(jobs = params.len(), "completions stored after retrying");
@@ -113,7 +121,9 @@ impl<D: Driver> Completer<D> {
                         tracing::error!(%err, jobs = params.len(), "dropping completions after repeated failures; the jobs will be rescued");
                         break Vec::new();
                     }
-                    let backoff = RETRY_MIN.saturating_mul(1 << failures.min(6)).min(RETRY_MAX);
+                    let backoff = RETRY_MIN
+                        .saturating_mul(1 << failures.min(6))
+                        .min(RETRY_MAX);
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -129,7 +139,7 @@ impl<D: Driver> Completer<D> {
         for c in chunk {
             let state = match states.get(&c.row.id) {
                 Some(state) => *state,
-                None if c.skip_write => JobState::Completed,
+                None if c.completed_in_tx => JobState::Completed,
                 // Fenced out: the job was rescued, cancelled or deleted meanwhile.
                 None => continue,
             };

@@ -24,6 +24,9 @@ pub enum Error {
     /// An insert was refused before anything was stored; the message names the option.
     #[error("invalid insert: {0}")]
     InvalidInsert(String),
+    /// A parameter of a query or an administrative call is out of range; the message names it.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Args could not be encoded as a JSON object.
     #[error("args of kind {kind:?} could not be encoded as a JSON object")]
     ArgsEncode {

@@ -30,6 +30,26 @@ pub enum Event {
         /// How long the worker ran.
         duration: Duration,
     },
+    /// This client started an instance of a persistent worker.
+    PersistentWorkerStarted {
+        /// The persistent worker's name.
+        name: String,
+        /// This client's id.
+        client: String,
+        /// The instance's attempt (its fencing token).
+        attempt: i16,
+    },
+    /// An instance of a persistent worker stopped on this client.
+    PersistentWorkerStopped {
+        /// The persistent worker's name.
+        name: String,
+        /// This client's id.
+        client: String,
+        /// The instance's attempt.
+        attempt: i16,
+        /// The error it failed with, if it failed.
+        error: Option<String>,
+    },
     /// A queue was paused on this client.
     QueuePaused {
         /// The queue.

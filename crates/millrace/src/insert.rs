@@ -6,8 +6,7 @@ use jiff::Timestamp;
 use millrace_driver::JobInsertParams;
 use millrace_types::unique::{canonical_args, period_start};
 use millrace_types::{
-    JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, UniqueKeyParts,
-    UniqueStates,
+    JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT, UniqueKeyParts, UniqueStates,
 };
 
 use crate::{Error, InsertOpts, JobArgs, Result};
@@ -27,7 +26,7 @@ use crate::{Error, InsertOpts, JobArgs, Result};
 /// ```
 #[derive(Debug, Clone)]
 pub struct InsertManyParams {
-    kind: &'static str,
+    kind: std::borrow::Cow<'static, str>,
     args: std::result::Result<String, std::sync::Arc<serde_json::Error>>,
     args_opts: InsertOpts,
     unique_fields: Option<&'static [&'static str]>,
@@ -40,7 +39,7 @@ impl InsertManyParams {
     /// A job with its args type's options.
     pub fn new<A: JobArgs>(args: A) -> Self {
         InsertManyParams {
-            kind: A::KIND,
+            kind: std::borrow::Cow::Borrowed(A::KIND),
             args: serde_json::to_string(&args)
                 .map(escape_like_go)
                 .map_err(std::sync::Arc::new),
@@ -58,23 +57,43 @@ impl InsertManyParams {
         self
     }
 
-    pub(crate) fn extra_metadata(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
+    pub(crate) fn extra_metadata(
+        mut self,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
         self.extra_metadata = Some(extra);
         self
     }
 
+    /// A job whose kind is only known at run time (persistent workers), with args already
+    /// encoded as a JSON object.
+    pub(crate) fn raw(kind: String, args_json: String, opts: InsertOpts) -> Self {
+        InsertManyParams {
+            kind: std::borrow::Cow::Owned(kind),
+            args: Ok(args_json),
+            args_opts: InsertOpts::default(),
+            unique_fields: None,
+            opts,
+            extra_metadata: None,
+        }
+    }
+
     /// The job's kind.
-    pub fn kind(&self) -> &'static str {
-        self.kind
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
 
     /// Resolves the options and validates everything, giving the row to insert.
-    pub(crate) fn resolve(&self, client_opts: &InsertOpts, now: Timestamp) -> Result<JobInsertParams> {
+    pub(crate) fn resolve(
+        &self,
+        client_opts: &InsertOpts,
+        now: Timestamp,
+    ) -> Result<JobInsertParams> {
         let args = match &self.args {
             Ok(args) => args.clone(),
             Err(err) => {
                 return Err(Error::ArgsEncode {
-                    kind: self.kind.to_owned(),
+                    kind: self.kind.to_string(),
                     source: clone_json_error(err),
                 });
             }
@@ -91,8 +110,11 @@ impl InsertManyParams {
                 truncate(&args)
             )));
         }
-        validate_kind(self.kind)?;
-        let opts = self.opts.clone().or(&self.args_opts.clone().or(client_opts));
+        validate_kind(&self.kind)?;
+        let opts = self
+            .opts
+            .clone()
+            .or(&self.args_opts.clone().or(client_opts));
 
         let queue = opts.queue.unwrap_or_else(|| QUEUE_DEFAULT.to_owned());
         validate_queue(&queue)?;
@@ -168,13 +190,22 @@ impl InsertManyParams {
                     Some(period) => Some(period_start(opts.scheduled_at.unwrap_or(now), period)),
                     None => None,
                 };
-                let key = UniqueKeyParts {
-                    kind: (!unique.exclude_kind).then_some(self.kind),
+                let parts = UniqueKeyParts {
+                    kind: (!unique.exclude_kind).then_some(self.kind.as_ref()),
                     args: canonical.as_deref(),
                     period_start: period,
                     queue: unique.by_queue.then_some(queue.as_str()),
+                };
+                // As River: with the kind excluded, something else must be hashed, or every
+                // such job of every kind would share one key.
+                if parts.is_empty() {
+                    return Err(Error::InvalidInsert(
+                        "unique options exclude the kind but hash nothing else; add by-args, \
+                         by-period or by-queue"
+                            .to_owned(),
+                    ));
                 }
-                .key();
+                let key = parts.key();
                 (Some(key), Some(states))
             }
         };
@@ -182,7 +213,7 @@ impl InsertManyParams {
         Ok(JobInsertParams {
             args,
             created_at: None,
-            kind: self.kind.to_owned(),
+            kind: self.kind.to_string(),
             max_attempts,
             metadata,
             priority,
@@ -278,10 +309,7 @@ pub(crate) fn validate_kind(kind: &str) -> Result<()> {
     let mut chars = kind.chars();
     let first_ok = chars.next().is_some_and(is_word);
     let rest: Vec<char> = chars.collect();
-    let rest_ok = !rest.is_empty()
-        && rest
-            .iter()
-            .all(|&c| is_word(c) || "-[]<>/.·:+".contains(c));
+    let rest_ok = !rest.is_empty() && rest.iter().all(|&c| is_word(c) || "-[]<>/.·:+".contains(c));
     if first_ok && rest_ok && kind.len() < 128 {
         Ok(())
     } else {
@@ -330,7 +358,16 @@ mod tests {
         for good in ["default", "a", "email_high", "a-b|c_d", "q1"] {
             assert!(validate_queue(good).is_ok(), "{good}");
         }
-        for bad in ["", "Default", "a__b", "_a", "a_", "a b", "ä", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Default",
+            "a__b",
+            "_a",
+            "a_",
+            "a b",
+            "ä",
+            &"a".repeat(65),
+        ] {
             assert!(validate_queue(bad).is_err(), "{bad}");
         }
     }

@@ -219,8 +219,14 @@ mod tests {
 
     #[test]
     fn first_level_that_sets_an_option_wins() {
-        let client = InsertOpts::new().queue("client").priority(3).max_attempts(7);
-        let args = InsertOpts::new().queue("args").tags(["from_args"]).or(&client);
+        let client = InsertOpts::new()
+            .queue("client")
+            .priority(3)
+            .max_attempts(7);
+        let args = InsertOpts::new()
+            .queue("args")
+            .tags(["from_args"])
+            .or(&client);
         let insert = InsertOpts::new().queue("insert").or(&args);
         assert_eq!(insert.queue.as_deref(), Some("insert"));
         assert_eq!(insert.priority, Some(3));

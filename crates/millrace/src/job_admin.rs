@@ -115,7 +115,7 @@ pub struct JobListPage {
 
 fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
     if !(1..=JOB_LIST_MAX_LIMIT).contains(&params.limit) {
-        return Err(Error::InvalidInsert(format!(
+        return Err(Error::InvalidArgument(format!(
             "job list limit must be between 1 and {JOB_LIST_MAX_LIMIT}, got {}",
             params.limit
         )));
@@ -198,7 +198,7 @@ impl<D: Driver> Client<D> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInsert`] for a limit outside 1 to [`JOB_LIST_MAX_LIMIT`].
+    /// [`Error::InvalidArgument`] for a limit outside 1 to [`JOB_LIST_MAX_LIMIT`].
     ///
     /// # Examples
     ///
@@ -233,7 +233,11 @@ impl<D: Driver> Client<D> {
     /// let page = client.job_list_tx(&mut tx, millrace::JobListParams::new()).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn job_list_tx(&self, conn: &mut D::Conn, params: JobListParams) -> Result<JobListPage> {
+    pub async fn job_list_tx(
+        &self,
+        conn: &mut D::Conn,
+        params: JobListParams,
+    ) -> Result<JobListPage> {
         list(&mut self.inner.driver.conn_executor(conn), params).await
     }
 

@@ -14,9 +14,9 @@ use millrace_types::{AttemptError, JobRow};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::Workers;
 use crate::completer::Completion;
 use crate::panic_trace::{Traced, panic_message, take_trace};
-use crate::Workers;
 use crate::runtime::{RuntimeConfig, Shared};
 use crate::worker::{JobContext, WorkError};
 
@@ -30,7 +30,10 @@ enum Interrupt {
 /// What became of the worker's future.
 enum Ended {
     Returned(Result<(), WorkError>),
-    Panicked { message: String, trace: String },
+    Panicked {
+        message: String,
+        trace: String,
+    },
     /// Interrupted, and still running after the grace period: dropped (aborted).
     Aborted,
 }
@@ -43,7 +46,11 @@ pub(crate) struct ExecEnv<'a> {
     pub(crate) client_any: &'a Arc<dyn Any + Send + Sync>,
 }
 
-pub(crate) async fn run_job<D: Driver>(shared: Arc<Shared<D>>, row: JobRow, token: CancellationToken) {
+pub(crate) async fn run_job<D: Driver>(
+    shared: Arc<Shared<D>>,
+    row: JobRow,
+    token: CancellationToken,
+) {
     let env = ExecEnv {
         workers: &shared.workers,
         config: &shared.config,
@@ -53,7 +60,7 @@ pub(crate) async fn run_job<D: Driver>(shared: Arc<Shared<D>>, row: JobRow, toke
     let completed_in_tx = Arc::new(AtomicBool::new(false));
     let (outcome, duration) = execute(&env, &row, token, completed_in_tx.clone()).await;
     let completion = Completion {
-        skip_write: completed_in_tx.load(Ordering::Acquire),
+        completed_in_tx: completed_in_tx.load(Ordering::Acquire),
         outcome,
         duration,
         row,
@@ -170,15 +177,17 @@ fn outcome(
     match (ended, interrupt) {
         (Ended::Returned(Ok(())), _) => JobOutcome::Completed,
         // A stop interrupted the attempt: it does not count, as in River's newest clients.
-        (Ended::Aborted, Some(Interrupt::Stop)) | (Ended::Returned(Err(_)), Some(Interrupt::Stop)) => {
-            JobOutcome::Returned
-        }
+        (Ended::Aborted, Some(Interrupt::Stop))
+        | (Ended::Returned(Err(_)), Some(Interrupt::Stop)) => JobOutcome::Returned,
         (Ended::Aborted, _) | (Ended::Returned(Err(_)), Some(Interrupt::Timeout(_))) => {
             let limit = match interrupt {
                 Some(Interrupt::Timeout(limit)) => limit,
                 _ => Duration::ZERO,
             };
-            failed(attempt_error(format!("job timed out after {limit:?}"), String::new()))
+            failed(attempt_error(
+                format!("job timed out after {limit:?}"),
+                String::new(),
+            ))
         }
         (Ended::Returned(Err(WorkError::Snooze(after))), _) => JobOutcome::Snoozed {
             until: now.checked_add(after).unwrap_or(now),
@@ -200,8 +209,12 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {
-        message.push_str(": ");
-        message.push_str(&inner.to_string());
+        let text = inner.to_string();
+        // Many errors (sqlx's among them) already include their source's message.
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = inner.source();
     }
     message

@@ -95,7 +95,13 @@ impl<D: Driver> Elector<D> {
         loop {
             match elected {
                 None => {
-                    match self.shared.driver.executor().leader_attempt_elect(&self.params()).await {
+                    match self
+                        .shared
+                        .driver
+                        .executor()
+                        .leader_attempt_elect(&self.params())
+                        .await
+                    {
                         Ok(Some(row)) => {
                             tracing::info!(client = %self.shared.config.id, "elected leader");
                             elected = Some((row.elected_at, Instant::now()));
@@ -105,7 +111,8 @@ impl<D: Driver> Elector<D> {
                         Ok(None) => {}
                         Err(err) => tracing::debug!(%err, "leader election attempt failed"),
                     }
-                    let jitter = rand::rng().random_range(Duration::ZERO..=self.timing.retry_jitter);
+                    let jitter =
+                        rand::rng().random_range(Duration::ZERO..=self.timing.retry_jitter);
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(self.timing.retry_every + jitter) => {}
@@ -172,7 +179,13 @@ impl<D: Driver> Elector<D> {
         self.is_leader.send_replace(false);
         if resign {
             let id = &self.shared.config.id;
-            if let Err(err) = self.shared.driver.executor().leader_resign(self.table, id).await {
+            if let Err(err) = self
+                .shared
+                .driver
+                .executor()
+                .leader_resign(self.table, id)
+                .await
+            {
                 tracing::debug!(%err, "resigning leadership failed; it will expire");
             }
         }

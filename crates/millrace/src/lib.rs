@@ -59,38 +59,32 @@ mod client_id;
 mod completer;
 mod error;
 mod event;
+mod heartbeat;
 mod insert;
 mod insert_opts;
 mod job_admin;
 mod job_args;
-mod heartbeat;
 mod job_executor;
 mod leader;
 mod maintenance;
+mod migrate;
 mod notifier;
 mod panic_trace;
 mod periodic;
+mod persistent;
 mod producer;
 mod queue_config;
 mod retry_policy;
 mod runtime;
 mod worker;
-mod migrate;
 
 pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
 pub use error::{Error, Result};
+pub use event::{Event, EventKind};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
-pub use event::{Event, EventKind};
 pub use job_args::JobArgs;
-pub use periodic::{
-    METADATA_PERIODIC, METADATA_PERIODIC_JOB_ID, PeriodicJob, PeriodicJobHandle, PeriodicJobs,
-    Schedule,
-};
-pub use queue_config::QueueConfig;
-pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
-pub use worker::{BoxError, Job, WorkError, Worker, Workers};
 pub use migrate::{
     LINE_MAIN, LINE_MILLRACE, MigrateOpts, MigrateReport, MigratedVersion, MigrationDirection,
     MigrationStatus, Migrator, ValidateReport,
@@ -100,6 +94,17 @@ pub use millrace_types::{
     AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,
     UniqueStates,
 };
+pub use periodic::{
+    METADATA_PERIODIC, METADATA_PERIODIC_JOB_ID, PeriodicJob, PeriodicJobHandle, PeriodicJobs,
+    Schedule,
+};
+pub use persistent::{
+    PERSISTENT_KIND_PREFIX, PERSISTENT_QUEUE_DEFAULT, PersistentContext, PersistentOpts,
+    PersistentWorker,
+};
+pub use queue_config::QueueConfig;
+pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
+pub use worker::{BoxError, Job, WorkError, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

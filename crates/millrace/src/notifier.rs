@@ -12,6 +12,9 @@ use crate::runtime::Shared;
 
 pub(crate) struct Notifier<D: Driver> {
     shared: Arc<Shared<D>>,
+    /// Told once the first LISTEN is in place, so `Client::start` returns only when remote
+    /// cancels and pauses can reach this client.
+    ready: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// A `river_control` payload. River's clients order keys and space them differently, so it
@@ -33,8 +36,11 @@ struct Insert {
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl<D: Driver> Notifier<D> {
-    pub(crate) fn new(shared: Arc<Shared<D>>) -> Self {
-        Notifier { shared }
+    pub(crate) fn new(shared: Arc<Shared<D>>, ready: tokio::sync::oneshot::Sender<()>) -> Self {
+        Notifier {
+            shared,
+            ready: std::sync::Mutex::new(Some(ready)),
+        }
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
@@ -67,6 +73,9 @@ impl<D: Driver> Notifier<D> {
         listener.listen(Topic::Insert).await?;
         listener.listen(Topic::Control).await?;
         listener.listen(Topic::Leadership).await?;
+        if let Some(ready) = self.ready.lock().expect("lock poisoned").take() {
+            let _ = ready.send(());
+        }
         if *failures > 0 {
             tracing::info!("notification listener reconnected");
             *failures = 0;
@@ -76,7 +85,9 @@ impl<D: Driver> Notifier<D> {
             match listener.recv().await? {
                 Some(notification) => self.dispatch(notification),
                 None => {
-                    tracing::warn!("notification connection lost; reconnecting and polling meanwhile");
+                    tracing::warn!(
+                        "notification connection lost; reconnecting and polling meanwhile"
+                    );
                     self.shared.wake_all();
                 }
             }
@@ -87,19 +98,29 @@ impl<D: Driver> Notifier<D> {
         match notification.topic {
             Topic::Insert => match serde_json::from_str::<Insert>(&notification.payload) {
                 Ok(insert) => self.shared.wake_queue(&insert.queue),
-                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad insert notification"),
+                Err(err) => {
+                    tracing::debug!(%err, payload = notification.payload, "ignoring bad insert notification")
+                }
             },
             Topic::Control => match serde_json::from_str::<Control>(&notification.payload) {
                 Ok(control) => self.control(control),
-                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad control notification"),
+                Err(err) => {
+                    tracing::debug!(%err, payload = notification.payload, "ignoring bad control notification")
+                }
             },
             Topic::Leadership => match serde_json::from_str::<Control>(&notification.payload) {
                 Ok(leadership) => match leadership.action.as_str() {
                     "resigned" => self.shared.river_leader_signals.resigned.notify_one(),
-                    "request_resign" => self.shared.river_leader_signals.resign_requested.notify_one(),
+                    "request_resign" => self
+                        .shared
+                        .river_leader_signals
+                        .resign_requested
+                        .notify_one(),
                     _ => {}
                 },
-                Err(err) => tracing::debug!(%err, payload = notification.payload, "ignoring bad leadership notification"),
+                Err(err) => {
+                    tracing::debug!(%err, payload = notification.payload, "ignoring bad leadership notification")
+                }
             },
         }
     }

@@ -45,20 +45,26 @@ pub struct Schedule(ScheduleKind);
 #[derive(Clone)]
 enum ScheduleKind {
     Interval(Duration),
-    Cron {
-        pattern: String,
-        cron: croner::Cron,
-        tz: TimeZone,
-    },
+    Cron(Box<CronSchedule>),
+}
+
+#[derive(Clone)]
+struct CronSchedule {
+    pattern: String,
+    cron: croner::Cron,
+    tz: TimeZone,
 }
 
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             ScheduleKind::Interval(d) => write!(f, "Schedule::interval({d:?})"),
-            ScheduleKind::Cron { pattern, tz, .. } => {
-                write!(f, "Schedule::cron({pattern:?}, {:?})", tz.iana_name().unwrap_or("UTC"))
-            }
+            ScheduleKind::Cron(c) => write!(
+                f,
+                "Schedule::cron({:?}, {:?})",
+                c.pattern,
+                c.tz.iana_name().unwrap_or("UTC")
+            ),
         }
     }
 }
@@ -92,19 +98,20 @@ impl Schedule {
     fn cron_with(pattern: &str, tz: TimeZone) -> Result<Self> {
         let cron = croner::Cron::from_str(pattern)
             .map_err(|err| Error::Config(format!("invalid cron expression {pattern:?}: {err}")))?;
-        Ok(Schedule(ScheduleKind::Cron {
+        Ok(Schedule(ScheduleKind::Cron(Box::new(CronSchedule {
             pattern: pattern.to_owned(),
             cron,
             tz,
-        }))
+        }))))
     }
 
     /// The first run strictly after `after`; `None` if there is none.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         match &self.0 {
             ScheduleKind::Interval(every) => after.checked_add(*every).ok(),
-            ScheduleKind::Cron { cron, tz, .. } => cron
-                .find_next_occurrence(&after.to_zoned(tz.clone()), false)
+            ScheduleKind::Cron(c) => c
+                .cron
+                .find_next_occurrence(&after.to_zoned(c.tz.clone()), false)
                 .ok()
                 .map(|z| z.timestamp()),
         }
@@ -351,7 +358,8 @@ impl<D: Driver> Enqueuer<D> {
 
     async fn pass(&mut self, jobs: &[(u64, PeriodicJob)]) -> millrace_driver::Result<()> {
         let now = Timestamp::now();
-        self.next.retain(|handle, _| jobs.iter().any(|(h, _)| h == handle));
+        self.next
+            .retain(|handle, _| jobs.iter().any(|(h, _)| h == handle));
         let new: Vec<&(u64, PeriodicJob)> = jobs
             .iter()
             .filter(|(h, _)| !self.next.contains_key(h))
@@ -405,7 +413,11 @@ impl<D: Driver> Enqueuer<D> {
                         .periodic_job_set_next(id, Some(due), following)
                         .await?;
                     if moved {
-                        if let Err(err) = self.client.insert_many_tx(D::tx_conn(&mut tx), [job.params()]).await {
+                        if let Err(err) = self
+                            .client
+                            .insert_many_tx(D::tx_conn(&mut tx), [job.params()])
+                            .await
+                        {
                             // An invalid job is the user's to fix; keep the schedule moving.
                             tracing::error!(%err, periodic_job_id = id, "periodic job could not be inserted");
                         }
@@ -436,17 +448,25 @@ mod tests {
     #[test]
     fn interval_counts_from_the_previous_run() {
         let at: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
-        let next = Schedule::interval(Duration::from_secs(90)).next_after(at).unwrap();
+        let next = Schedule::interval(Duration::from_secs(90))
+            .next_after(at)
+            .unwrap();
         assert_eq!(next.to_string(), "2024-01-01T00:01:30Z");
     }
 
     #[test]
     fn cron_follows_its_time_zone() {
         let at: Timestamp = "2024-01-01T10:30:00Z".parse().unwrap();
-        let utc = Schedule::cron("0 12 * * *").unwrap().next_after(at).unwrap();
+        let utc = Schedule::cron("0 12 * * *")
+            .unwrap()
+            .next_after(at)
+            .unwrap();
         assert_eq!(utc.to_string(), "2024-01-01T12:00:00Z");
         // Noon in Paris (UTC+1 in winter) is 11:00 UTC.
-        let paris = Schedule::cron_in("0 12 * * *", "Europe/Paris").unwrap().next_after(at).unwrap();
+        let paris = Schedule::cron_in("0 12 * * *", "Europe/Paris")
+            .unwrap()
+            .next_after(at)
+            .unwrap();
         assert_eq!(paris.to_string(), "2024-01-01T11:00:00Z");
         assert!(Schedule::cron_in("0 12 * * *", "Mars/Olympus").is_err());
     }

@@ -116,7 +116,13 @@ impl<D: Driver> Producer<D> {
     /// Records the queue in `river_queue` (or refreshes it, so River's queue cleaner keeps it)
     /// and picks up a pause this client may have missed.
     async fn touch(&mut self) {
-        match self.shared.driver.executor().queue_create_or_touch(&self.queue).await {
+        match self
+            .shared
+            .driver
+            .executor()
+            .queue_create_or_touch(&self.queue)
+            .await
+        {
             Ok(row) => self.shared.set_paused(&self.queue, row.paused_at.is_some()),
             Err(err) => tracing::debug!(%err, "queue refresh failed"),
         }
@@ -169,7 +175,11 @@ impl<D: Driver> Producer<D> {
                     token: token.clone(),
                 },
             );
-            jobs.spawn(crate::job_executor::run_job(self.shared.clone(), row, token));
+            jobs.spawn(crate::job_executor::run_job(
+                self.shared.clone(),
+                row,
+                token,
+            ));
         }
         Ok(fetched)
     }

@@ -62,6 +62,9 @@ mod tests {
         assert_eq!(DefaultRetryPolicy::base_delay(1), Duration::from_secs(1));
         assert_eq!(DefaultRetryPolicy::base_delay(2), Duration::from_secs(16));
         assert_eq!(DefaultRetryPolicy::base_delay(4), Duration::from_secs(256));
-        assert_eq!(DefaultRetryPolicy::base_delay(usize::MAX), Duration::from_secs(86_400 * 24));
+        assert_eq!(
+            DefaultRetryPolicy::base_delay(usize::MAX),
+            Duration::from_secs(86_400 * 24)
+        );
     }
 }

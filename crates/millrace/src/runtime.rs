@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use millrace_driver::LeaderTable;
 
 use crate::completer::{Completer, Completion};
+use crate::event::Event;
 use crate::heartbeat::Heartbeat;
 use crate::leader::{ElectionTiming, Elector, LeaderSignals};
 use crate::maintenance::{self, ServiceFn};
-use crate::event::Event;
+use crate::persistent::{Keeper, PersistentEntry};
 use crate::producer::Producer;
 use crate::{QueueConfig, RetryPolicy, Workers};
 
@@ -57,10 +58,12 @@ impl RuntimeConfig {
     /// hour.
     pub(crate) fn rescue_stuck_jobs_after(&self) -> Duration {
         let hour = Duration::from_secs(3600);
-        self.maintenance.rescue_stuck_jobs_after.unwrap_or(match self.job_timeout {
-            Some(timeout) if timeout != Duration::MAX => timeout.saturating_add(hour),
-            _ => hour,
-        })
+        self.maintenance
+            .rescue_stuck_jobs_after
+            .unwrap_or(match self.job_timeout {
+                Some(timeout) if timeout != Duration::MAX => timeout.saturating_add(hour),
+                _ => hour,
+            })
     }
 }
 
@@ -91,6 +94,8 @@ pub(crate) struct Shared<D: Driver> {
     pub(crate) hard_stop: CancellationToken,
     /// Fires on any stop: producers stop fetching.
     pub(crate) soft_stop: CancellationToken,
+    /// Wakes the persistent-worker keepers of a queue when its row becomes available.
+    pub(crate) keeper_wakes: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
     /// Notifications for the River leader elector.
     pub(crate) river_leader_signals: Arc<LeaderSignals>,
 }
@@ -106,6 +111,11 @@ impl<D: Driver> Shared<D> {
     pub(crate) fn wake_queue(&self, queue: &str) {
         if let Some(handle) = self.producers.lock().expect("lock poisoned").get(queue) {
             handle.wake.notify_one();
+        }
+        if let Some(wakes) = self.keeper_wakes.lock().expect("lock poisoned").get(queue) {
+            for wake in wakes {
+                wake.notify_one();
+            }
         }
     }
 
@@ -153,6 +163,7 @@ impl<D: Driver> Shared<D> {
 pub(crate) struct Runtime<D: Driver> {
     pub(crate) shared: Arc<Shared<D>>,
     pub(crate) producers: Vec<JoinHandle<()>>,
+    pub(crate) keepers: Vec<JoinHandle<()>>,
     pub(crate) completer: JoinHandle<()>,
     pub(crate) completer_done: CancellationToken,
     pub(crate) services: Vec<JoinHandle<()>>,
@@ -165,9 +176,10 @@ impl<D: Driver> Runtime<D> {
         config: RuntimeConfig,
         workers: Workers,
         queues: &[(String, QueueConfig)],
+        persistent: &[PersistentEntry],
         events: broadcast::Sender<Event>,
         client_any: Arc<dyn Any + Send + Sync>,
-    ) -> Self {
+    ) -> (Self, Option<tokio::sync::oneshot::Receiver<()>>) {
         crate::panic_trace::install_hook();
         let total_workers: usize = queues.iter().map(|(_, q)| q.max_workers).sum();
         // Backpressure: once this many outcomes wait, finished jobs hold their slots and the
@@ -186,11 +198,14 @@ impl<D: Driver> Runtime<D> {
             hard_stop: CancellationToken::new(),
             soft_stop: CancellationToken::new(),
             river_leader_signals: Arc::new(LeaderSignals::default()),
+            keeper_wakes: Mutex::new(HashMap::new()),
         });
         let completer_done = CancellationToken::new();
-        let completer = tokio::spawn(Completer::new(shared.clone(), rx).run(completer_done.clone()));
+        let completer =
+            tokio::spawn(Completer::new(shared.clone(), rx).run(completer_done.clone()));
         let mut runtime = Runtime {
             producers: Vec::new(),
+            keepers: Vec::new(),
             completer,
             completer_done,
             services: Vec::new(),
@@ -200,20 +215,39 @@ impl<D: Driver> Runtime<D> {
         for (name, queue) in queues {
             runtime.add_queue(name, queue);
         }
+        for entry in persistent {
+            let wake = Arc::new(Notify::new());
+            runtime
+                .shared
+                .keeper_wakes
+                .lock()
+                .expect("lock poisoned")
+                .entry(entry.opts.queue.clone())
+                .or_default()
+                .push(wake.clone());
+            let keeper = Keeper::new(runtime.shared.clone(), entry.clone(), wake);
+            runtime.keepers.push(tokio::spawn(keeper.run()));
+        }
         let stop = runtime.services_stop.clone();
+        let mut listening = None;
         if !runtime.shared.config.poll_only && runtime.shared.driver.supports_listen_notify() {
-            let notifier = crate::notifier::Notifier::new(runtime.shared.clone());
-            runtime.services.push(tokio::spawn(notifier.run(stop.clone())));
+            let (ready, ready_rx) = tokio::sync::oneshot::channel();
+            let notifier = crate::notifier::Notifier::new(runtime.shared.clone(), ready);
+            runtime
+                .services
+                .push(tokio::spawn(notifier.run(stop.clone())));
+            listening = Some(ready_rx);
         }
         runtime.start_fleet_services(&stop);
-        runtime
+        (runtime, listening)
     }
 
     /// Heartbeats, the two leader elections, and the services each leadership runs.
     fn start_fleet_services(&mut self, stop: &CancellationToken) {
         let shared = &self.shared;
-        self.services
-            .push(tokio::spawn(Heartbeat::new(shared.clone()).run(stop.clone())));
+        self.services.push(tokio::spawn(
+            Heartbeat::new(shared.clone()).run(stop.clone()),
+        ));
 
         let (river_tx, river_rx) = watch::channel(false);
         let river = Elector::new(
@@ -269,7 +303,13 @@ impl<D: Driver> Runtime<D> {
                 paused: paused_tx,
             },
         );
-        let producer = Producer::new(self.shared.clone(), name.to_owned(), queue.max_workers, wake, paused_rx);
+        let producer = Producer::new(
+            self.shared.clone(),
+            name.to_owned(),
+            queue.max_workers,
+            wake,
+            paused_rx,
+        );
         self.producers.push(tokio::spawn(producer.run()));
     }
 
@@ -297,6 +337,10 @@ impl<D: Driver> Runtime<D> {
             _ => {
                 producers.await;
             }
+        }
+        // Persistent instances stop (and are handed over) under the same stop as jobs.
+        for keeper in self.keepers {
+            let _ = keeper.await;
         }
         self.completer_done.cancel();
         let _ = self.completer.await;

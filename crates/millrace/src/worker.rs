@@ -177,7 +177,9 @@ impl<A> Job<A> {
     /// ```
     pub async fn complete_tx<D: Driver>(&self, conn: &mut D::Conn) -> Result<()> {
         let client = self.client::<D>()?;
-        client.complete_tx(conn, self.row.id, self.row.attempt).await?;
+        client
+            .complete_tx(conn, self.row.id, self.row.attempt)
+            .await?;
         self.ctx.completed_in_tx.store(true, Ordering::Release);
         Ok(())
     }

@@ -34,10 +34,26 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     loop {
         let rows = exec.job_get_running_of_clients(&dead, BATCH).await?;
         let count = rows.len();
-        if count > 0 {
+        // Persistent instances move by their own lease, which the holder fences itself by;
+        // a heartbeat shorter than that lease must not hand them over early.
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| {
+                !r.kind
+                    .starts_with(crate::persistent::PERSISTENT_KIND_PREFIX)
+            })
+            .collect();
+        if !rows.is_empty() {
             tracing::warn!(clients = ?dead, jobs = count, "rescuing the jobs of clients whose heartbeat lease ran out");
             let queues: BTreeSet<String> = rows.iter().map(|r| r.queue.clone()).collect();
-            rescue(shared, &mut exec, rows, RescueKind::DeadClient, Timestamp::now()).await?;
+            rescue(
+                shared,
+                &mut exec,
+                rows,
+                RescueKind::DeadClient,
+                Timestamp::now(),
+            )
+            .await?;
             let queues: BTreeSet<&str> = queues.iter().map(String::as_str).collect();
             super::job_scheduler::notify_queues(shared, &mut exec, &queues).await?;
         }

@@ -39,7 +39,11 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
         return Ok(());
     }
     loop {
-        let deleted = shared.driver.executor().job_delete_finalized(&params).await?;
+        let deleted = shared
+            .driver
+            .executor()
+            .job_delete_finalized(&params)
+            .await?;
         if deleted > 0 {
             tracing::debug!(deleted, "deleted finalized jobs");
         }

@@ -31,11 +31,17 @@ pub(crate) fn service<D: Driver>(
     })
 }
 
-async fn pass<D: Driver>(shared: &Shared<D>, horizon: Option<Timestamp>) -> millrace_driver::Result<()> {
+async fn pass<D: Driver>(
+    shared: &Shared<D>,
+    horizon: Option<Timestamp>,
+) -> millrace_driver::Result<()> {
     loop {
         let mut exec = shared.driver.executor();
         let moved = exec
-            .job_schedule(&JobScheduleParams { horizon, max: BATCH })
+            .job_schedule(&JobScheduleParams {
+                horizon,
+                max: BATCH,
+            })
             .await?;
         let queues: BTreeSet<&str> = moved
             .iter()

@@ -63,8 +63,12 @@ pub(crate) async fn supervise<D: Driver>(
 }
 
 /// Runs `pass` every `interval` until `stop`, logging failures.
-pub(crate) async fn every<F, Fut>(name: &'static str, interval: std::time::Duration, stop: CancellationToken, mut pass: F)
-where
+pub(crate) async fn every<F, Fut>(
+    name: &'static str,
+    interval: std::time::Duration,
+    stop: CancellationToken,
+    mut pass: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = millrace_driver::Result<()>>,
 {

@@ -22,7 +22,11 @@ pub(crate) fn service<D: Driver>(
             let Ok(before) = Timestamp::now().checked_sub(RETENTION) else {
                 return Ok(());
             };
-            let deleted = shared.driver.executor().queue_delete_expired(before, 1_000).await?;
+            let deleted = shared
+                .driver
+                .executor()
+                .queue_delete_expired(before, 1_000)
+                .await?;
             if !deleted.is_empty() {
                 tracing::info!(queues = ?deleted, "deleted queues no client reported for 24 h");
             }

@@ -43,7 +43,9 @@ fn until_next_midnight(now: Timestamp) -> Duration {
         .and_then(|d| d.to_zoned(TimeZone::UTC).ok())
         .map(|z| z.timestamp());
     match next {
-        Some(next) => Duration::try_from(next.duration_since(now)).unwrap_or(Duration::from_secs(3600)),
+        Some(next) => {
+            Duration::try_from(next.duration_since(now)).unwrap_or(Duration::from_secs(3600))
+        }
         None => Duration::from_secs(3600),
     }
 }

@@ -58,7 +58,10 @@ async fn exec(db: &TestDb, sql: &str) {
         .replace("{leader}", &db.schema().qualify("river_leader"))
         .replace("{client}", &db.schema().qualify("millrace_client"))
         .replace("{periodic}", &db.schema().qualify("millrace_periodic_job"));
-    sqlx::query(AssertSqlSafe(sql)).execute(db.pool()).await.unwrap();
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(db.pool())
+        .await
+        .unwrap();
 }
 
 async fn scalar<T>(db: &TestDb, sql: &str) -> T
@@ -69,7 +72,10 @@ where
         .replace("{job}", &db.schema().qualify("river_job"))
         .replace("{leader}", &db.schema().qualify("river_leader"))
         .replace("{periodic}", &db.schema().qualify("millrace_periodic_job"));
-    sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(db.pool()).await.unwrap()
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
 }
 
 /// Polls `check` every 50 ms until it holds or the deadline passes.
@@ -99,9 +105,16 @@ async fn one_leader_and_failover_when_it_stops() {
     let b = builder(&db, "client-b").build().unwrap();
     a.start().await.unwrap();
     b.start().await.unwrap();
-    eventually("a leader elected", || async { river_leader(&db).await.is_some() }).await;
+    eventually("a leader elected", || async {
+        river_leader(&db).await.is_some()
+    })
+    .await;
     let first = river_leader(&db).await.unwrap();
-    let (leader, follower) = if first == "client-a" { (&a, "client-b") } else { (&b, "client-a") };
+    let (leader, follower) = if first == "client-a" {
+        (&a, "client-b")
+    } else {
+        (&b, "client-a")
+    };
     leader.stop().await.unwrap();
     // The leader resigns on stop and tells the others, who elect within moments, well before
     // the 15 s TTL could run out.
@@ -110,7 +123,11 @@ async fn one_leader_and_failover_when_it_stops() {
         river_leader(&db).await.as_deref() == Some(follower)
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let other = if first == "client-a" { &b } else { &a };
     other.stop().await.unwrap();
 }
@@ -122,7 +139,10 @@ async fn leader_resigns_on_request() {
     let b = builder(&db, "client-b").build().unwrap();
     a.start().await.unwrap();
     b.start().await.unwrap();
-    eventually("a leader elected", || async { river_leader(&db).await.is_some() }).await;
+    eventually("a leader elected", || async {
+        river_leader(&db).await.is_some()
+    })
+    .await;
     let first = river_leader(&db).await.unwrap();
     let channel = format!("{}.river_leadership", db.schema().name());
     sqlx::query("SELECT pg_notify($1, '{\"action\":\"request_resign\",\"leader_id\":\"\"}')")
@@ -145,7 +165,10 @@ async fn a_river_clients_leadership_is_respected() {
     exec(&db, "INSERT INTO {leader} (leader_id, elected_at, expires_at) VALUES ('river-go', now(), now() + interval '1 hour')").await;
     let client = builder(&db, "client-a").build().unwrap();
     let id = client
-        .insert(Tick {}, Some(InsertOpts::new().scheduled_at(jiff::Timestamp::now())))
+        .insert(
+            Tick {},
+            Some(InsertOpts::new().scheduled_at(jiff::Timestamp::now())),
+        )
         .await
         .unwrap()
         .job
@@ -160,7 +183,10 @@ async fn a_river_clients_leadership_is_respected() {
     client.stop().await.unwrap();
 }
 
-async fn wait_for_outcome(events: &mut tokio::sync::broadcast::Receiver<Event>, id: JobId) -> (EventKind, millrace::JobRow) {
+async fn wait_for_outcome(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    id: JobId,
+) -> (EventKind, millrace::JobRow) {
     tokio::time::timeout(DEADLINE, async {
         loop {
             if let Ok(Event::Job { kind, job, .. }) = events.recv().await {
@@ -183,18 +209,37 @@ async fn dead_clients_jobs_are_rescued_when_its_lease_runs_out() {
     exec(&db, &format!(
         "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id = {id}"
     )).await;
-    exec(&db, "INSERT INTO {client} (id, lease_expires_at) VALUES ('ghost', now() - interval '1 second')").await;
+    exec(
+        &db,
+        "INSERT INTO {client} (id, lease_expires_at) VALUES ('ghost', now() - interval '1 second')",
+    )
+    .await;
     let mut events = client.subscribe();
     let started = std::time::Instant::now();
     client.start().await.unwrap();
     let (kind, job) = wait_for_outcome(&mut events, id).await;
     assert_eq!(kind, EventKind::JobCompleted);
-    assert!(started.elapsed() < Duration::from_secs(6), "rescue took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "rescue took {:?}",
+        started.elapsed()
+    );
     assert_eq!(job.attempt, 2);
     let row = client.job_get(id).await.unwrap();
-    assert!(row.errors[0].error.contains("ghost stopped heartbeating"), "{:?}", row.errors);
+    assert!(
+        row.errors[0].error.contains("ghost stopped heartbeating"),
+        "{:?}",
+        row.errors
+    );
     assert_eq!(row.metadata["river:rescue_count"], 1);
-    let ghosts: i64 = scalar(&db, &format!("SELECT count(*) FROM {} WHERE id = 'ghost'", db.schema().qualify("millrace_client"))).await;
+    let ghosts: i64 = scalar(
+        &db,
+        &format!(
+            "SELECT count(*) FROM {} WHERE id = 'ghost'",
+            db.schema().qualify("millrace_client")
+        ),
+    )
+    .await;
     assert_eq!(ghosts, 0, "a rescued client's row is removed");
     client.stop().await.unwrap();
 }
@@ -211,7 +256,11 @@ async fn stuck_jobs_of_unknown_clients_follow_rivers_rule() {
     exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now() - interval '2 hours', attempted_by = '{{river-go}}' WHERE id = {stuck}")).await;
     exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{river-go}}' WHERE id = {recent}")).await;
     exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now() - interval '2 hours', attempted_by = '{{alive}}' WHERE id = {live}")).await;
-    exec(&db, "INSERT INTO {client} (id, lease_expires_at) VALUES ('alive', now() + interval '1 hour')").await;
+    exec(
+        &db,
+        "INSERT INTO {client} (id, lease_expires_at) VALUES ('alive', now() + interval '1 hour')",
+    )
+    .await;
     let mut events = client.subscribe();
     client.start().await.unwrap();
     let (kind, _) = wait_for_outcome(&mut events, stuck).await;
@@ -219,7 +268,10 @@ async fn stuck_jobs_of_unknown_clients_follow_rivers_rule() {
     let row = client.job_get(stuck).await.unwrap();
     assert_eq!(row.errors[0].error, "Stuck job rescued by JobRescuer");
     assert_eq!(row.metadata["river:rescue_count"], 1);
-    assert_eq!(client.job_get(recent).await.unwrap().state, JobState::Running);
+    assert_eq!(
+        client.job_get(recent).await.unwrap().state,
+        JobState::Running
+    );
     assert_eq!(client.job_get(live).await.unwrap().state, JobState::Running);
     client.stop().await.unwrap();
 }
@@ -230,27 +282,62 @@ async fn cleaners_delete_jobs_and_queues_past_retention() {
     let client = builder(&db, "cleaner").build().unwrap();
     let mut ids = Vec::new();
     for _ in 0..4 {
-        ids.push(client.insert(Tick {}, Some(InsertOpts::new().queue("elsewhere"))).await.unwrap().job.id);
+        ids.push(
+            client
+                .insert(Tick {}, Some(InsertOpts::new().queue("elsewhere")))
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
     }
     let fin = |state: &str, age: &str, id: JobId| {
-        format!("UPDATE {{job}} SET state = '{state}', finalized_at = now() - interval '{age}' WHERE id = {id}")
+        format!(
+            "UPDATE {{job}} SET state = '{state}', finalized_at = now() - interval '{age}' WHERE id = {id}"
+        )
     };
     exec(&db, &fin("completed", "25 hours", ids[0])).await;
     exec(&db, &fin("cancelled", "25 hours", ids[1])).await;
     exec(&db, &fin("discarded", "2 days", ids[2])).await;
     exec(&db, &fin("completed", "1 hour", ids[3])).await;
-    exec(&db, "INSERT INTO {queue} (name, updated_at) VALUES ('stale', now() - interval '25 hours')").await;
+    exec(
+        &db,
+        "INSERT INTO {queue} (name, updated_at) VALUES ('stale', now() - interval '25 hours')",
+    )
+    .await;
     client.start().await.unwrap();
     eventually("old completed and cancelled jobs are deleted", || async {
-        matches!(client.job_get(ids[0]).await, Err(millrace::Error::JobNotFound(_)))
-            && matches!(client.job_get(ids[1]).await, Err(millrace::Error::JobNotFound(_)))
+        matches!(
+            client.job_get(ids[0]).await,
+            Err(millrace::Error::JobNotFound(_))
+        ) && matches!(
+            client.job_get(ids[1]).await,
+            Err(millrace::Error::JobNotFound(_))
+        )
     })
     .await;
-    assert!(client.job_get(ids[2]).await.is_ok(), "discarded jobs are kept 7 days");
+    assert!(
+        client.job_get(ids[2]).await.is_ok(),
+        "discarded jobs are kept 7 days"
+    );
     assert!(client.job_get(ids[3]).await.is_ok(), "recent jobs are kept");
-    let stale: i64 = scalar(&db, &format!("SELECT count(*) FROM {} WHERE name = 'stale'", db.schema().qualify("river_queue"))).await;
+    let stale: i64 = scalar(
+        &db,
+        &format!(
+            "SELECT count(*) FROM {} WHERE name = 'stale'",
+            db.schema().qualify("river_queue")
+        ),
+    )
+    .await;
     assert_eq!(stale, 0);
-    let live: i64 = scalar(&db, &format!("SELECT count(*) FROM {} WHERE name = 'default'", db.schema().qualify("river_queue"))).await;
+    let live: i64 = scalar(
+        &db,
+        &format!(
+            "SELECT count(*) FROM {} WHERE name = 'default'",
+            db.schema().qualify("river_queue")
+        ),
+    )
+    .await;
     assert_eq!(live, 1, "a worked queue is kept");
     client.stop().await.unwrap();
 }
@@ -262,12 +349,17 @@ async fn periodic_jobs_of(db: &TestDb, id: &str) -> i64 {
 #[tokio::test]
 async fn periodic_job_runs_on_start_and_on_its_interval() {
     let db = TestDb::new().await;
-    let job = PeriodicJob::new(Schedule::interval(Duration::from_millis(300)), || (Tick {}, None))
-        .id("every_300ms")
-        .run_on_start(true);
+    let job = PeriodicJob::new(Schedule::interval(Duration::from_millis(300)), || {
+        (Tick {}, None)
+    })
+    .id("every_300ms")
+    .run_on_start(true);
     let client = builder(&db, "scheduler").periodic_job(job).build().unwrap();
     client.start().await.unwrap();
-    eventually("three runs", || async { periodic_jobs_of(&db, "every_300ms").await >= 3 }).await;
+    eventually("three runs", || async {
+        periodic_jobs_of(&db, "every_300ms").await >= 3
+    })
+    .await;
     let stored: i64 = scalar(&db, "SELECT count(*) FROM {periodic} WHERE id = 'every_300ms' AND next_run_at > now() - interval '1 minute'").await;
     assert_eq!(stored, 1, "the next run is stored");
     // Removed at run time: no more runs.
@@ -278,16 +370,31 @@ async fn periodic_job_runs_on_start_and_on_its_interval() {
 #[tokio::test]
 async fn run_on_start_waits_for_a_stored_next_run() {
     let db = TestDb::new().await;
-    exec(&db, "INSERT INTO {periodic} (id, next_run_at) VALUES ('stored', now() + interval '1 hour')").await;
-    let stored = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || (Tick {}, None))
-        .id("stored")
-        .run_on_start(true);
-    let fresh = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || (Tick {}, None))
-        .id("fresh")
-        .run_on_start(true);
-    let client = builder(&db, "scheduler").periodic_job(stored).periodic_job(fresh).build().unwrap();
+    exec(
+        &db,
+        "INSERT INTO {periodic} (id, next_run_at) VALUES ('stored', now() + interval '1 hour')",
+    )
+    .await;
+    let stored = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || {
+        (Tick {}, None)
+    })
+    .id("stored")
+    .run_on_start(true);
+    let fresh = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || {
+        (Tick {}, None)
+    })
+    .id("fresh")
+    .run_on_start(true);
+    let client = builder(&db, "scheduler")
+        .periodic_job(stored)
+        .periodic_job(fresh)
+        .build()
+        .unwrap();
     client.start().await.unwrap();
-    eventually("the fresh job runs on start", || async { periodic_jobs_of(&db, "fresh").await == 1 }).await;
+    eventually("the fresh job runs on start", || async {
+        periodic_jobs_of(&db, "fresh").await == 1
+    })
+    .await;
     // Both are handled in the same pass, so the stored one had its chance.
     assert_eq!(periodic_jobs_of(&db, "stored").await, 0);
     client.stop().await.unwrap();
@@ -297,14 +404,32 @@ async fn run_on_start_waits_for_a_stored_next_run() {
 async fn missed_runs_coalesce_into_one() {
     let db = TestDb::new().await;
     // The next run was due an hour ago: many 1-minute ticks were missed while no client ran.
-    exec(&db, "INSERT INTO {periodic} (id, next_run_at) VALUES ('minutely', now() - interval '1 hour')").await;
-    let job = PeriodicJob::new(Schedule::interval(Duration::from_secs(60)), || (Tick {}, None)).id("minutely");
+    exec(
+        &db,
+        "INSERT INTO {periodic} (id, next_run_at) VALUES ('minutely', now() - interval '1 hour')",
+    )
+    .await;
+    let job = PeriodicJob::new(Schedule::interval(Duration::from_secs(60)), || {
+        (Tick {}, None)
+    })
+    .id("minutely");
     let client = builder(&db, "scheduler").periodic_job(job).build().unwrap();
     client.start().await.unwrap();
-    eventually("the missed run", || async { periodic_jobs_of(&db, "minutely").await >= 1 }).await;
-    let next_in_future: bool = scalar(&db, "SELECT next_run_at > now() FROM {periodic} WHERE id = 'minutely'").await;
+    eventually("the missed run", || async {
+        periodic_jobs_of(&db, "minutely").await >= 1
+    })
+    .await;
+    let next_in_future: bool = scalar(
+        &db,
+        "SELECT next_run_at > now() FROM {periodic} WHERE id = 'minutely'",
+    )
+    .await;
     assert!(next_in_future);
-    assert_eq!(periodic_jobs_of(&db, "minutely").await, 1, "missed runs coalesce");
+    assert_eq!(
+        periodic_jobs_of(&db, "minutely").await,
+        1,
+        "missed runs coalesce"
+    );
     client.stop().await.unwrap();
 }
 
@@ -312,17 +437,35 @@ async fn missed_runs_coalesce_into_one() {
 async fn three_clients_insert_one_job_per_tick_across_a_leader_change() {
     let db = TestDb::new().await;
     let job = || {
-        PeriodicJob::new(Schedule::interval(Duration::from_millis(500)), || (Tick {}, None)).id("shared_tick")
+        PeriodicJob::new(Schedule::interval(Duration::from_millis(500)), || {
+            (Tick {}, None)
+        })
+        .id("shared_tick")
     };
     let clients: Vec<Client<PgDriver>> = (0..3)
-        .map(|n| builder(&db, &format!("client-{n}")).periodic_job(job()).build().unwrap())
+        .map(|n| {
+            builder(&db, &format!("client-{n}"))
+                .periodic_job(job())
+                .build()
+                .unwrap()
+        })
         .collect();
     for c in &clients {
         c.start().await.unwrap();
     }
-    eventually("two ticks", || async { periodic_jobs_of(&db, "shared_tick").await >= 2 }).await;
+    eventually("two ticks", || async {
+        periodic_jobs_of(&db, "shared_tick").await >= 2
+    })
+    .await;
     // Stop the Millrace leaseholder: another takes over the schedule from the stored next run.
-    let holder: String = scalar(&db, &format!("SELECT leader_id FROM {}", db.schema().qualify("millrace_leader"))).await;
+    let holder: String = scalar(
+        &db,
+        &format!(
+            "SELECT leader_id FROM {}",
+            db.schema().qualify("millrace_leader")
+        ),
+    )
+    .await;
     let index = clients.iter().position(|c| c.id() == holder).unwrap();
     clients[index].stop().await.unwrap();
     let before = periodic_jobs_of(&db, "shared_tick").await;
@@ -400,9 +543,11 @@ async fn seed_recipe_keeps_exactly_one_instance() {
             builder(&db, &format!("seed-{n}"))
                 .workers(workers)
                 .periodic_job(
-                    PeriodicJob::new(Schedule::interval(Duration::from_millis(200)), || (Seed {}, None))
-                        .id("seed")
-                        .run_on_start(true),
+                    PeriodicJob::new(Schedule::interval(Duration::from_millis(200)), || {
+                        (Seed {}, None)
+                    })
+                    .id("seed")
+                    .run_on_start(true),
                 )
                 .build()
                 .unwrap()
@@ -411,19 +556,39 @@ async fn seed_recipe_keeps_exactly_one_instance() {
     for c in &clients {
         c.start().await.unwrap();
     }
-    let seeds = || async { scalar::<i64>(&db, "SELECT count(*) FROM {job} WHERE kind = 'seed'").await };
-    eventually("the instance runs", || async { worker.running.load(Ordering::SeqCst) == 1 }).await;
+    let seeds =
+        || async { scalar::<i64>(&db, "SELECT count(*) FROM {job} WHERE kind = 'seed'").await };
+    eventually("the instance runs", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
     // Many ticks pass: the live instance blocks every new insert, and is not restarted.
-    let ticks_before = scalar::<i64>(&db, "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'").await;
+    let ticks_before = scalar::<i64>(
+        &db,
+        "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'",
+    )
+    .await;
     eventually("several ticks", || async {
-        scalar::<i64>(&db, "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'").await > ticks_before
+        scalar::<i64>(
+            &db,
+            "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'",
+        )
+        .await
+            > ticks_before
     })
     .await;
     assert_eq!(seeds().await, 1);
     // Once it completes, the next tick starts a new one.
     worker.finish.store(true, Ordering::SeqCst);
-    eventually("a new instance", || async { seeds().await == 2 && worker.running.load(Ordering::SeqCst) == 1 }).await;
-    assert_eq!(worker.max_running.load(Ordering::SeqCst), 1, "never two at once");
+    eventually("a new instance", || async {
+        seeds().await == 2 && worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(
+        worker.max_running.load(Ordering::SeqCst),
+        1,
+        "never two at once"
+    );
     for c in &clients {
         c.stop_and_cancel().await.unwrap();
     }

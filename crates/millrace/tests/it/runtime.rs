@@ -25,12 +25,16 @@ enum Script {
     Succeed,
     Fail,
     Cancel,
-    Snooze { millis: u64 },
+    Snooze {
+        millis: u64,
+    },
     Panic,
     /// Waits for its token, then fails (a cooperative long job).
     WaitForToken,
     /// Sleeps without looking at its token.
-    Ignore { millis: u64 },
+    Ignore {
+        millis: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,9 +92,14 @@ fn builder(db: &TestDb, worker: ScriptedWorker) -> millrace::ClientBuilder<PgDri
         .cancel_grace(Duration::from_millis(300))
 }
 
-async fn start(db: &TestDb, configure: impl FnOnce(millrace::ClientBuilder<PgDriver>) -> millrace::ClientBuilder<PgDriver>) -> Running {
+async fn start(
+    db: &TestDb,
+    configure: impl FnOnce(millrace::ClientBuilder<PgDriver>) -> millrace::ClientBuilder<PgDriver>,
+) -> Running {
     let worker = ScriptedWorker::default();
-    let client = configure(builder(db, worker.clone())).build().expect("build");
+    let client = configure(builder(db, worker.clone()))
+        .build()
+        .expect("build");
     let events = client.subscribe();
     client.start().await.expect("start");
     Running {
@@ -246,7 +255,11 @@ async fn timeout_fires_the_token_and_records_an_error() {
     let (kind, _) = rt.outcome(id).await;
     assert_eq!(kind, EventKind::JobFailed);
     let row = rt.client.job_get(id).await.unwrap();
-    assert!(row.errors[0].error.contains("timed out"), "{:?}", row.errors);
+    assert!(
+        row.errors[0].error.contains("timed out"),
+        "{:?}",
+        row.errors
+    );
     rt.client.stop().await.unwrap();
 }
 
@@ -274,7 +287,11 @@ async fn unknown_kind_is_an_error_with_a_clear_message() {
     let id = rt.client.insert(Stranger {}, None).await.unwrap().job.id;
     rt.outcome(id).await;
     let row = rt.client.job_get(id).await.unwrap();
-    assert!(row.errors[0].error.contains("no worker is registered for kind \"stranger\""));
+    assert!(
+        row.errors[0]
+            .error
+            .contains("no worker is registered for kind \"stranger\"")
+    );
     rt.client.stop().await.unwrap();
 }
 
@@ -289,11 +306,19 @@ async fn undecodable_args_are_an_error_with_a_clear_message() {
     impl JobArgs for Wrong {
         const KIND: &'static str = "scripted";
     }
-    let id = rt.client.insert(Wrong { script: 5 }, None).await.unwrap().job.id;
+    let id = rt
+        .client
+        .insert(Wrong { script: 5 }, None)
+        .await
+        .unwrap()
+        .job
+        .id;
     rt.outcome(id).await;
     let row = rt.client.job_get(id).await.unwrap();
     assert!(
-        row.errors[0].error.contains("failed to decode args of kind \"scripted\""),
+        row.errors[0]
+            .error
+            .contains("failed to decode args of kind \"scripted\""),
         "{}",
         row.errors[0].error
     );
@@ -325,7 +350,10 @@ async fn soft_stop_lets_running_jobs_finish() {
     let id = rt.insert(Script::Ignore { millis: 300 }, None).await;
     wait_for_state(&rt.client, id, JobState::Running).await;
     rt.client.stop().await.unwrap();
-    assert_eq!(rt.client.job_get(id).await.unwrap().state, JobState::Completed);
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Completed
+    );
 }
 
 #[tokio::test]
@@ -354,11 +382,17 @@ async fn stop_timeout_escalates_to_cancel() {
     let rt = start(&db, |b| b.job_timeout(None)).await;
     let id = rt.insert(Script::WaitForToken, None).await;
     wait_for_state(&rt.client, id, JobState::Running).await;
-    tokio::time::timeout(DEADLINE, rt.client.stop_with_timeout(Duration::from_millis(200)))
-        .await
-        .expect("stop ends")
-        .unwrap();
-    assert_eq!(rt.client.job_get(id).await.unwrap().state, JobState::Available);
+    tokio::time::timeout(
+        DEADLINE,
+        rt.client.stop_with_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .expect("stop ends")
+    .unwrap();
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Available
+    );
 }
 
 #[tokio::test]
@@ -390,12 +424,18 @@ async fn paused_queue_is_not_fetched_until_resumed() {
     rt.client.queue_pause("default").await.unwrap();
     let id = rt.insert(Script::Succeed, None).await;
     // Prove the pause holds by completing a job of another queue after the insert.
-    rt.client.queue_add("other", QueueConfig::new()).await.unwrap();
+    rt.client
+        .queue_add("other", QueueConfig::new())
+        .await
+        .unwrap();
     let other = rt
         .insert(Script::Succeed, Some(InsertOpts::new().queue("other")))
         .await;
     rt.outcome(other).await;
-    assert_eq!(rt.client.job_get(id).await.unwrap().state, JobState::Available);
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Available
+    );
     let queue = db.schema().qualify("river_queue");
     let paused: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT paused_at IS NOT NULL FROM {queue} WHERE name = 'default'"
@@ -505,14 +545,28 @@ async fn harness_works_one_job_in_a_test_transaction() {
     let client = Client::builder(db.driver()).build().unwrap();
     let mut tx = db.pool().begin().await.unwrap();
     let ok = client
-        .work_one_tx(&mut tx, ScriptedWorker::default(), Scripted { script: Script::Succeed }, None)
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted {
+                script: Script::Succeed,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(ok.kind, EventKind::JobCompleted);
     assert_eq!(ok.job.state, JobState::Completed);
     assert_eq!(ok.job.attempt, 1);
     let failed = client
-        .work_one_tx(&mut tx, ScriptedWorker::default(), Scripted { script: Script::Fail }, None)
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted {
+                script: Script::Fail,
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(failed.kind, EventKind::JobFailed);
@@ -521,7 +575,9 @@ async fn harness_works_one_job_in_a_test_transaction() {
         .work_one_tx(
             &mut tx,
             ScriptedWorker::default(),
-            Scripted { script: Script::Snooze { millis: 60_000 } },
+            Scripted {
+                script: Script::Snooze { millis: 60_000 },
+            },
             None,
         )
         .await
@@ -530,5 +586,8 @@ async fn harness_works_one_job_in_a_test_transaction() {
     assert_eq!(snoozed.job.state, JobState::Scheduled);
     tx.rollback().await.unwrap();
     // Nothing outlives the test's transaction.
-    assert!(matches!(client.job_get(ok.job.id).await, Err(Error::JobNotFound(_))));
+    assert!(matches!(
+        client.job_get(ok.job.id).await,
+        Err(Error::JobNotFound(_))
+    ));
 }
