@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use millrace::{
-    Client, Event, EventKind, InsertManyParams, InsertOpts, Job, JobArgs, MigrateOpts, Migrator,
-    QueueConfig, Schema, UniqueOpts, WorkError, Worker, Workers,
+    BoxError, Client, Event, EventKind, InsertManyParams, InsertOpts, Job, JobArgs, MigrateOpts,
+    Migrator, PeriodicJob, PersistentContext, PersistentOpts, PersistentWorker, QueueConfig,
+    Schedule, Schema, UniqueOpts, WorkError, Worker, Workers,
 };
 use millrace_postgres::PgDriver;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,13 @@ pub(crate) struct DemoArgs {
     /// Example jobs inserted per second.
     #[arg(long, default_value_t = 5)]
     rate: u32,
+    /// Lease of the demo's persistent worker and of its heartbeat, in seconds: how soon
+    /// another demo takes over the instance and the jobs of a demo that was killed.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    lease: u64,
+    /// Interval of the demo's periodic job, in seconds (one job per tick across all demos).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    periodic_secs: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +111,24 @@ impl Worker for WaitForUploadWorker {
     }
 }
 
+/// Inserted by the periodic job, once per tick across every demo on the database.
+#[derive(Debug, Serialize, Deserialize)]
+struct PeriodicTick {}
+
+impl JobArgs for PeriodicTick {
+    const KIND: &'static str = "demo_periodic_tick";
+}
+
+struct PeriodicTickWorker;
+
+impl Worker for PeriodicTickWorker {
+    type Args = PeriodicTick;
+
+    async fn work(&self, _job: Job<PeriodicTick>) -> Result<(), WorkError> {
+        Ok(())
+    }
+}
+
 /// A unique job: one report per minute, however often it is asked for.
 #[derive(Debug, Serialize, Deserialize)]
 struct HourlyReport {}
@@ -122,6 +148,25 @@ impl Worker for HourlyReportWorker {
 
     async fn work(&self, _job: Job<HourlyReport>) -> Result<(), WorkError> {
         Ok(())
+    }
+}
+
+/// The demo's persistent worker: one instance across every demo on the database, counting
+/// ticks in its row's metadata. Start three demos, kill one, and watch the instance move.
+struct Ticker;
+
+impl PersistentWorker for Ticker {
+    async fn run(&self, ctx: PersistentContext) -> Result<(), BoxError> {
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = ctx.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            ticks += 1;
+            ctx.record_progress(serde_json::json!({ "ticks": ticks, "attempt": ctx.attempt() }))
+                .await?;
+        }
     }
 }
 
@@ -150,8 +195,22 @@ impl DemoArgs {
         workers.register(FlakyCallWorker)?;
         workers.register(WaitForUploadWorker)?;
         workers.register(HourlyReportWorker)?;
+        workers.register(PeriodicTickWorker)?;
         let client = Client::builder(driver)
             .workers(workers)
+            .persistent_worker_with(
+                "ticker",
+                Ticker,
+                PersistentOpts::new().lease(Duration::from_secs(self.lease.max(1))),
+            )
+            .heartbeat_lease(Duration::from_secs(self.lease.max(1)))
+            .periodic_job(
+                PeriodicJob::new(
+                    Schedule::interval(Duration::from_secs(self.periodic_secs.max(1))),
+                    || (PeriodicTick {}, None),
+                )
+                .id("demo_periodic_tick"),
+            )
             .queue("default", QueueConfig::new().max_workers(20))
             .fetch_cooldown(Duration::from_millis(20))
             .build()?;
@@ -204,6 +263,14 @@ impl DemoArgs {
                 }),
                 6 => InsertManyParams::new(WaitForUpload { upload_id: n }),
                 9 => InsertManyParams::new(HourlyReport {}),
+                // A reminder due in two seconds: the leader's scheduler makes it available.
+                5 => InsertManyParams::new(SendEmail {
+                    to: format!("reminder{n}@example.com"),
+                })
+                .opts(
+                    InsertOpts::new()
+                        .scheduled_at(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2)),
+                ),
                 _ => InsertManyParams::new(SendEmail {
                     to: format!("user{n}@example.com"),
                 }),
@@ -253,6 +320,12 @@ fn print_event(event: &Event) {
                 job.attempt,
                 duration.as_millis()
             );
+        }
+        Event::PersistentWorkerStarted { name, client, .. } => {
+            println!("persistent-worker {name} started client={client}");
+        }
+        Event::PersistentWorkerStopped { name, client, .. } => {
+            println!("persistent-worker {name} stopped client={client}");
         }
         Event::QueuePaused { queue } => println!("paused     queue {queue}"),
         Event::QueueResumed { queue } => println!("resumed    queue {queue}"),

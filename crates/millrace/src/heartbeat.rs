@@ -29,13 +29,22 @@ impl<D: Driver> Heartbeat<D> {
         let mut failing = false;
         let mut fenced = false;
         loop {
-            match self
-                .shared
-                .driver
-                .executor()
-                .client_heartbeat(&self.shared.config.id, lease)
-                .await
-            {
+            // A heartbeat that hangs (a dead network path) counts as failed, so the fence below
+            // is checked in time.
+            let beat = tokio::time::timeout(
+                every,
+                self.shared
+                    .driver
+                    .executor()
+                    .client_heartbeat(&self.shared.config.id, lease),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(millrace_driver::DriverError::Connection(
+                    "heartbeat timed out".into(),
+                ))
+            });
+            match beat {
                 Ok(()) => {
                     if failing {
                         tracing::info!("heartbeat renewed again");

@@ -38,13 +38,19 @@ impl ElectionTiming {
         retry_jitter: Duration::from_secs(1),
     };
 
-    /// Millrace's lease, checked about every second so fleet work moves within seconds.
-    pub(crate) const MILLRACE: ElectionTiming = ElectionTiming {
-        ttl: Duration::from_secs(5),
-        reelect_every: Duration::from_secs(1),
-        retry_every: Duration::from_secs(1),
-        retry_jitter: Duration::from_millis(200),
-    };
+    /// Millrace's lease: at most 5 s and never longer than the heartbeat lease, checked
+    /// about every second (more often for shorter leases), so that a dead leaseholder's own
+    /// jobs are rescued within about the heartbeat lease too.
+    pub(crate) fn millrace(heartbeat_lease: Duration) -> ElectionTiming {
+        let ttl = heartbeat_lease.min(Duration::from_secs(5));
+        let step = (ttl / 3).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        ElectionTiming {
+            ttl,
+            reelect_every: step,
+            retry_every: step,
+            retry_jitter: step / 5,
+        }
+    }
 }
 
 /// Signals from notifications to an elector.
@@ -145,13 +151,21 @@ impl<D: Driver> Elector<D> {
                         }
                         continue;
                     }
-                    match self
-                        .shared
-                        .driver
-                        .executor()
-                        .leader_attempt_reelect(&self.params(), elected_at)
-                        .await
-                    {
+                    // A call that hangs counts as failed, so stepping down is not delayed.
+                    let reelected = tokio::time::timeout(
+                        self.timing.reelect_every,
+                        self.shared
+                            .driver
+                            .executor()
+                            .leader_attempt_reelect(&self.params(), elected_at),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(millrace_driver::DriverError::Connection(
+                            "re-asserting leadership timed out".into(),
+                        ))
+                    });
+                    match reelected {
                         Ok(Some(_)) => elected = Some((elected_at, Instant::now())),
                         Ok(None) => {
                             tracing::warn!("lost leadership");

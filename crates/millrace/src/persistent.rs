@@ -439,38 +439,64 @@ impl<D: Driver> Keeper<D> {
         let started = Instant::now();
         let mut fut = AssertUnwindSafe(Traced(Box::pin((self.entry.run)(ctx)))).catch_unwind();
         // Renew four times per lease; past 60 % of it without a renewal, stop, and abort by
-        // 80 %: the instance is gone before anyone may claim it at 100 %.
+        // 80 %: the instance is gone before anyone may claim it at 100 %. Renewals run on a
+        // task of their own, so a renewal that hangs cannot delay the fence.
         let renew_every = lease / 4;
         let fence_after = lease.mul_f64(0.6);
         let abort_grace = lease.mul_f64(0.2);
-        let mut last_renewed = Instant::now();
+        let (renewed_tx, mut renewed) = tokio::sync::watch::channel(Instant::now());
+        let lost = CancellationToken::new();
+        let renewer = {
+            let driver = self.shared.driver.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(renew_every).await;
+                    let sent = Instant::now();
+                    let result = tokio::time::timeout(
+                        renew_every,
+                        driver.executor().persistent_renew(id, attempt),
+                    )
+                    .await;
+                    match result {
+                        Ok(Ok(true)) => {
+                            renewed_tx.send_replace(sent);
+                        }
+                        Ok(Ok(false)) => {
+                            lost.cancel();
+                            return;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(%err, "renewing the persistent worker's lease failed; retrying");
+                        }
+                        Err(_) => tracing::warn!(
+                            "renewing the persistent worker's lease timed out; retrying"
+                        ),
+                    }
+                }
+            })
+        };
         let stop = self.shared.soft_stop.clone();
         let ended = loop {
+            let fence_at = *renewed.borrow_and_update() + fence_after;
             tokio::select! {
                 result = &mut fut => break match result {
                     Ok(returned) => Ended::Returned(returned),
                     Err(payload) => Ended::Panicked(panic_message(payload.as_ref()), take_trace()),
                 },
                 _ = stop.cancelled() => break Ended::Stopping,
-                _ = tokio::time::sleep(renew_every) => {
-                    let sent = Instant::now();
-                    match self.shared.driver.executor().persistent_renew(id, attempt).await {
-                        Ok(true) => last_renewed = sent,
-                        Ok(false) => {
-                            tracing::warn!("persistent worker instance taken over elsewhere; stopping it");
-                            break Ended::Lost;
-                        }
-                        Err(err) => {
-                            if last_renewed.elapsed() >= fence_after {
-                                tracing::error!(%err, "cannot renew the persistent worker's lease; stopping the instance before it could run twice");
-                                break Ended::Lost;
-                            }
-                            tracing::warn!(%err, "renewing the persistent worker's lease failed; retrying");
-                        }
-                    }
+                _ = lost.cancelled() => {
+                    tracing::warn!("persistent worker instance taken over elsewhere; stopping it");
+                    break Ended::Lost;
                 }
+                _ = tokio::time::sleep_until(fence_at) => {
+                    tracing::error!("cannot renew the persistent worker's lease; stopping the instance before it could run twice");
+                    break Ended::Lost;
+                }
+                _ = renewed.changed() => {}
             }
         };
+        renewer.abort();
         let ended = match ended {
             Ended::Lost | Ended::Stopping => {
                 token.cancel();

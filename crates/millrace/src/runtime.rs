@@ -276,7 +276,7 @@ impl<D: Driver> Runtime<D> {
         let millrace = Elector::new(
             shared.clone(),
             LeaderTable::Millrace,
-            ElectionTiming::MILLRACE,
+            ElectionTiming::millrace(shared.config.heartbeat_lease),
             Arc::new(LeaderSignals::default()),
             millrace_tx,
         );
