@@ -226,7 +226,7 @@ async fn next_event(
         loop {
             if let Event::Job { kind, job, .. } = events.recv().await? {
                 if wanted(&job) {
-                    return Ok::<_, broadcast::error::RecvError>((kind, *job));
+                    return Ok::<_, broadcast::error::RecvError>((kind, (*job).clone()));
                 }
             }
         }

@@ -164,7 +164,7 @@ async fn outcomes(
         while seen.len() < ids.len() {
             match events.recv().await? {
                 Event::Job { kind, job, .. } if ids.contains(&job.id) => {
-                    seen.insert(job.id, (kind, *job));
+                    seen.insert(job.id, (kind, (*job).clone()));
                 }
                 _ => {}
             }

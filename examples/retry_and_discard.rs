@@ -149,7 +149,7 @@ async fn outcome(
         loop {
             if let Event::Job { kind, job, .. } = events.recv().await? {
                 if job.id == id {
-                    return Ok::<_, broadcast::error::RecvError>((kind, *job));
+                    return Ok::<_, broadcast::error::RecvError>((kind, (*job).clone()));
                 }
             }
         }

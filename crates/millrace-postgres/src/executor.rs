@@ -67,6 +67,77 @@ impl<'a> PgExecutor<'a> {
         .map_err(db_error)
     }
 
+    /// Completion of any outcome, in one statement.
+    async fn job_complete_general(
+        &mut self,
+        params: &[&JobCompleteParams],
+    ) -> Result<Vec<JobCompleted>> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::with_capacity(params.len());
+        let mut attempts = Vec::with_capacity(params.len());
+        let mut states = Vec::with_capacity(params.len());
+        let mut scheduled = Vec::with_capacity(params.len());
+        let mut errors = Vec::with_capacity(params.len());
+        let mut give_back = Vec::with_capacity(params.len());
+        let mut snooze = Vec::with_capacity(params.len());
+        let mut merges = Vec::with_capacity(params.len());
+        for p in params {
+            ids.push(p.id.0);
+            attempts.push(p.attempt);
+            merges.push(p.metadata_merge.as_deref());
+            let (state, at, error, back, snoozed) = match &p.outcome {
+                JobOutcome::Completed => (JobState::Completed, None, None, false, false),
+                JobOutcome::Errored {
+                    error,
+                    retry_at,
+                    discard,
+                } => {
+                    let state = if *discard {
+                        JobState::Discarded
+                    } else {
+                        JobState::Retryable
+                    };
+                    (state, Some(*retry_at), Some(error), false, false)
+                }
+                JobOutcome::Cancelled { error } => {
+                    (JobState::Cancelled, None, Some(error), false, false)
+                }
+                JobOutcome::Snoozed { until } => {
+                    (JobState::Scheduled, Some(*until), None, true, true)
+                }
+                JobOutcome::Returned => (JobState::Available, None, None, true, false),
+            };
+            states.push(state.as_str());
+            scheduled.push(at.map(jiff_sqlx::Timestamp::from));
+            errors.push(
+                error.map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")),
+            );
+            give_back.push(back);
+            snooze.push(snoozed);
+        }
+        let q = query(&self.driver.queries().job_complete_many)
+            .bind(ids)
+            .bind(attempts)
+            .bind(states)
+            .bind(scheduled)
+            .bind(errors)
+            .bind(give_back)
+            .bind(snooze)
+            .bind(merges);
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(JobCompleted {
+                    id: JobId(row.try_get("id").map_err(db_error)?),
+                    state: parse_state(row)?,
+                })
+            })
+            .collect()
+    }
+
     async fn migration_has_line(&mut self) -> Result<bool> {
         let q = query(&self.driver.queries().migration_has_line)
             .bind(self.driver.queries().schema.name().to_owned());
@@ -375,70 +446,25 @@ impl Executor for PgExecutor<'_> {
         &mut self,
         params: &[JobCompleteParams],
     ) -> Result<Vec<JobCompleted>> {
-        if params.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut ids = Vec::with_capacity(params.len());
-        let mut attempts = Vec::with_capacity(params.len());
-        let mut states = Vec::with_capacity(params.len());
-        let mut scheduled = Vec::with_capacity(params.len());
-        let mut errors = Vec::with_capacity(params.len());
-        let mut give_back = Vec::with_capacity(params.len());
-        let mut snooze = Vec::with_capacity(params.len());
-        let mut merges = Vec::with_capacity(params.len());
-        for p in params {
-            ids.push(p.id.0);
-            attempts.push(p.attempt);
-            merges.push(p.metadata_merge.as_deref());
-            let (state, at, error, back, snoozed) = match &p.outcome {
-                JobOutcome::Completed => (JobState::Completed, None, None, false, false),
-                JobOutcome::Errored {
-                    error,
-                    retry_at,
-                    discard,
-                } => {
-                    let state = if *discard {
-                        JobState::Discarded
-                    } else {
-                        JobState::Retryable
-                    };
-                    (state, Some(*retry_at), Some(error), false, false)
-                }
-                JobOutcome::Cancelled { error } => {
-                    (JobState::Cancelled, None, Some(error), false, false)
-                }
-                JobOutcome::Snoozed { until } => {
-                    (JobState::Scheduled, Some(*until), None, true, true)
-                }
-                JobOutcome::Returned => (JobState::Available, None, None, true, false),
-            };
-            states.push(state.as_str());
-            scheduled.push(at.map(jiff_sqlx::Timestamp::from));
-            errors.push(
-                error.map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")),
-            );
-            give_back.push(back);
-            snooze.push(snoozed);
-        }
-        let q = query(&self.driver.queries().job_complete_many)
-            .bind(ids)
-            .bind(attempts)
-            .bind(states)
-            .bind(scheduled)
-            .bind(errors)
-            .bind(give_back)
-            .bind(snooze)
-            .bind(merges);
-        self.fetch_all(q)
-            .await?
+        let (plain, other): (Vec<&JobCompleteParams>, Vec<&JobCompleteParams>) = params
             .iter()
-            .map(|row| {
-                Ok(JobCompleted {
+            .partition(|p| p.outcome == JobOutcome::Completed && p.metadata_merge.is_none());
+        let mut done = Vec::with_capacity(params.len());
+        if !plain.is_empty() {
+            let q = query(&self.driver.queries().job_complete_completed)
+                .bind(plain.iter().map(|p| p.id.0).collect::<Vec<_>>())
+                .bind(plain.iter().map(|p| p.attempt).collect::<Vec<_>>());
+            for row in self.fetch_all(q).await? {
+                done.push(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),
-                    state: parse_state(row)?,
-                })
-            })
-            .collect()
+                    state: JobState::Completed,
+                });
+            }
+        }
+        if !other.is_empty() {
+            done.extend(self.job_complete_general(&other).await?);
+        }
+        Ok(done)
     }
 
     async fn job_schedule(&mut self, params: &JobScheduleParams) -> Result<Vec<JobScheduled>> {

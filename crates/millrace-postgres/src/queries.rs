@@ -91,6 +91,7 @@ pub(crate) struct Queries {
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
+    pub(crate) job_complete_completed: Arc<str>,
     pub(crate) job_start_by_id: Arc<str>,
     pub(crate) job_schedule: Arc<str>,
     pub(crate) job_return_orphans: Arc<str>,
@@ -262,6 +263,15 @@ WHERE j.id = locked.id
 RETURNING {j_cols}"#
         );
 
+        // The common case, a batch of successes, without the general statement's CASEs and
+        // metadata rewrite: less work per row for PostgreSQL on the hot path.
+        let job_complete_completed = format!(
+            r#"
+UPDATE {job} AS j SET state = 'completed', finalized_at = now()
+FROM unnest($1::bigint[], $2::smallint[]) AS p(id, attempt)
+WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
+RETURNING j.id"#
+        );
         let job_start_by_id = format!(
             r#"
 UPDATE {job} AS j SET
@@ -496,6 +506,7 @@ WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"#
             periodic_job_update: periodic_job_update.into(),
             job_get_available: job_get_available.into(),
             job_complete_many: job_complete_many.into(),
+            job_complete_completed: job_complete_completed.into(),
             job_start_by_id: job_start_by_id.into(),
             job_schedule: job_schedule.into(),
             job_return_orphans: job_return_orphans.into(),

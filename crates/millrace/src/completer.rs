@@ -156,7 +156,7 @@ impl<D: Driver> Completer<D> {
             // Sending fails only when nobody subscribes, which is fine.
             let _ = self.shared.events.send(Event::Job {
                 kind,
-                job: Box::new(job),
+                job: std::sync::Arc::new(job),
                 duration: c.duration,
             });
         }

@@ -26,7 +26,7 @@ pub enum Event {
         /// What happened.
         kind: EventKind,
         /// The job.
-        job: Box<JobRow>,
+        job: std::sync::Arc<JobRow>,
         /// How long the worker ran.
         duration: Duration,
     },

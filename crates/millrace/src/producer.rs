@@ -111,6 +111,17 @@ impl<D: Driver> Producer<D> {
         }
         // Soft stop: let running jobs finish. A hard stop reaches them through their tokens.
         while jobs.join_next().await.is_some() {}
+        // A fetch whose reply was lost may have left rows running that no task holds, and no
+        // next fetch will give them back. Nothing else would before River's one-hour rescue:
+        // a clean stop deletes this client's heartbeat, so the dead-client rescue never sees
+        // them.
+        if sweep_orphans && let Err(err) = self.return_orphans().await {
+            tracing::warn!(
+                %err,
+                "could not give back the jobs of a fetch whose reply was lost; they stay \
+                 running until rescued"
+            );
+        }
     }
 
     /// Records the queue in `river_queue` (or refreshes it, so River's queue cleaner keeps it)
@@ -128,36 +139,49 @@ impl<D: Driver> Producer<D> {
         }
     }
 
+    /// Returns to `available`, attempt unspent, this queue's rows that are running under this
+    /// client's id but held by none of its tasks: those of a fetch that committed while its
+    /// reply was lost.
+    async fn return_orphans(&self) -> millrace_driver::Result<()> {
+        let held = {
+            let held = self.shared.held.lock().expect("lock poisoned");
+            held.iter()
+                .filter(|(_, h)| h.queue == self.queue)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let returned = self
+            .shared
+            .driver
+            .executor()
+            .job_return_orphans(&JobReturnOrphansParams {
+                client_id: self.shared.config.id.clone(),
+                queue: self.queue.clone(),
+                held,
+            })
+            .await?;
+        if returned > 0 {
+            tracing::warn!(returned, "returned jobs whose fetch reply was lost");
+        }
+        Ok(())
+    }
+
     async fn fetch(
         &mut self,
         free: usize,
         jobs: &mut JoinSet<()>,
         sweep_orphans: &mut bool,
     ) -> millrace_driver::Result<usize> {
-        let mut exec = self.shared.driver.executor();
         if *sweep_orphans {
-            // A fetch may have committed while its reply was lost: its rows are running under
-            // this client's id but no task holds them. Give them back before fetching again.
-            let held = {
-                let held = self.shared.held.lock().expect("lock poisoned");
-                held.iter()
-                    .filter(|(_, h)| h.queue == self.queue)
-                    .map(|(id, _)| *id)
-                    .collect()
-            };
-            let returned = exec
-                .job_return_orphans(&JobReturnOrphansParams {
-                    client_id: self.shared.config.id.clone(),
-                    queue: self.queue.clone(),
-                    held,
-                })
-                .await?;
-            if returned > 0 {
-                tracing::warn!(returned, "returned jobs whose fetch reply was lost");
-            }
+            // A fetch may have committed while its reply was lost. Give its rows back before
+            // fetching again.
+            self.return_orphans().await?;
             *sweep_orphans = false;
         }
-        let rows = exec
+        let rows = self
+            .shared
+            .driver
+            .executor()
             .job_get_available(&JobGetAvailableParams {
                 queue: self.queue.clone(),
                 max: free as i32,

@@ -191,7 +191,7 @@ async fn wait_for_outcome(
         loop {
             if let Ok(Event::Job { kind, job, .. }) = events.recv().await {
                 if job.id == id {
-                    return (kind, *job);
+                    return (kind, (*job).clone());
                 }
             }
         }

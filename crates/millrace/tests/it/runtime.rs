@@ -124,7 +124,7 @@ impl Running {
         let wait = async {
             loop {
                 match self.events.recv().await.expect("events open") {
-                    Event::Job { kind, job, .. } if job.id == id => return (kind, *job),
+                    Event::Job { kind, job, .. } if job.id == id => return (kind, (*job).clone()),
                     _ => {}
                 }
             }
