@@ -262,11 +262,9 @@ async fn killed_clients_running_jobs_are_finished_by_another() {
         killed_at.elapsed()
     );
     // And worked to completion by the survivor.
-    let rescued = format!(
-        "SELECT count(*) FROM {{job}} WHERE metadata ? 'river:rescue_count' AND state NOT IN ('completed')"
-    );
+    let rescued = "SELECT count(*) FROM {job} WHERE metadata ? 'river:rescue_count' AND state NOT IN ('completed')";
     let wait = async {
-        while scalar_i64(&db, &rescued).await > 0 {
+        while scalar_i64(&db, rescued).await > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
