@@ -117,8 +117,9 @@ ensure_river_tools() {
     if ! command -v riverqueue >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/riverqueue" ]; then
         cargo install --quiet --locked riverqueue-cli --version 0.5.0
     fi
-    if ! python3 -c 'import riverqueue, sqlalchemy, psycopg' >/dev/null 2>&1; then
-        python3 -m pip install --quiet riverqueue sqlalchemy 'psycopg[binary]'
+    # River's Python driver runs on SQLAlchemy's asyncio extra (greenlet).
+    if ! python3 -c 'import psycopg, greenlet; from riverqueue.driver import riversqlalchemy' >/dev/null 2>&1; then
+        python3 -m pip install --quiet riverqueue 'sqlalchemy[asyncio]' 'psycopg[binary]'
     fi
 }
 

@@ -128,8 +128,8 @@ impl<D: Driver> Notifier<D> {
     fn control(&self, control: Control) {
         match (control.action.as_str(), control.job_id, control.queue) {
             ("cancel", Some(id), _) => self.shared.cancel_job(JobId(id)),
-            ("pause", _, Some(queue)) => self.shared.set_paused(&queue, true),
-            ("resume", _, Some(queue)) => self.shared.set_paused(&queue, false),
+            ("pause", _, Some(queue)) => self.shared.told_paused(&queue, true),
+            ("resume", _, Some(queue)) => self.shared.told_paused(&queue, false),
             _ => {}
         }
     }

@@ -334,11 +334,24 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 impl<D: Driver> Enqueuer<D> {
     async fn run(mut self, stop: CancellationToken) {
         let registry = self.client.inner.periodic.clone();
+        let mut failing = false;
         loop {
             let jobs = registry.snapshot();
-            if let Err(err) = self.pass(&jobs).await {
-                tracing::warn!(%err, "periodic job scheduling failed; retrying");
-                self.next.clear();
+            match self.pass(&jobs).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!("periodic job scheduling works again");
+                    }
+                    failing = false;
+                }
+                Err(err) => {
+                    // Once per outage, not once per pass.
+                    if !failing {
+                        tracing::warn!(%err, "periodic job scheduling failed; retrying");
+                    }
+                    failing = true;
+                    self.next.clear();
+                }
             }
             let now = Timestamp::now();
             let sleep = self

@@ -467,9 +467,9 @@ impl<D: Driver> Keeper<D> {
                             return;
                         }
                         Ok(Err(err)) => {
-                            tracing::warn!(%err, "renewing the persistent worker's lease failed; retrying");
+                            tracing::debug!(%err, "renewing the persistent worker's lease failed; retrying");
                         }
-                        Err(_) => tracing::warn!(
+                        Err(_) => tracing::debug!(
                             "renewing the persistent worker's lease timed out; retrying"
                         ),
                     }

@@ -127,6 +127,9 @@ impl<D: Driver> Producer<D> {
     /// Records the queue in `river_queue` (or refreshes it, so River's queue cleaner keeps it)
     /// and picks up a pause this client may have missed.
     async fn touch(&mut self) {
+        // A pause or resume that lands while the row is read is newer than what the read
+        // returns: apply the read only if none did.
+        let generation = self.shared.pause_generation();
         match self
             .shared
             .driver
@@ -134,7 +137,11 @@ impl<D: Driver> Producer<D> {
             .queue_create_or_touch(&self.queue)
             .await
         {
-            Ok(row) => self.shared.set_paused(&self.queue, row.paused_at.is_some()),
+            Ok(row) => {
+                if self.shared.pause_generation() == generation {
+                    self.shared.set_paused(&self.queue, row.paused_at.is_some());
+                }
+            }
             Err(err) => tracing::debug!(%err, "queue refresh failed"),
         }
     }

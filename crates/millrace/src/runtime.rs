@@ -39,6 +39,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) completer_flush_interval: Duration,
     pub(crate) heartbeat_lease: Duration,
     pub(crate) maintenance: MaintenanceConfig,
+    pub(crate) work_middleware: Vec<Arc<dyn crate::WorkMiddleware>>,
+    pub(crate) error_handler: Option<Arc<dyn crate::ErrorHandler>>,
 }
 
 /// Settings of the maintenance services.
@@ -94,6 +96,8 @@ pub(crate) struct Shared<D: Driver> {
     pub(crate) hard_stop: CancellationToken,
     /// Fires on any stop: producers stop fetching.
     pub(crate) soft_stop: CancellationToken,
+    /// Bumped by every pause and resume this client is told of.
+    pub(crate) pause_generation: std::sync::atomic::AtomicU64,
     /// Wakes the persistent-worker keepers of a queue when its row becomes available.
     pub(crate) keeper_wakes: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
     /// Notifications for the River leader elector.
@@ -117,6 +121,20 @@ impl<D: Driver> Shared<D> {
                 wake.notify_one();
             }
         }
+    }
+
+    /// How many pauses and resumes this client has been told of, so a queue refresh can tell
+    /// whether its read is already stale.
+    pub(crate) fn pause_generation(&self) -> u64 {
+        self.pause_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Applies a pause or resume this client was told of (API call or notification).
+    pub(crate) fn told_paused(&self, queue: &str, paused: bool) {
+        self.pause_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.set_paused(queue, paused);
     }
 
     /// Pauses or resumes one queue (or all, for `*`) on this client.
@@ -199,6 +217,7 @@ impl<D: Driver> Runtime<D> {
             soft_stop: CancellationToken::new(),
             river_leader_signals: Arc::new(LeaderSignals::default()),
             keeper_wakes: Mutex::new(HashMap::new()),
+            pause_generation: std::sync::atomic::AtomicU64::new(0),
         });
         let completer_done = CancellationToken::new();
         let completer =

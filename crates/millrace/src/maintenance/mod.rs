@@ -62,7 +62,8 @@ pub(crate) async fn supervise<D: Driver>(
     }
 }
 
-/// Runs `pass` every `interval` until `stop`, logging failures.
+/// Runs `pass` every `interval` until `stop`, logging a failure streak once: a warning when
+/// it starts, an info line when a pass works again, the failures between at debug.
 pub(crate) async fn every<F, Fut>(
     name: &'static str,
     interval: std::time::Duration,
@@ -74,13 +75,29 @@ pub(crate) async fn every<F, Fut>(
 {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(err) = pass().await {
-            tracing::warn!(%err, service = name, "maintenance pass failed");
+        match pass().await {
+            Ok(()) if failing => {
+                tracing::info!(service = name, "maintenance works again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(err) if failing => {
+                tracing::debug!(%err, service = name, "maintenance pass failed again");
+            }
+            Err(err) => {
+                tracing::warn!(
+                    %err,
+                    service = name,
+                    "maintenance pass failed; retrying each interval"
+                );
+                failing = true;
+            }
         }
     }
 }
