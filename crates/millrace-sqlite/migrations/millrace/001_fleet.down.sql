@@ -1,0 +1,3 @@
+DROP TABLE /*schema*/millrace_periodic_job;
+DROP TABLE /*schema*/millrace_leader;
+DROP TABLE /*schema*/millrace_client;

@@ -1,0 +1,938 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use millrace_driver::{
+    DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted,
+    JobDeleteFinalizedParams, JobDeleteOutcome, JobGetAvailableParams, JobInsertParams,
+    JobInsertResult, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
+    JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
+    PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
+};
+use millrace_types::{JobId, JobRow, JobState};
+use serde::Serialize;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
+
+use crate::error::db_error;
+use crate::row::{job_row, leader_row, parse_state, queue_row, time};
+use crate::time::encode;
+use crate::{SqliteDriver, notification_retention_modifier};
+
+/// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
+///
+/// On the pool, every write runs in a `BEGIN IMMEDIATE` transaction of its own; on a caller's
+/// connection, in whatever transaction the caller opened.
+#[derive(Debug)]
+pub struct SqliteExecutor<'a> {
+    driver: &'a SqliteDriver,
+    conn: Option<&'a mut SqliteConnection>,
+}
+
+type SqliteQuery = Query<'static, Sqlite, SqliteArguments>;
+
+fn query(sql: &Arc<str>) -> SqliteQuery {
+    sqlx::query(AssertSqlSafe(sql.clone()))
+}
+
+/// Where a write runs: a transaction of the executor's own, or the caller's connection.
+enum Scope<'c> {
+    Own(Transaction<'static, Sqlite>),
+    Borrowed(&'c mut SqliteConnection),
+}
+
+impl Scope<'_> {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        match self {
+            Scope::Own(tx) => tx,
+            Scope::Borrowed(conn) => conn,
+        }
+    }
+
+    async fn fetch_all(&mut self, q: SqliteQuery) -> Result<Vec<SqliteRow>> {
+        q.fetch_all(self.conn()).await.map_err(db_error)
+    }
+
+    async fn fetch_optional(&mut self, q: SqliteQuery) -> Result<Option<SqliteRow>> {
+        q.fetch_optional(self.conn()).await.map_err(db_error)
+    }
+
+    async fn execute(&mut self, q: SqliteQuery) -> Result<u64> {
+        q.execute(self.conn())
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(db_error)
+    }
+
+    /// Commits the executor's own transaction; the caller commits theirs.
+    async fn finish(self) -> Result<()> {
+        match self {
+            Scope::Own(tx) => tx.commit().await.map_err(db_error),
+            Scope::Borrowed(_) => Ok(()),
+        }
+    }
+}
+
+/// One job of an insert batch, as the insert statements read it.
+#[derive(Serialize)]
+struct InsertRow<'a> {
+    args: &'a str,
+    created_at: Option<String>,
+    kind: &'a str,
+    max_attempts: i16,
+    metadata: &'a str,
+    priority: i16,
+    queue: &'a str,
+    scheduled_at: Option<String>,
+    state: &'static str,
+    tags: &'a [String],
+    unique_key: Option<String>,
+    unique_states: Option<u8>,
+}
+
+fn insert_payload(jobs: &[JobInsertParams]) -> String {
+    let rows: Vec<InsertRow<'_>> = jobs
+        .iter()
+        .map(|j| InsertRow {
+            args: &j.args,
+            created_at: j.created_at.map(encode),
+            kind: &j.kind,
+            max_attempts: j.max_attempts,
+            metadata: &j.metadata,
+            priority: j.priority,
+            queue: &j.queue,
+            scheduled_at: j.scheduled_at.map(encode),
+            state: j.state.as_str(),
+            tags: &j.tags,
+            unique_key: j.unique_key.as_deref().map(hex::encode),
+            unique_states: j.unique_states.map(|s| s.bits()),
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("strings and numbers always encode")
+}
+
+/// One completion, as the completion statement reads it.
+#[derive(Serialize)]
+struct CompleteRow<'a> {
+    id: i64,
+    attempt: i16,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    give_back: bool,
+    snooze: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_merge: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NotificationRow<'a> {
+    topic: &'static str,
+    payload: &'a str,
+}
+
+/// A list filter as a JSON array, or null for "any".
+fn filter<T: Serialize>(values: &[T]) -> Option<String> {
+    (!values.is_empty()).then(|| serde_json::to_string(values).expect("strings always encode"))
+}
+
+/// A duration as a SQLite time modifier, to add to `now`.
+fn modifier(d: Duration) -> String {
+    format!("+{:.3} seconds", d.as_secs_f64())
+}
+
+fn strings(values: &[String]) -> String {
+    serde_json::to_string(values).expect("strings always encode")
+}
+
+fn missing_row(what: &str) -> DriverError {
+    DriverError::Decode {
+        column: "id",
+        message: format!("{what} returned no row"),
+    }
+}
+
+impl<'a> SqliteExecutor<'a> {
+    pub(crate) fn pool(driver: &'a SqliteDriver) -> Self {
+        SqliteExecutor { driver, conn: None }
+    }
+
+    pub(crate) fn conn(driver: &'a SqliteDriver, conn: &'a mut SqliteConnection) -> Self {
+        SqliteExecutor {
+            driver,
+            conn: Some(conn),
+        }
+    }
+
+    /// A write scope: the caller's connection, or a new `BEGIN IMMEDIATE` transaction.
+    async fn scope(&mut self) -> Result<Scope<'_>> {
+        match &mut self.conn {
+            Some(conn) => Ok(Scope::Borrowed(conn)),
+            None => Ok(Scope::Own(self.driver.begin_immediate().await?)),
+        }
+    }
+
+    async fn read_all(&mut self, q: SqliteQuery) -> Result<Vec<SqliteRow>> {
+        match &mut self.conn {
+            Some(conn) => q.fetch_all(&mut **conn).await,
+            None => q.fetch_all(self.driver.pool()).await,
+        }
+        .map_err(db_error)
+    }
+
+    async fn read_optional(&mut self, q: SqliteQuery) -> Result<Option<SqliteRow>> {
+        match &mut self.conn {
+            Some(conn) => q.fetch_optional(&mut **conn).await,
+            None => q.fetch_optional(self.driver.pool()).await,
+        }
+        .map_err(db_error)
+    }
+
+    async fn read_bool(&mut self, q: SqliteQuery) -> Result<bool> {
+        let row = self.read_optional(q).await?;
+        Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
+    }
+
+    async fn migration_has_line(&mut self) -> Result<bool> {
+        let q = query(&self.driver.queries().migration_has_line)
+            .bind(self.driver.queries().schema.name().to_owned());
+        self.read_bool(q).await
+    }
+
+    /// One job as it is now, in the scope of a write that did not return it.
+    async fn job_in_scope(
+        driver: &SqliteDriver,
+        scope: &mut Scope<'_>,
+        id: JobId,
+    ) -> Result<Option<JobRow>> {
+        let q = query(&driver.queries().job_get_by_id).bind(id.0);
+        scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
+    }
+
+    async fn notify_in_scope(
+        driver: &SqliteDriver,
+        scope: &mut Scope<'_>,
+        notifications: &[(Topic, String)],
+        own: bool,
+    ) -> Result<()> {
+        let rows: Vec<NotificationRow<'_>> = notifications
+            .iter()
+            .map(|(topic, payload)| NotificationRow {
+                topic: topic.as_str(),
+                payload,
+            })
+            .collect();
+        let payload = serde_json::to_string(&rows).expect("strings always encode");
+        let q = query(&driver.queries().notification_insert_many).bind(payload);
+        scope.execute(q).await?;
+        // Cleaning only in the driver's own transactions keeps a delete out of callers'.
+        if own && driver.notifications_clean_due() {
+            let q = query(&driver.queries().notification_delete_before)
+                .bind(notification_retention_modifier());
+            let deleted = scope.execute(q).await?;
+            tracing::debug!(deleted, "cleaned old notifications");
+        }
+        Ok(())
+    }
+}
+
+fn sort_fetched(rows: &mut [JobRow]) {
+    rows.sort_by(|a, b| {
+        (a.priority, a.scheduled_at, a.id).cmp(&(b.priority, b.scheduled_at, b.id))
+    });
+}
+
+impl Executor for SqliteExecutor<'_> {
+    async fn exec_script(&mut self, sql: &str) -> Result<()> {
+        // A raw query runs every statement of the script.
+        let sql = AssertSqlSafe(sql.to_owned());
+        match &mut self.conn {
+            Some(conn) => sqlx::raw_sql(sql).execute(&mut **conn).await,
+            None => sqlx::raw_sql(sql).execute(self.driver.pool()).await,
+        }
+        .map(|_| ())
+        .map_err(db_error)
+    }
+
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        let q = query(&self.driver.queries().table_exists).bind(table.to_owned());
+        self.read_bool(q).await
+    }
+
+    async fn migration_get_all(&mut self, line: &str) -> Result<Vec<MigrationRow>> {
+        if !self.table_exists("river_migration").await? {
+            return Ok(Vec::new());
+        }
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_get_all).bind(line.to_owned())
+        } else if line == "main" {
+            query(&self.driver.queries().migration_get_all_legacy)
+        } else {
+            return Ok(Vec::new());
+        };
+        self.read_all(q)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(MigrationRow {
+                    line: r.try_get("line").map_err(db_error)?,
+                    version: r.try_get("version").map_err(db_error)?,
+                    created_at: time(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_insert)
+                .bind(line.to_owned())
+                .bind(version)
+        } else {
+            query(&self.driver.queries().migration_insert_legacy).bind(version)
+        };
+        let mut scope = self.scope().await?;
+        scope.execute(q).await?;
+        scope.finish().await
+    }
+
+    async fn migration_delete(&mut self, line: &str, version: i64) -> Result<()> {
+        if !self.table_exists("river_migration").await? {
+            return Ok(());
+        }
+        let q = if self.migration_has_line().await? {
+            query(&self.driver.queries().migration_delete)
+                .bind(line.to_owned())
+                .bind(version)
+        } else {
+            query(&self.driver.queries().migration_delete_legacy).bind(version)
+        };
+        let mut scope = self.scope().await?;
+        scope.execute(q).await?;
+        scope.finish().await
+    }
+
+    async fn job_insert_many(&mut self, jobs: &[JobInsertParams]) -> Result<Vec<JobInsertResult>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let driver = self.driver;
+        let queries = driver.queries();
+        let unique = jobs.iter().any(|j| j.unique_key.is_some());
+        let sql = if unique {
+            &queries.job_insert_many_unique
+        } else {
+            &queries.job_insert_many
+        };
+        let mut scope = self.scope().await?;
+        let rows = scope
+            .fetch_all(query(sql).bind(insert_payload(jobs)))
+            .await?;
+        let mut inserted = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+        // Ids rise in input order within the statement; a skipped (duplicate) job has no row,
+        // and only a job with a unique key can be skipped.
+        inserted.sort_by_key(|r| r.id);
+        let mut inserted = inserted.into_iter().peekable();
+        let mut results: Vec<Option<JobInsertResult>> = Vec::with_capacity(jobs.len());
+        let mut skipped_keys: Vec<String> = Vec::new();
+        for job in jobs {
+            let own_row = inserted
+                .peek()
+                .is_some_and(|row| job.unique_key.is_none() || row.unique_key == job.unique_key);
+            if own_row {
+                results.push(inserted.next().map(|job| JobInsertResult {
+                    job,
+                    unique_skipped_as_duplicate: false,
+                }));
+            } else if let Some(key) = &job.unique_key {
+                skipped_keys.push(hex::encode(key));
+                results.push(None);
+            } else {
+                return Err(missing_row("job insert"));
+            }
+        }
+        if !skipped_keys.is_empty() {
+            let keys = serde_json::to_string(&skipped_keys).expect("strings always encode");
+            let live = scope
+                .fetch_all(query(&queries.job_get_live_by_keys).bind(keys))
+                .await?;
+            let mut by_key: HashMap<Vec<u8>, JobRow> = HashMap::new();
+            for row in &live {
+                let job = job_row(row)?;
+                if let Some(key) = job.unique_key.clone() {
+                    by_key.insert(key, job);
+                }
+            }
+            for (result, job) in results.iter_mut().zip(jobs) {
+                if result.is_none() {
+                    let key = job
+                        .unique_key
+                        .as_ref()
+                        .expect("only unique jobs are skipped");
+                    let live = by_key
+                        .get(key)
+                        .cloned()
+                        .ok_or_else(|| missing_row("live unique job lookup"))?;
+                    *result = Some(JobInsertResult {
+                        job: live,
+                        unique_skipped_as_duplicate: true,
+                    });
+                }
+            }
+        }
+        scope.finish().await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every input has a result"))
+            .collect())
+    }
+
+    async fn job_insert_fast(&mut self, jobs: &[JobInsertParams]) -> Result<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let q = query(&self.driver.queries().job_insert_fast).bind(insert_payload(jobs));
+        let mut scope = self.scope().await?;
+        let count = scope.execute(q).await?;
+        scope.finish().await?;
+        Ok(count)
+    }
+
+    async fn job_get_by_id(&mut self, id: JobId) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_get_by_id).bind(id.0);
+        self.read_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
+    }
+
+    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+        let queries = self.driver.queries();
+        let sql = if params.descending {
+            &queries.job_list_desc
+        } else {
+            &queries.job_list_asc
+        };
+        let states: Vec<&str> = params.states.iter().map(|s| s.as_str()).collect();
+        let q = query(sql)
+            .bind(filter(&states))
+            .bind(filter(&params.kinds))
+            .bind(filter(&params.queues))
+            .bind(params.after_id.map(|id| id.0))
+            .bind(params.limit.max(0));
+        self.read_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let now = params.now.unwrap_or_else(Timestamp::now);
+        let q = query(&driver.queries().job_cancel)
+            .bind(params.id.0)
+            .bind(encode(now))
+            .bind(now.to_string());
+        let mut scope = self.scope().await?;
+        let updated = scope.fetch_optional(q).await?;
+        let job = match updated {
+            Some(row) => {
+                let job = job_row(&row)?;
+                if job.state == JobState::Running {
+                    // Its client cancels the worker on this notification.
+                    let payload = serde_json::json!({
+                        "action": "cancel",
+                        "job_id": job.id.0,
+                        "queue": job.queue,
+                    })
+                    .to_string();
+                    Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own)
+                        .await?;
+                }
+                Some(job)
+            }
+            None => Self::job_in_scope(driver, &mut scope, params.id).await?,
+        };
+        scope.finish().await?;
+        Ok(job)
+    }
+
+    async fn job_retry(&mut self, params: &JobRetryParams) -> Result<Option<JobRow>> {
+        let driver = self.driver;
+        let q = query(&driver.queries().job_retry)
+            .bind(params.id.0)
+            .bind(params.now.map(encode));
+        let mut scope = self.scope().await?;
+        let job = match scope.fetch_optional(q).await? {
+            Some(row) => Some(job_row(&row)?),
+            None => Self::job_in_scope(driver, &mut scope, params.id).await?,
+        };
+        scope.finish().await?;
+        Ok(job)
+    }
+
+    async fn job_delete(&mut self, id: JobId) -> Result<JobDeleteOutcome> {
+        let driver = self.driver;
+        let q = query(&driver.queries().job_delete).bind(id.0);
+        let mut scope = self.scope().await?;
+        let outcome = match scope.fetch_optional(q).await? {
+            Some(row) => JobDeleteOutcome::Deleted(job_row(&row)?),
+            None => match Self::job_in_scope(driver, &mut scope, id).await? {
+                Some(job) => JobDeleteOutcome::Running(job),
+                None => JobDeleteOutcome::NotFound,
+            },
+        };
+        scope.finish().await?;
+        Ok(outcome)
+    }
+
+    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRow>> {
+        // SQLite reads a negative LIMIT as no limit at all.
+        if params.max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().job_get_available)
+            .bind(params.queue.clone())
+            .bind(params.now.map(encode))
+            .bind(params.max)
+            .bind(params.client_id.clone());
+        // In the driver's own transaction, the rows are committed as running only once they
+        // have been read back: a fetch abandoned half-way (its future dropped) rolls back
+        // instead of leaving orphans.
+        let mut scope = self.scope().await?;
+        let rows = scope.fetch_all(q).await?;
+        let mut jobs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+        scope.finish().await?;
+        sort_fetched(&mut jobs);
+        Ok(jobs)
+    }
+
+    async fn job_start_by_id(&mut self, id: JobId, client_id: &str) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_start_by_id)
+            .bind(id.0)
+            .bind(client_id.to_owned());
+        let mut scope = self.scope().await?;
+        let job = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()?;
+        scope.finish().await?;
+        Ok(job)
+    }
+
+    async fn job_complete_many(
+        &mut self,
+        params: &[JobCompleteParams],
+    ) -> Result<Vec<JobCompleted>> {
+        if params.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<CompleteRow<'_>> = params
+            .iter()
+            .map(|p| {
+                let (state, at, error, give_back, snooze) = match &p.outcome {
+                    JobOutcome::Completed => (JobState::Completed, None, None, false, false),
+                    JobOutcome::Errored {
+                        error,
+                        retry_at,
+                        discard,
+                    } => {
+                        let state = if *discard {
+                            JobState::Discarded
+                        } else {
+                            JobState::Retryable
+                        };
+                        (state, Some(*retry_at), Some(error), false, false)
+                    }
+                    JobOutcome::Cancelled { error } => {
+                        (JobState::Cancelled, None, Some(error), false, false)
+                    }
+                    JobOutcome::Snoozed { until } => {
+                        (JobState::Scheduled, Some(*until), None, true, true)
+                    }
+                    JobOutcome::Returned => (JobState::Available, None, None, true, false),
+                };
+                CompleteRow {
+                    id: p.id.0,
+                    attempt: p.attempt,
+                    state: state.as_str(),
+                    scheduled_at: at.map(encode),
+                    error: error
+                        .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes")),
+                    give_back,
+                    snooze,
+                    metadata_merge: p.metadata_merge.as_deref(),
+                }
+            })
+            .collect();
+        let payload = serde_json::to_string(&rows).expect("strings and numbers always encode");
+        let q = query(&self.driver.queries().job_complete_many).bind(payload);
+        let mut scope = self.scope().await?;
+        let rows = scope.fetch_all(q).await?;
+        let completed = rows
+            .iter()
+            .map(|row| {
+                Ok(JobCompleted {
+                    id: JobId(row.try_get("id").map_err(db_error)?),
+                    state: parse_state(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        scope.finish().await?;
+        Ok(completed)
+    }
+
+    async fn job_schedule(&mut self, params: &JobScheduleParams) -> Result<Vec<JobScheduled>> {
+        if params.max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().job_schedule)
+            .bind(params.horizon.map(encode))
+            .bind(params.max);
+        let mut scope = self.scope().await?;
+        let rows = scope.fetch_all(q).await?;
+        let scheduled = rows
+            .iter()
+            .map(|row| {
+                Ok(JobScheduled {
+                    id: JobId(row.try_get("id").map_err(db_error)?),
+                    queue: row.try_get("queue").map_err(db_error)?,
+                    state: parse_state(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        scope.finish().await?;
+        Ok(scheduled)
+    }
+
+    async fn job_return_orphans(&mut self, params: &JobReturnOrphansParams) -> Result<u64> {
+        let held: Vec<i64> = params.held.iter().map(|id| id.0).collect();
+        let q = query(&self.driver.queries().job_return_orphans)
+            .bind(params.client_id.clone())
+            .bind(params.queue.clone())
+            .bind(serde_json::to_string(&held).expect("numbers always encode"));
+        let mut scope = self.scope().await?;
+        let returned = scope.execute(q).await?;
+        scope.finish().await?;
+        Ok(returned)
+    }
+
+    async fn queue_create_or_touch(&mut self, name: &str) -> Result<QueueRow> {
+        let q = query(&self.driver.queries().queue_create_or_touch).bind(name.to_owned());
+        let mut scope = self.scope().await?;
+        let row = scope
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| missing_row("queue upsert"))?;
+        let queue = queue_row(&row)?;
+        scope.finish().await?;
+        Ok(queue)
+    }
+
+    async fn queue_get(&mut self, name: &str) -> Result<Option<QueueRow>> {
+        let q = query(&self.driver.queries().queue_get).bind(name.to_owned());
+        self.read_optional(q)
+            .await?
+            .as_ref()
+            .map(queue_row)
+            .transpose()
+    }
+
+    async fn queue_set_paused(&mut self, name: &str, paused: bool) -> Result<u64> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let q = if name == "*" {
+            query(&driver.queries().queue_set_paused_all).bind(paused)
+        } else {
+            query(&driver.queries().queue_create_paused)
+                .bind(name.to_owned())
+                .bind(paused)
+        };
+        let action = if paused { "pause" } else { "resume" };
+        let payload = serde_json::json!({ "action": action, "queue": name }).to_string();
+        let mut scope = self.scope().await?;
+        let changed = scope.execute(q).await?;
+        Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own).await?;
+        scope.finish().await?;
+        Ok(changed)
+    }
+
+    async fn leader_attempt_elect(&mut self, params: &LeaderParams) -> Result<Option<LeaderRow>> {
+        let queries = self.driver.queries().leader(params.table);
+        let mut scope = self.scope().await?;
+        scope.execute(query(&queries.delete_expired)).await?;
+        let q = query(&queries.elect)
+            .bind(params.leader_id.clone())
+            .bind(modifier(params.ttl));
+        let leader = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()?;
+        scope.finish().await?;
+        Ok(leader)
+    }
+
+    async fn leader_attempt_reelect(
+        &mut self,
+        params: &LeaderParams,
+        elected_at: Timestamp,
+    ) -> Result<Option<LeaderRow>> {
+        let q = query(&self.driver.queries().leader(params.table).reelect)
+            .bind(params.leader_id.clone())
+            .bind(modifier(params.ttl))
+            .bind(encode(elected_at));
+        let mut scope = self.scope().await?;
+        let leader = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()?;
+        scope.finish().await?;
+        Ok(leader)
+    }
+
+    async fn leader_resign(&mut self, table: LeaderTable, leader_id: &str) -> Result<bool> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let q = query(&driver.queries().leader(table).resign).bind(leader_id.to_owned());
+        let mut scope = self.scope().await?;
+        let resigned = scope.fetch_optional(q).await?.is_some();
+        if resigned && table == LeaderTable::River {
+            // River's clients elect again within moments of this, not at their next attempt.
+            let payload =
+                serde_json::json!({ "action": "resigned", "leader_id": leader_id }).to_string();
+            Self::notify_in_scope(driver, &mut scope, &[(Topic::Leadership, payload)], own).await?;
+        }
+        scope.finish().await?;
+        Ok(resigned)
+    }
+
+    async fn leader_get(&mut self, table: LeaderTable) -> Result<Option<LeaderRow>> {
+        let q = query(&self.driver.queries().leader(table).get);
+        self.read_optional(q)
+            .await?
+            .as_ref()
+            .map(leader_row)
+            .transpose()
+    }
+
+    async fn client_heartbeat(&mut self, client_id: &str, lease: Duration) -> Result<()> {
+        let q = query(&self.driver.queries().client_heartbeat)
+            .bind(client_id.to_owned())
+            .bind(modifier(lease));
+        let mut scope = self.scope().await?;
+        scope.execute(q).await?;
+        scope.finish().await
+    }
+
+    async fn client_get_expired(&mut self, max: i32) -> Result<Vec<String>> {
+        if max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().client_get_expired).bind(max);
+        self.read_all(q)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id").map_err(db_error))
+            .collect()
+    }
+
+    async fn client_delete(&mut self, client_ids: &[String]) -> Result<u64> {
+        if client_ids.is_empty() {
+            return Ok(0);
+        }
+        let q = query(&self.driver.queries().client_delete).bind(strings(client_ids));
+        let mut scope = self.scope().await?;
+        let deleted = scope.execute(q).await?;
+        scope.finish().await?;
+        Ok(deleted)
+    }
+
+    async fn job_get_running_of_clients(
+        &mut self,
+        client_ids: &[String],
+        max: i32,
+    ) -> Result<Vec<JobRow>> {
+        if client_ids.is_empty() || max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().job_get_running_of_clients)
+            .bind(strings(client_ids))
+            .bind(max);
+        self.read_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRow>> {
+        if max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().job_get_stuck)
+            .bind(encode(horizon))
+            .bind(max);
+        self.read_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_delete_finalized(&mut self, params: &JobDeleteFinalizedParams) -> Result<u64> {
+        if params.max <= 0 {
+            return Ok(0);
+        }
+        let q = query(&self.driver.queries().job_delete_finalized)
+            .bind(params.completed_before.map(encode))
+            .bind(params.cancelled_before.map(encode))
+            .bind(params.discarded_before.map(encode))
+            .bind(params.max);
+        let mut scope = self.scope().await?;
+        let deleted = scope.execute(q).await?;
+        scope.finish().await?;
+        Ok(deleted)
+    }
+
+    async fn queue_delete_expired(&mut self, before: Timestamp, max: i32) -> Result<Vec<String>> {
+        if max <= 0 {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().queue_delete_expired)
+            .bind(encode(before))
+            .bind(max);
+        let mut scope = self.scope().await?;
+        let names = scope
+            .fetch_all(q)
+            .await?
+            .iter()
+            .map(|r| r.try_get("name").map_err(db_error))
+            .collect::<Result<Vec<String>>>()?;
+        scope.finish().await?;
+        Ok(names)
+    }
+
+    async fn index_reindex(&mut self, index: &str) -> Result<()> {
+        // Index names come from the client, never from users; still, only a plain name is
+        // put into SQL.
+        if index.is_empty() || !index.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(DriverError::Database(
+                format!("invalid index name {index:?}").into(),
+            ));
+        }
+        // SQLite rebuilds an index under the write lock; there is no concurrent variant.
+        let name = self.driver.queries().schema.qualify(index);
+        self.exec_script(&format!("REINDEX {name}")).await
+    }
+
+    async fn periodic_job_get(&mut self, ids: &[String]) -> Result<Vec<(String, Timestamp)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = query(&self.driver.queries().periodic_job_get).bind(strings(ids));
+        self.read_all(q)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id").map_err(db_error)?, time(r, "next_run_at")?)))
+            .collect()
+    }
+
+    async fn periodic_job_set_next(
+        &mut self,
+        id: &str,
+        expected: Option<Timestamp>,
+        next_run_at: Timestamp,
+    ) -> Result<bool> {
+        let queries = self.driver.queries();
+        let q = match expected {
+            None => query(&queries.periodic_job_insert)
+                .bind(id.to_owned())
+                .bind(encode(next_run_at)),
+            Some(expected) => query(&queries.periodic_job_update)
+                .bind(id.to_owned())
+                .bind(encode(expected))
+                .bind(encode(next_run_at)),
+        };
+        let mut scope = self.scope().await?;
+        let stored = scope.execute(q).await? == 1;
+        scope.finish().await?;
+        Ok(stored)
+    }
+
+    async fn persistent_claim(&mut self, params: &PersistentClaimParams) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().persistent_claim)
+            .bind(params.kind.clone())
+            .bind(params.queue.clone())
+            .bind(params.client_id.clone())
+            .bind(format!("-{:.3} seconds", params.lease.as_secs_f64()));
+        let mut scope = self.scope().await?;
+        let job = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()?;
+        scope.finish().await?;
+        Ok(job)
+    }
+
+    async fn persistent_renew(&mut self, id: JobId, attempt: i16) -> Result<bool> {
+        let q = query(&self.driver.queries().persistent_renew)
+            .bind(id.0)
+            .bind(attempt);
+        let mut scope = self.scope().await?;
+        let renewed = scope.execute(q).await? == 1;
+        scope.finish().await?;
+        Ok(renewed)
+    }
+
+    async fn persistent_release(&mut self, params: &PersistentReleaseParams) -> Result<bool> {
+        let error = params
+            .error
+            .as_ref()
+            .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
+        let q = query(&self.driver.queries().persistent_release)
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .bind(encode(params.available_at))
+            .bind(error)
+            .bind(i64::from(params.keep_errors.max(1)));
+        let mut scope = self.scope().await?;
+        let released = scope.execute(q).await? == 1;
+        scope.finish().await?;
+        Ok(released)
+    }
+
+    async fn job_merge_metadata_if_running(
+        &mut self,
+        id: JobId,
+        attempt: i16,
+        metadata: &str,
+    ) -> Result<bool> {
+        let q = query(&self.driver.queries().job_merge_metadata)
+            .bind(id.0)
+            .bind(attempt)
+            .bind(metadata.to_owned());
+        let mut scope = self.scope().await?;
+        let merged = scope.execute(q).await? == 1;
+        scope.finish().await?;
+        Ok(merged)
+    }
+
+    async fn notify_many(&mut self, notifications: &[(Topic, String)]) -> Result<()> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let mut scope = self.scope().await?;
+        Self::notify_in_scope(driver, &mut scope, notifications, own).await?;
+        scope.finish().await
+    }
+}

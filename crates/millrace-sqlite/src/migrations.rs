@@ -1,0 +1,97 @@
+//! River's SQLite migrations (line `main`) and Millrace's own (line `millrace`).
+//!
+//! The SQL lives in `migrations/<line>/NNN_name.{up,down}.sql`, with `/*schema*/` wherever a
+//! schema prefix goes; [`Migration::up_sql`] fills it in (`"main".` by default, or the name of
+//! an attached database).
+
+use millrace_driver::Migration;
+
+/// One migration, from `migrations/<line>/<number>_<name>.{up,down}.sql`.
+macro_rules! migration {
+    ($line:literal, $version:literal, $number:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            up: include_str!(concat!(
+                "../migrations/",
+                $line,
+                "/",
+                $number,
+                "_",
+                $name,
+                ".up.sql"
+            )),
+            down: include_str!(concat!(
+                "../migrations/",
+                $line,
+                "/",
+                $number,
+                "_",
+                $name,
+                ".down.sql"
+            )),
+        }
+    };
+}
+
+/// River's line `main` for SQLite. Versions 1 to 7 are River's for Go; version 8 comes with
+/// River's Rust crate and CLI (`riverqueue-cli` 0.5.0) and rebuilds `river_job` so that job
+/// ids are never reused. Applying them all gives a schema River's SQLite drivers read as their
+/// own.
+pub(crate) static MAIN: &[Migration] = &[
+    migration!("main", 1, "001", "create_river_migration"),
+    migration!("main", 2, "002", "initial_schema"),
+    migration!("main", 3, "003", "river_job_tags_non_null"),
+    migration!("main", 4, "004", "pending_and_more"),
+    migration!("main", 5, "005", "migration_unique_client"),
+    migration!("main", 6, "006", "bulk_unique"),
+    migration!(
+        "main",
+        7,
+        "007",
+        "notification_outbox_sqlite_jsonb_and_sql_cleanup"
+    ),
+    migration!("main", 8, "008", "job_id_autoincrement"),
+];
+
+/// Millrace's own line, for its `millrace_*` tables: version 1 adds client heartbeats, the
+/// Millrace lease and durable periodic schedules.
+pub(crate) static MILLRACE: &[Migration] = &[migration!("millrace", 1, "001", "fleet")];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_from_one() {
+        for line in [MAIN, MILLRACE] {
+            for (i, m) in line.iter().enumerate() {
+                assert_eq!(m.version, i as i64 + 1, "{}", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_statement_names_its_schema() {
+        // A bare `river_` name after one of these keywords would land in SQLite's `main`
+        // database whatever schema the driver is configured with. The only bare names allowed
+        // are those SQLite resolves within the statement's own schema: the table of
+        // CREATE INDEX … ON, RENAME TO and REFERENCES.
+        for m in MAIN.iter().chain(MILLRACE) {
+            for sql in [m.up, m.down] {
+                for keyword in ["TABLE ", "INDEX ", "INTO ", "FROM ", "UPDATE "] {
+                    for (at, _) in sql.match_indices(keyword) {
+                        let rest = &sql[at + keyword.len()..];
+                        let rest = rest.strip_prefix("IF EXISTS ").unwrap_or(rest);
+                        if ["river_", "millrace_", "sqlite_master"]
+                            .iter()
+                            .any(|name| rest.starts_with(name))
+                        {
+                            panic!("{} names {rest:.40?} without /*schema*/", m.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

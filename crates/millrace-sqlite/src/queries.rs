@@ -1,0 +1,605 @@
+//! Every statement of the driver, with the schema filled in once when the driver is built.
+//!
+//! SQLite has no arrays, so a batch travels as one JSON array bound as text and is unpacked
+//! with `json_each`; JSON columns are written with `jsonb()` and read with `json()`; times are
+//! UTC text (see [`crate::time`]).
+
+use std::sync::Arc;
+
+use millrace_driver::{LeaderTable, Schema};
+
+use crate::row::job_columns;
+use crate::time::NOW;
+
+/// Whether the unique mask `mask` holds the state `state`, in the form of River's
+/// `river_job_unique_idx` predicate: bit n of the mask for the n-th state in enum order.
+fn mask_holds(mask: &str, state: &str) -> String {
+    format!(
+        "CASE {state} \
+            WHEN 'available' THEN {mask} & (1 << 0) \
+            WHEN 'cancelled' THEN {mask} & (1 << 1) \
+            WHEN 'completed' THEN {mask} & (1 << 2) \
+            WHEN 'discarded' THEN {mask} & (1 << 3) \
+            WHEN 'pending' THEN {mask} & (1 << 4) \
+            WHEN 'retryable' THEN {mask} & (1 << 5) \
+            WHEN 'running' THEN {mask} & (1 << 6) \
+            WHEN 'scheduled' THEN {mask} & (1 << 7) \
+            ELSE 0 END >= 1"
+    )
+}
+
+/// Whether a row's unique key is live, with `prefix` before each column (`""` or `"o."`).
+/// Unprefixed, it is the partial unique index's predicate, which an `ON CONFLICT` target must
+/// repeat expression for expression for SQLite to match it with the index.
+fn unique_live(prefix: &str) -> String {
+    format!(
+        "{prefix}unique_key IS NOT NULL AND {prefix}unique_states IS NOT NULL AND {}",
+        mask_holds(&format!("{prefix}unique_states"), &format!("{prefix}state"))
+    )
+}
+
+/// `attempted_by` with `client` appended, keeping the last 100 entries.
+fn attempted_by_appended(job: &str, client: &str) -> String {
+    format!(
+        "jsonb_insert(\
+            CASE WHEN json_array_length({job}.attempted_by) >= 100 \
+                THEN (SELECT jsonb_group_array(e.value ORDER BY e.key) \
+                      FROM json_each({job}.attempted_by) AS e \
+                      WHERE e.key >= json_array_length({job}.attempted_by) - 99) \
+                ELSE coalesce({job}.attempted_by, jsonb('[]')) END, \
+            '$[#]', {client})"
+    )
+}
+
+/// PostgreSQL's `jsonb || jsonb` of two JSON objects: `merge`'s top-level keys replace
+/// `base`'s whole values, nulls included (SQLite's `json_patch` would merge nested objects and
+/// drop keys set to null instead). Each value is read back as JSON through its full path.
+fn shallow_merge(base: &str, merge: &str) -> String {
+    format!(
+        "(SELECT jsonb_group_object(m.key, json(m.src -> m.fullkey)) FROM ( \
+            SELECT b.key, b.fullkey, {base} AS src FROM json_each({base}) AS b \
+            WHERE b.key NOT IN (SELECT key FROM json_each({merge})) \
+            UNION ALL \
+            SELECT u.key, u.fullkey, {merge} AS src FROM json_each({merge}) AS u \
+        ) AS m)"
+    )
+}
+
+/// The statements of one leader table.
+#[derive(Debug)]
+pub(crate) struct LeaderQueries {
+    pub(crate) delete_expired: Arc<str>,
+    pub(crate) elect: Arc<str>,
+    pub(crate) reelect: Arc<str>,
+    pub(crate) resign: Arc<str>,
+    pub(crate) get: Arc<str>,
+}
+
+impl LeaderQueries {
+    /// Mirrors River's leader election: an expired row is deleted, then the first insert wins;
+    /// the leader extends its own unexpired row; resigning deletes it. `?2` is the lease as a
+    /// SQLite time modifier (`+15.000 seconds`). Election times are compared as instants, not
+    /// as text, since River's clients may write them with fewer fraction digits.
+    fn new(table: &str) -> Self {
+        let cols = "leader_id, elected_at, expires_at";
+        LeaderQueries {
+            delete_expired: format!("DELETE FROM {table} WHERE expires_at < {NOW}").into(),
+            elect: format!(
+                r#"
+INSERT INTO {table} (leader_id, elected_at, expires_at)
+VALUES (?1, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?2))
+ON CONFLICT (name) DO NOTHING
+RETURNING {cols}"#
+            )
+            .into(),
+            reelect: format!(
+                r#"
+UPDATE {table} SET expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', ?2)
+WHERE leader_id = ?1 AND unixepoch(elected_at, 'subsec') = unixepoch(?3, 'subsec')
+  AND expires_at > {NOW}
+RETURNING {cols}"#
+            )
+            .into(),
+            resign: format!("DELETE FROM {table} WHERE leader_id = ?1 RETURNING leader_id").into(),
+            get: format!("SELECT {cols} FROM {table}").into(),
+        }
+    }
+}
+
+/// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
+/// reference-count bump, not a copy.
+#[derive(Debug)]
+pub(crate) struct Queries {
+    pub(crate) schema: Schema,
+    pub(crate) job_insert_many: Arc<str>,
+    pub(crate) job_insert_many_unique: Arc<str>,
+    pub(crate) job_insert_fast: Arc<str>,
+    pub(crate) job_get_live_by_keys: Arc<str>,
+    pub(crate) job_get_by_id: Arc<str>,
+    pub(crate) job_list_asc: Arc<str>,
+    pub(crate) job_list_desc: Arc<str>,
+    pub(crate) job_cancel: Arc<str>,
+    pub(crate) job_retry: Arc<str>,
+    pub(crate) job_delete: Arc<str>,
+    pub(crate) job_get_available: Arc<str>,
+    pub(crate) job_start_by_id: Arc<str>,
+    pub(crate) job_complete_many: Arc<str>,
+    pub(crate) job_schedule: Arc<str>,
+    pub(crate) job_return_orphans: Arc<str>,
+    pub(crate) queue_create_or_touch: Arc<str>,
+    pub(crate) queue_get: Arc<str>,
+    pub(crate) queue_create_paused: Arc<str>,
+    pub(crate) queue_set_paused_all: Arc<str>,
+    pub(crate) notification_insert_many: Arc<str>,
+    pub(crate) notification_delete_before: Arc<str>,
+    pub(crate) notification_last_id: Arc<str>,
+    pub(crate) notification_get_after: Arc<str>,
+    pub(crate) river_leader: LeaderQueries,
+    pub(crate) millrace_leader: LeaderQueries,
+    pub(crate) client_heartbeat: Arc<str>,
+    pub(crate) client_get_expired: Arc<str>,
+    pub(crate) client_delete: Arc<str>,
+    pub(crate) job_get_running_of_clients: Arc<str>,
+    pub(crate) job_get_stuck: Arc<str>,
+    pub(crate) job_delete_finalized: Arc<str>,
+    pub(crate) queue_delete_expired: Arc<str>,
+    pub(crate) periodic_job_get: Arc<str>,
+    pub(crate) periodic_job_insert: Arc<str>,
+    pub(crate) periodic_job_update: Arc<str>,
+    pub(crate) persistent_claim: Arc<str>,
+    pub(crate) persistent_renew: Arc<str>,
+    pub(crate) persistent_release: Arc<str>,
+    pub(crate) job_merge_metadata: Arc<str>,
+    pub(crate) table_exists: Arc<str>,
+    pub(crate) migration_has_line: Arc<str>,
+    pub(crate) migration_get_all: Arc<str>,
+    pub(crate) migration_get_all_legacy: Arc<str>,
+    pub(crate) migration_insert: Arc<str>,
+    pub(crate) migration_insert_legacy: Arc<str>,
+    pub(crate) migration_delete: Arc<str>,
+    pub(crate) migration_delete_legacy: Arc<str>,
+}
+
+impl Queries {
+    pub(crate) fn new(schema: Schema) -> Self {
+        let s = schema.fill("/*schema*/");
+        let job = format!("{s}river_job");
+        let queue = format!("{s}river_queue");
+        let notification = format!("{s}river_notification");
+        let migration = format!("{s}river_migration");
+        let cols = job_columns("");
+
+        // Each job is one object of the JSON array ?1: args and metadata as JSON text (so
+        // SQLite, not the driver, parses them), tags as an array, times as stored text or
+        // null for now, the unique key in hex. The ORDER BY makes ids
+        // rise in input order, which the unique insert relies on to pair rows with inputs.
+        let insert_head = format!(
+            r#"
+INSERT INTO {job}
+    (args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state, tags,
+     unique_key, unique_states)
+SELECT
+    jsonb(p.value ->> '$.args'),
+    coalesce(p.value ->> '$.created_at', {NOW}),
+    p.value ->> '$.kind',
+    p.value ->> '$.max_attempts',
+    jsonb(p.value ->> '$.metadata'),
+    p.value ->> '$.priority',
+    p.value ->> '$.queue',
+    coalesce(p.value ->> '$.scheduled_at', {NOW}),
+    p.value ->> '$.state',
+    jsonb(p.value -> '$.tags'),
+    unhex(p.value ->> '$.unique_key'),
+    p.value ->> '$.unique_states'
+FROM json_each(?1) AS p
+WHERE true
+ORDER BY p.key"#
+        );
+        let job_insert_many = format!("{insert_head}\nRETURNING {cols}");
+        // SQLite's RETURNING gives no row for a conflict that DO NOTHING skipped, and has no
+        // way to return the conflicting row itself (PostgreSQL's DO UPDATE trick has no
+        // `xmax` to tell the cases apart here); the driver reads the live rows of the skipped
+        // keys afterwards, in the same transaction. Unlike River's SQLite drivers, this needs
+        // no nonce in the inserted metadata.
+        let job_insert_many_unique = format!(
+            "{insert_head}\nON CONFLICT (unique_key) WHERE {} DO NOTHING\nRETURNING {cols}",
+            unique_live("")
+        );
+        let job_insert_fast = insert_head.clone();
+        let job_get_live_by_keys = format!(
+            "SELECT {cols} FROM {job} \
+             WHERE unique_key IN (SELECT unhex(value) FROM json_each(?1)) AND {}",
+            unique_live("")
+        );
+
+        let job_get_by_id = format!("SELECT {cols} FROM {job} WHERE id = ?1");
+        // Empty filters are bound as null; the others as JSON arrays.
+        let job_list = |cmp: &str, order: &str| -> Arc<str> {
+            format!(
+                r#"
+SELECT {cols} FROM {job}
+WHERE (?1 IS NULL OR state IN (SELECT value FROM json_each(?1)))
+  AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
+  AND (?3 IS NULL OR queue IN (SELECT value FROM json_each(?3)))
+  AND (?4 IS NULL OR id {cmp} ?4)
+ORDER BY id {order}
+LIMIT ?5"#
+            )
+            .into()
+        };
+
+        // Mirrors River's JobCancel: a job that is not running is cancelled at once; a running
+        // one records the request, and its client finalizes it when the worker returns.
+        // Finalized jobs are left alone (the driver then reads the row as it is). ?2 is the
+        // time as stored, ?3 the same time in RFC 3339 for the metadata.
+        let job_cancel = format!(
+            r#"
+UPDATE {job} SET
+    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+    finalized_at = CASE WHEN state = 'running' THEN finalized_at ELSE ?2 END,
+    metadata = jsonb_set(metadata, '$.cancel_attempted_at', ?3)
+WHERE id = ?1 AND state NOT IN ('cancelled', 'completed', 'discarded')
+RETURNING {cols}"#
+        );
+
+        // Mirrors River's JobRetry: any job that is not running becomes available now; a job
+        // that used all its attempts gets one more (never beyond smallint's range, as on
+        // PostgreSQL).
+        let job_retry = format!(
+            r#"
+UPDATE {job} SET
+    state = 'available',
+    scheduled_at = coalesce(?2, {NOW}),
+    max_attempts = CASE WHEN attempt >= max_attempts AND max_attempts < 32767
+                        THEN max_attempts + 1 ELSE max_attempts END,
+    finalized_at = NULL
+WHERE id = ?1 AND state <> 'running'
+RETURNING {cols}"#
+        );
+
+        let job_delete =
+            format!("DELETE FROM {job} WHERE id = ?1 AND state <> 'running' RETURNING {cols}");
+
+        // Mirrors River's JobGetAvailable. SQLite has one writer at a time, so the write
+        // transaction this runs in is the lock FOR UPDATE SKIP LOCKED takes on PostgreSQL.
+        // The attempt never passes smallint's range, and attempted_by keeps its last 100.
+        let job_get_available = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = min(j.attempt, 32766) + 1,
+    attempted_at = coalesce(?2, {NOW}),
+    attempted_by = {appended}
+WHERE j.id IN (
+    SELECT id FROM {job}
+    WHERE state = 'available' AND queue = ?1 AND scheduled_at <= coalesce(?2, {NOW})
+    ORDER BY priority ASC, scheduled_at ASC, id ASC
+    LIMIT ?3
+)
+RETURNING {cols}"#,
+            appended = attempted_by_appended("j", "?4"),
+        );
+
+        let job_start_by_id = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = min(j.attempt, 32766) + 1,
+    attempted_at = {NOW},
+    attempted_by = {appended}
+WHERE j.id = ?1 AND j.state IN ('available', 'pending', 'retryable', 'scheduled')
+RETURNING {cols}"#,
+            appended = attempted_by_appended("j", "?2"),
+        );
+
+        // The state a completion ends in: a job whose cancel was requested is cancelled rather
+        // than retried, snoozed or returned; a retry or snooze due within 5 s is available at
+        // once (the fetch still waits for its time), as in River. `json_type` is not null
+        // exactly when the key exists, as PostgreSQL's `?`.
+        let end_state = "(CASE \
+                WHEN p.state IN ('retryable', 'scheduled', 'available') \
+                     AND json_type(j.metadata, '$.cancel_attempted_at') IS NOT NULL THEN 'cancelled' \
+                WHEN p.state IN ('retryable', 'scheduled') \
+                     AND p.scheduled_at <= strftime('%Y-%m-%d %H:%M:%f', 'now', '+5 seconds') \
+                     THEN 'available' \
+                ELSE p.state END)";
+        let snoozed_metadata = "(CASE WHEN p.snooze \
+            THEN jsonb_set(j.metadata, '$.snoozes', coalesce(j.metadata ->> '$.snoozes', 0) + 1) \
+            ELSE j.metadata END)";
+        let merged_metadata = shallow_merge(snoozed_metadata, "p.metadata_merge");
+        // ?1 holds one object per completion; `error` and `metadata_merge` are JSON text,
+        // left out when absent.
+        let job_complete_many = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = {end_state},
+    finalized_at = CASE WHEN {end_state} IN ('cancelled', 'completed', 'discarded')
+                        THEN {NOW} END,
+    scheduled_at = CASE WHEN p.scheduled_at IS NOT NULL THEN p.scheduled_at
+                        WHEN p.state = 'available' THEN {NOW}
+                        ELSE j.scheduled_at END,
+    errors = CASE WHEN p.error IS NULL THEN j.errors
+                  ELSE jsonb_insert(coalesce(j.errors, jsonb('[]')), '$[#]', json(p.error)) END,
+    attempt = CASE WHEN p.give_back THEN max(j.attempt - 1, 0) ELSE j.attempt END,
+    metadata = CASE WHEN p.metadata_merge IS NULL THEN {snoozed_metadata}
+                    ELSE {merged_metadata} END
+FROM (
+    SELECT
+        e.value ->> '$.id' AS id,
+        e.value ->> '$.attempt' AS attempt,
+        e.value ->> '$.state' AS state,
+        e.value ->> '$.scheduled_at' AS scheduled_at,
+        e.value ->> '$.error' AS error,
+        e.value ->> '$.give_back' AS give_back,
+        e.value ->> '$.snooze' AS snooze,
+        e.value ->> '$.metadata_merge' AS metadata_merge
+    FROM json_each(?1) AS e
+) AS p
+WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
+RETURNING id, state"#
+        );
+
+        // Mirrors River's JobScheduler: due jobs become available, except that one whose
+        // unique key another live job took meanwhile is discarded and marked.
+        let job_schedule = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = CASE WHEN d.conflict THEN 'discarded' ELSE 'available' END,
+    finalized_at = CASE WHEN d.conflict THEN {NOW} END,
+    metadata = CASE WHEN d.conflict
+                    THEN jsonb_set(j.metadata, '$.unique_key_conflict', 'scheduler_discarded')
+                    ELSE j.metadata END
+FROM (
+    SELECT
+        c.id,
+        c.unique_key IS NOT NULL AND c.unique_states IS NOT NULL
+            AND {available_in_mask}
+            AND EXISTS (
+                SELECT 1 FROM {job} AS o
+                WHERE o.unique_key = c.unique_key AND o.id <> c.id AND {o_live}
+            ) AS conflict
+    FROM {job} AS c
+    WHERE c.state IN ('retryable', 'scheduled') AND c.scheduled_at <= coalesce(?1, {NOW})
+    ORDER BY c.priority, c.scheduled_at, c.id
+    LIMIT ?2
+) AS d
+WHERE j.id = d.id
+RETURNING id, queue, state"#,
+            available_in_mask = mask_holds("c.unique_states", "'available'"),
+            o_live = unique_live("o."),
+        );
+
+        let job_return_orphans = format!(
+            r#"
+UPDATE {job} SET state = 'available', attempt = max(attempt - 1, 0), scheduled_at = {NOW}
+WHERE state = 'running' AND queue = ?2
+  AND attempted_by ->> '$[#-1]' = ?1
+  AND id NOT IN (SELECT value FROM json_each(?3))"#
+        );
+
+        let queue_cols = "name, created_at, json(metadata) AS metadata, paused_at, updated_at";
+        let queue_create_or_touch = format!(
+            r#"
+INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
+VALUES (?1, {NOW}, jsonb('{{}}'), NULL, {NOW})
+ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
+RETURNING {queue_cols}"#
+        );
+        let queue_get = format!("SELECT {queue_cols} FROM {queue} WHERE name = ?1");
+        // A named queue without a row gets one, so a pause given before any client started the
+        // queue holds when one does.
+        let queue_create_paused = format!(
+            r#"
+INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
+VALUES (?1, {NOW}, jsonb('{{}}'), CASE WHEN ?2 THEN {NOW} END, {NOW})
+ON CONFLICT (name) DO UPDATE
+    SET paused_at = CASE WHEN ?2 THEN coalesce(paused_at, excluded.paused_at) END,
+        updated_at = excluded.updated_at"#
+        );
+        let queue_set_paused_all = format!(
+            "UPDATE {queue} SET paused_at = CASE WHEN ?1 THEN coalesce(paused_at, {NOW}) END, \
+             updated_at = {NOW}"
+        );
+
+        let notification_insert_many = format!(
+            "INSERT INTO {notification} (topic, payload) \
+             SELECT e.value ->> '$.topic', e.value ->> '$.payload' FROM json_each(?1) AS e \
+             ORDER BY e.key"
+        );
+        let notification_delete_before = format!(
+            "DELETE FROM {notification} \
+             WHERE created_at < strftime('%Y-%m-%d %H:%M:%f', 'now', ?1)"
+        );
+        let notification_last_id = format!("SELECT coalesce(max(id), 0) FROM {notification}");
+        let notification_get_after = format!(
+            "SELECT id, topic, payload FROM {notification} WHERE id > ?1 ORDER BY id LIMIT ?2"
+        );
+
+        let client = format!("{s}millrace_client");
+        let periodic = format!("{s}millrace_periodic_job");
+        // ?2 is the lease as a SQLite time modifier.
+        let client_heartbeat = format!(
+            r#"
+INSERT INTO {client} (id, started_at, heartbeat_at, lease_expires_at)
+VALUES (?1, {NOW}, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?2))
+ON CONFLICT (id) DO UPDATE
+    SET heartbeat_at = excluded.heartbeat_at, lease_expires_at = excluded.lease_expires_at"#
+        );
+        let client_get_expired = format!(
+            "SELECT id FROM {client} WHERE lease_expires_at < {NOW} \
+             ORDER BY lease_expires_at LIMIT ?1"
+        );
+        let client_delete =
+            format!("DELETE FROM {client} WHERE id IN (SELECT value FROM json_each(?1))");
+        let job_get_running_of_clients = format!(
+            r#"
+SELECT {cols} FROM {job}
+WHERE state = 'running' AND attempted_by ->> '$[#-1]' IN (SELECT value FROM json_each(?1))
+ORDER BY id
+LIMIT ?2"#
+        );
+        let job_get_stuck = format!(
+            r#"
+SELECT {cols} FROM {job} AS j
+WHERE state = 'running' AND attempted_at < ?1
+  AND NOT EXISTS (
+      SELECT 1 FROM {client} AS c
+      WHERE c.id = j.attempted_by ->> '$[#-1]' AND c.lease_expires_at > {NOW}
+  )
+ORDER BY id
+LIMIT ?2"#
+        );
+        // A state kept for ever is bound as null, which no finalized_at is older than.
+        let job_delete_finalized = format!(
+            r#"
+DELETE FROM {job} WHERE id IN (
+    SELECT id FROM {job}
+    WHERE (state = 'completed' AND finalized_at < ?1)
+       OR (state = 'cancelled' AND finalized_at < ?2)
+       OR (state = 'discarded' AND finalized_at < ?3)
+    ORDER BY id
+    LIMIT ?4
+)"#
+        );
+        let queue_delete_expired = format!(
+            r#"
+DELETE FROM {queue} WHERE name IN (
+    SELECT name FROM {queue} WHERE updated_at < ?1 ORDER BY name LIMIT ?2
+)
+RETURNING name"#
+        );
+        let periodic_job_get = format!(
+            "SELECT id, next_run_at FROM {periodic} WHERE id IN (SELECT value FROM json_each(?1))"
+        );
+        let periodic_job_insert = format!(
+            "INSERT INTO {periodic} (id, next_run_at, updated_at) VALUES (?1, ?2, {NOW}) \
+             ON CONFLICT (id) DO NOTHING"
+        );
+        let periodic_job_update = format!(
+            "UPDATE {periodic} SET next_run_at = ?3, updated_at = {NOW} \
+             WHERE id = ?1 AND unixepoch(next_run_at, 'subsec') = unixepoch(?2, 'subsec')"
+        );
+
+        // A persistent worker's instance is one row; its holder refreshes attempted_at, so a
+        // row running without a refresh for a whole lease (?4, as a negative SQLite time
+        // modifier) belongs to a dead holder.
+        let persistent_claim = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = min(j.attempt, 32766) + 1,
+    attempted_at = {NOW},
+    attempted_by = {appended}
+WHERE j.id = (
+    SELECT id FROM {job}
+    WHERE kind = ?1 AND queue = ?2
+      AND (
+          (state IN ('available', 'retryable', 'scheduled') AND scheduled_at <= {NOW})
+          OR (state = 'running' AND attempted_at < strftime('%Y-%m-%d %H:%M:%f', 'now', ?4))
+      )
+    ORDER BY id
+    LIMIT 1
+)
+RETURNING {cols}"#,
+            appended = attempted_by_appended("j", "?3"),
+        );
+        let persistent_renew = format!(
+            "UPDATE {job} SET attempted_at = {NOW} WHERE id = ?1 AND state = 'running' AND attempt = ?2"
+        );
+        // ?4 is the error (JSON text) or null; with an error, only the ?5 most recent stay.
+        let persistent_release = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'available',
+    scheduled_at = ?3,
+    attempt = CASE WHEN ?4 IS NULL THEN max(j.attempt - 1, 0) ELSE j.attempt END,
+    errors = CASE WHEN ?4 IS NULL THEN j.errors
+                  ELSE (SELECT jsonb_group_array(json(e.value) ORDER BY e.key)
+                        FROM json_each(jsonb_insert(coalesce(j.errors, jsonb('[]')), '$[#]', json(?4))) AS e
+                        WHERE e.key > json_array_length(coalesce(j.errors, jsonb('[]'))) - ?5) END
+WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
+        );
+        let job_merge_metadata = format!(
+            "UPDATE {job} AS j SET metadata = {merged} \
+             WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2",
+            merged = shallow_merge("j.metadata", "?3"),
+        );
+
+        let table_exists = format!(
+            "SELECT EXISTS (SELECT 1 FROM {s}sqlite_master WHERE type = 'table' AND name = ?1)"
+        );
+        // pragma_table_info takes the schema as its second argument.
+        let migration_has_line = "SELECT EXISTS (\
+            SELECT 1 FROM pragma_table_info('river_migration', ?1) WHERE name = 'line')"
+            .to_owned();
+
+        Queries {
+            job_insert_many: job_insert_many.into(),
+            job_insert_many_unique: job_insert_many_unique.into(),
+            job_insert_fast: job_insert_fast.into(),
+            job_get_live_by_keys: job_get_live_by_keys.into(),
+            job_get_by_id: job_get_by_id.into(),
+            job_list_asc: job_list(">", "ASC"),
+            job_list_desc: job_list("<", "DESC"),
+            job_cancel: job_cancel.into(),
+            job_retry: job_retry.into(),
+            job_delete: job_delete.into(),
+            job_get_available: job_get_available.into(),
+            job_start_by_id: job_start_by_id.into(),
+            job_complete_many: job_complete_many.into(),
+            job_schedule: job_schedule.into(),
+            job_return_orphans: job_return_orphans.into(),
+            queue_create_or_touch: queue_create_or_touch.into(),
+            queue_get: queue_get.into(),
+            queue_create_paused: queue_create_paused.into(),
+            queue_set_paused_all: queue_set_paused_all.into(),
+            notification_insert_many: notification_insert_many.into(),
+            notification_delete_before: notification_delete_before.into(),
+            notification_last_id: notification_last_id.into(),
+            notification_get_after: notification_get_after.into(),
+            river_leader: LeaderQueries::new(&format!("{s}river_leader")),
+            millrace_leader: LeaderQueries::new(&format!("{s}millrace_leader")),
+            client_heartbeat: client_heartbeat.into(),
+            client_get_expired: client_get_expired.into(),
+            client_delete: client_delete.into(),
+            job_get_running_of_clients: job_get_running_of_clients.into(),
+            job_get_stuck: job_get_stuck.into(),
+            job_delete_finalized: job_delete_finalized.into(),
+            queue_delete_expired: queue_delete_expired.into(),
+            periodic_job_get: periodic_job_get.into(),
+            periodic_job_insert: periodic_job_insert.into(),
+            periodic_job_update: periodic_job_update.into(),
+            persistent_claim: persistent_claim.into(),
+            persistent_renew: persistent_renew.into(),
+            persistent_release: persistent_release.into(),
+            job_merge_metadata: job_merge_metadata.into(),
+            table_exists: table_exists.into(),
+            migration_has_line: migration_has_line.into(),
+            migration_get_all: format!(
+                "SELECT line, version, created_at FROM {migration} WHERE line = ?1 ORDER BY version"
+            )
+            .into(),
+            migration_get_all_legacy: format!(
+                "SELECT 'main' AS line, version, created_at FROM {migration} ORDER BY version"
+            )
+            .into(),
+            migration_insert: format!("INSERT INTO {migration} (line, version) VALUES (?1, ?2)")
+                .into(),
+            migration_insert_legacy: format!("INSERT INTO {migration} (version) VALUES (?1)")
+                .into(),
+            migration_delete: format!("DELETE FROM {migration} WHERE line = ?1 AND version = ?2")
+                .into(),
+            migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = ?1").into(),
+            schema,
+        }
+    }
+}
+
+impl Queries {
+    pub(crate) fn leader(&self, table: LeaderTable) -> &LeaderQueries {
+        match table {
+            LeaderTable::River => &self.river_leader,
+            LeaderTable::Millrace => &self.millrace_leader,
+        }
+    }
+}

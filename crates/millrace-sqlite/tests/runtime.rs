@@ -1,0 +1,669 @@
+//! The worker runtime on a SQLite file: every outcome as River records it, stop, pause, the
+//! completion fence. A copy of `crates/millrace/tests/it/runtime.rs` (the PostgreSQL runtime
+//! tests), changed only where SQL or the driver's types differ.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use millrace::{
+    Client, Error, Event, EventKind, InsertOpts, Job, JobArgs, JobId, JobRow, JobState,
+    QueueConfig, WorkError, Worker, Workers,
+};
+use millrace_driver::{Driver as _, Executor as _, Schema};
+use millrace_sqlite::SqliteDriver;
+use serde::{Deserialize, Serialize};
+use sqlx::{AssertSqlSafe, SqlitePool};
+use tokio::sync::broadcast;
+
+/// A migrated SQLite file in a directory of its own, with the accessors of `millrace_test`'s
+/// PostgreSQL `TestDb` that these tests use.
+struct TestDb(common::TestFile);
+
+impl TestDb {
+    async fn new() -> Self {
+        TestDb(common::TestFile::new().await)
+    }
+
+    fn driver(&self) -> SqliteDriver {
+        self.0.driver.clone()
+    }
+
+    fn pool(&self) -> &SqlitePool {
+        self.0.driver.pool()
+    }
+
+    fn schema(&self) -> &Schema {
+        millrace_driver::Driver::schema(&self.0.driver)
+    }
+}
+
+/// The longest a test waits for a job's outcome.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What a [`Scripted`] job does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Script {
+    Succeed,
+    Fail,
+    Cancel,
+    Snooze {
+        millis: u64,
+    },
+    Panic,
+    /// Waits for its token, then fails (a cooperative long job).
+    WaitForToken,
+    /// Sleeps without looking at its token.
+    Ignore {
+        millis: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Scripted {
+    script: Script,
+}
+
+impl JobArgs for Scripted {
+    const KIND: &'static str = "scripted";
+}
+
+#[derive(Default, Clone)]
+struct ScriptedWorker {
+    runs: Arc<AtomicUsize>,
+}
+
+impl Worker for ScriptedWorker {
+    type Args = Scripted;
+
+    async fn work(&self, job: Job<Scripted>) -> Result<(), WorkError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        match job.args.script {
+            Script::Succeed => Ok(()),
+            Script::Fail => Err(WorkError::msg("scripted failure")),
+            Script::Cancel => Err(WorkError::cancel("scripted cancel")),
+            Script::Snooze { millis } => Err(WorkError::snooze(Duration::from_millis(millis))),
+            Script::Panic => panic!("scripted panic"),
+            Script::WaitForToken => {
+                job.cancelled().await;
+                Err(WorkError::msg("stopped by its token"))
+            }
+            Script::Ignore { millis } => {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Running {
+    client: Client<SqliteDriver>,
+    events: broadcast::Receiver<Event>,
+    worker: ScriptedWorker,
+}
+
+fn builder(db: &TestDb, worker: ScriptedWorker) -> millrace::ClientBuilder<SqliteDriver> {
+    let mut workers = Workers::new();
+    workers.register(worker).expect("register");
+    Client::builder(db.driver())
+        .workers(workers)
+        .queue("default", QueueConfig::new().max_workers(10))
+        .fetch_cooldown(Duration::from_millis(10))
+        .fetch_poll_interval(Duration::from_millis(200))
+        .schedule_interval(Duration::from_millis(200))
+        .cancel_grace(Duration::from_millis(300))
+}
+
+async fn start(
+    db: &TestDb,
+    configure: impl FnOnce(
+        millrace::ClientBuilder<SqliteDriver>,
+    ) -> millrace::ClientBuilder<SqliteDriver>,
+) -> Running {
+    let worker = ScriptedWorker::default();
+    let client = configure(builder(db, worker.clone()))
+        .build()
+        .expect("build");
+    let events = client.subscribe();
+    client.start().await.expect("start");
+    Running {
+        client,
+        events,
+        worker,
+    }
+}
+
+impl Running {
+    async fn insert(&self, script: Script, opts: Option<InsertOpts>) -> JobId {
+        self.client
+            .insert(Scripted { script }, opts)
+            .await
+            .expect("insert")
+            .job
+            .id
+    }
+
+    /// Waits for the next job event of `id`.
+    async fn outcome(&mut self, id: JobId) -> (EventKind, JobRow) {
+        let wait = async {
+            loop {
+                match self.events.recv().await.expect("events open") {
+                    Event::Job { kind, job, .. } if job.id == id => return (kind, (*job).clone()),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no outcome for job {id} within {DEADLINE:?}"))
+    }
+}
+
+#[tokio::test]
+async fn successful_job_completes() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Succeed, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobCompleted);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Completed);
+    assert_eq!(row.attempt, 1);
+    assert!(row.finalized_at.is_some());
+    assert_eq!(row.attempted_by, vec![rt.client.id().to_owned()]);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_job_is_retried_with_an_attempt_error() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Fail, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    let row = rt.client.job_get(id).await.unwrap();
+    // River's first retry comes after about 1 s: within 5 s, so straight to available.
+    assert_eq!(row.state, JobState::Available);
+    assert_eq!(row.errors.len(), 1);
+    assert_eq!(row.errors[0].attempt, 1);
+    assert_eq!(row.errors[0].error, "scripted failure");
+    assert_eq!(Some(row.errors[0].at), row.attempted_at);
+    // It runs again once due, as attempt 2.
+    let (_, second) = rt.outcome(id).await;
+    assert_eq!(second.attempt, 2);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn last_attempt_failure_discards() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt
+        .insert(Script::Fail, Some(InsertOpts::new().max_attempts(1)))
+        .await;
+    let (kind, job) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    assert_eq!(job.state, JobState::Discarded);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Discarded);
+    assert!(row.finalized_at.is_some());
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancel_error_cancels_the_job() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Cancel, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobCancelled);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Cancelled);
+    assert_eq!(row.errors.last().unwrap().error, "scripted cancel");
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn snooze_gives_the_attempt_back_and_counts_snoozes() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Snooze { millis: 10 }, None).await;
+    for n in 1..=3 {
+        let (kind, _) = rt.outcome(id).await;
+        assert_eq!(kind, EventKind::JobSnoozed);
+        let row = rt.client.job_get(id).await.unwrap();
+        assert!(row.errors.is_empty(), "a snooze records no error");
+        assert!(row.metadata["snoozes"].as_i64().unwrap() >= n);
+        assert!(row.attempt <= 1, "snoozing never spends attempts");
+    }
+    rt.client.stop().await.unwrap();
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.attempt, 0);
+}
+
+#[tokio::test]
+async fn long_snooze_schedules_the_job() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Snooze { millis: 60_000 }, None).await;
+    rt.outcome(id).await;
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Scheduled);
+    assert_eq!(row.attempt, 0);
+    assert_eq!(row.metadata["snoozes"], 1);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn panic_is_recorded_with_a_trace_and_the_client_lives_on() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Panic, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    let row = rt.client.job_get(id).await.unwrap();
+    let error = row.errors.last().unwrap();
+    assert_eq!(error.error, "panic: scripted panic");
+    assert!(!error.trace.is_empty(), "a panic records a stack trace");
+    // The client still works jobs.
+    let ok = rt.insert(Script::Succeed, None).await;
+    assert_eq!(rt.outcome(ok).await.0, EventKind::JobCompleted);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn timeout_fires_the_token_and_records_an_error() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b.job_timeout(Some(Duration::from_millis(100)))).await;
+    let id = rt.insert(Script::WaitForToken, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert!(
+        row.errors[0].error.contains("timed out"),
+        "{:?}",
+        row.errors
+    );
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn timeout_aborts_work_that_ignores_its_token() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b.job_timeout(Some(Duration::from_millis(100)))).await;
+    let id = rt.insert(Script::Ignore { millis: 60_000 }, None).await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert!(row.errors[0].error.contains("timed out"));
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_kind_is_an_error_with_a_clear_message() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    #[derive(Serialize)]
+    struct Stranger {}
+    impl JobArgs for Stranger {
+        const KIND: &'static str = "stranger";
+    }
+    let id = rt.client.insert(Stranger {}, None).await.unwrap().job.id;
+    rt.outcome(id).await;
+    let row = rt.client.job_get(id).await.unwrap();
+    assert!(
+        row.errors[0]
+            .error
+            .contains("no worker is registered for kind \"stranger\"")
+    );
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn undecodable_args_are_an_error_with_a_clear_message() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    #[derive(Serialize)]
+    struct Wrong {
+        script: i64,
+    }
+    impl JobArgs for Wrong {
+        const KIND: &'static str = "scripted";
+    }
+    let id = rt
+        .client
+        .insert(Wrong { script: 5 }, None)
+        .await
+        .unwrap()
+        .job
+        .id;
+    rt.outcome(id).await;
+    let row = rt.client.job_get(id).await.unwrap();
+    assert!(
+        row.errors[0]
+            .error
+            .contains("failed to decode args of kind \"scripted\""),
+        "{}",
+        row.errors[0].error
+    );
+    assert_eq!(rt.worker.runs.load(Ordering::SeqCst), 0);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn remote_cancel_reaches_a_running_job() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b.job_timeout(None)).await;
+    let id = rt.insert(Script::WaitForToken, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    // From another client, as an admin tool would.
+    let admin = Client::builder(db.driver()).build().unwrap();
+    admin.job_cancel(id).await.unwrap();
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobCancelled);
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Cancelled);
+    assert!(row.metadata.get("cancel_attempted_at").is_some());
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn soft_stop_lets_running_jobs_finish() {
+    let db = TestDb::new().await;
+    let rt = start(&db, |b| b).await;
+    let id = rt.insert(Script::Ignore { millis: 300 }, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    rt.client.stop().await.unwrap();
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Completed
+    );
+}
+
+#[tokio::test]
+async fn hard_stop_returns_jobs_without_spending_an_attempt() {
+    let db = TestDb::new().await;
+    let rt = start(&db, |b| b.job_timeout(None)).await;
+    let cooperative = rt.insert(Script::WaitForToken, None).await;
+    let stubborn = rt.insert(Script::Ignore { millis: 60_000 }, None).await;
+    wait_for_state(&rt.client, cooperative, JobState::Running).await;
+    wait_for_state(&rt.client, stubborn, JobState::Running).await;
+    tokio::time::timeout(DEADLINE, rt.client.stop_and_cancel())
+        .await
+        .expect("hard stop ends within the grace period")
+        .unwrap();
+    for id in [cooperative, stubborn] {
+        let row = rt.client.job_get(id).await.unwrap();
+        assert_eq!(row.state, JobState::Available, "job {id}");
+        assert_eq!(row.attempt, 0, "job {id} keeps its attempt");
+        assert!(row.errors.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn stop_timeout_escalates_to_cancel() {
+    let db = TestDb::new().await;
+    let rt = start(&db, |b| b.job_timeout(None)).await;
+    let id = rt.insert(Script::WaitForToken, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    tokio::time::timeout(
+        DEADLINE,
+        rt.client.stop_with_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .expect("stop ends")
+    .unwrap();
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Available
+    );
+}
+
+#[tokio::test]
+async fn completion_is_fenced_on_the_attempt() {
+    let db = TestDb::new().await;
+    let rt = start(&db, |b| b.job_timeout(None)).await;
+    let id = rt.insert(Script::Ignore { millis: 500 }, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    // A rescuer takes the job for stuck and another client runs it as attempt 2 meanwhile.
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET attempt = 2, attempted_by = jsonb_insert(attempted_by, '$[#]', 'other') WHERE id = ?1"
+    )))
+    .bind(id.0)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    rt.client.stop().await.unwrap();
+    // The late worker's completion of attempt 1 must not overwrite attempt 2.
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Running);
+    assert_eq!(row.attempt, 2);
+}
+
+#[tokio::test]
+async fn paused_queue_is_not_fetched_until_resumed() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    // Not in the PostgreSQL copy: the producer's first queue refresh, which starts with the
+    // client, applies the paused state it read, so a refresh that read the row before the
+    // pause and lands after it undoes the pause on this client (until the pause notification
+    // arrives). SQLite's single writer makes that interleaving likely; wait for the refresh.
+    let wait_refresh = async {
+        while db
+            .driver()
+            .executor()
+            .queue_get("default")
+            .await
+            .unwrap()
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait_refresh).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rt.client.queue_pause("default").await.unwrap();
+    let id = rt.insert(Script::Succeed, None).await;
+    // Prove the pause holds by completing a job of another queue after the insert.
+    rt.client
+        .queue_add("other", QueueConfig::new())
+        .await
+        .unwrap();
+    let other = rt
+        .insert(Script::Succeed, Some(InsertOpts::new().queue("other")))
+        .await;
+    rt.outcome(other).await;
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Available
+    );
+    let queue = db.schema().qualify("river_queue");
+    let paused: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT paused_at IS NOT NULL FROM {queue} WHERE name = 'default'"
+    )))
+    .fetch_optional(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(paused, Some(true));
+    rt.client.queue_resume("default").await.unwrap();
+    assert_eq!(rt.outcome(id).await.0, EventKind::JobCompleted);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn worker_completes_its_job_in_its_own_transaction() {
+    #[derive(Serialize, Deserialize)]
+    struct Audited {}
+    impl JobArgs for Audited {
+        const KIND: &'static str = "audited";
+    }
+    struct AuditWorker;
+    impl Worker for AuditWorker {
+        type Args = Audited;
+        async fn work(&self, job: Job<Audited>) -> Result<(), WorkError> {
+            let client = job.client::<SqliteDriver>()?;
+            let mut tx = client.driver().pool().begin_with("BEGIN IMMEDIATE").await?;
+            job.complete_tx::<SqliteDriver>(&mut tx).await?;
+            // Visible only after commit: before it, the row is still running elsewhere.
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+    let db = TestDb::new().await;
+    let mut workers = Workers::new();
+    workers.register(AuditWorker).unwrap();
+    let client = Client::builder(db.driver())
+        .workers(workers)
+        .queue("default", QueueConfig::new())
+        .fetch_cooldown(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let mut events = client.subscribe();
+    client.start().await.unwrap();
+    let id = client.insert(Audited {}, None).await.unwrap().job.id;
+    let kind = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(Event::Job { kind, job, .. }) = events.recv().await {
+                if job.id == id {
+                    return kind;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(kind, EventKind::JobCompleted);
+    assert_eq!(client.job_get(id).await.unwrap().state, JobState::Completed);
+    client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn configuration_errors_are_typed() {
+    let db = TestDb::new().await;
+    let too_many = Client::builder(db.driver())
+        .queue("default", QueueConfig::new().max_workers(10_001))
+        .build();
+    assert!(matches!(too_many, Err(Error::Config(_))));
+    let zero = Client::builder(db.driver())
+        .queue("default", QueueConfig::new().max_workers(0))
+        .build();
+    assert!(matches!(zero, Err(Error::Config(_))));
+    let bad_name = Client::builder(db.driver())
+        .queue("Bad Name", QueueConfig::new())
+        .build();
+    assert!(matches!(bad_name, Err(Error::Config(_))));
+
+    let mut workers = Workers::new();
+    workers.register(ScriptedWorker::default()).unwrap();
+    assert!(matches!(
+        workers.register(ScriptedWorker::default()),
+        Err(Error::Config(_))
+    ));
+
+    let insert_only = Client::builder(db.driver()).build().unwrap();
+    assert!(matches!(insert_only.start().await, Err(Error::NoWorkers)));
+    assert!(matches!(insert_only.stop().await, Err(Error::NotStarted)));
+}
+
+async fn wait_for_state(client: &Client<SqliteDriver>, id: JobId, state: JobState) {
+    let wait = async {
+        loop {
+            if client.job_get(id).await.unwrap().state == state {
+                return;
+            }
+            // Polling a row: there is no event for "started running".
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("job {id} never became {state}"));
+}
+
+#[tokio::test]
+async fn harness_works_one_job_in_a_test_transaction() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
+    let ok = client
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted {
+                script: Script::Succeed,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.kind, EventKind::JobCompleted);
+    assert_eq!(ok.job.state, JobState::Completed);
+    assert_eq!(ok.job.attempt, 1);
+    let failed = client
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted {
+                script: Script::Fail,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.kind, EventKind::JobFailed);
+    assert_eq!(failed.job.errors[0].error, "scripted failure");
+    let snoozed = client
+        .work_one_tx(
+            &mut tx,
+            ScriptedWorker::default(),
+            Scripted {
+                script: Script::Snooze { millis: 60_000 },
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(snoozed.kind, EventKind::JobSnoozed);
+    assert_eq!(snoozed.job.state, JobState::Scheduled);
+    tx.rollback().await.unwrap();
+    // Nothing outlives the test's transaction.
+    assert!(matches!(
+        client.job_get(ok.job.id).await,
+        Err(Error::JobNotFound(_))
+    ));
+}
+
+// Not in the PostgreSQL copy: SQLite's notifications are rows polled by every process.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_from_another_process_wakes_the_workers() {
+    let db = TestDb::new().await;
+    // Polling alone would take 30 s; the outbox listener takes about 100 ms.
+    let mut rt = start(&db, |b| b.fetch_poll_interval(Duration::from_secs(30))).await;
+    // Let the first fetch (at start) pass, so only a notification can wake the producer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other_process = Client::builder(db.0.reopen().await).build().unwrap();
+    let started = std::time::Instant::now();
+    let id = other_process
+        .insert(
+            Scripted {
+                script: Script::Succeed,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .job
+        .id;
+    assert_eq!(rt.outcome(id).await.0, EventKind::JobCompleted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken by the notification, not the poll: {:?}",
+        started.elapsed()
+    );
+    rt.client.stop().await.unwrap();
+}
