@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::event::Event;
 use crate::insert::InsertManyParams;
+use crate::middleware::{ErrorHandler, InsertMiddleware, WorkMiddleware};
 use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
 use crate::persistent::{PersistentEntry, PersistentOpts, PersistentWorker};
 use crate::runtime::{MaintenanceConfig, Runtime, RuntimeConfig};
@@ -105,6 +106,7 @@ pub(crate) struct ClientInner<D: Driver> {
     pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
     pub(crate) periodic: Arc<PeriodicRegistry>,
     pub(crate) persistent: Vec<PersistentEntry>,
+    pub(crate) insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientInner<D> {
@@ -148,6 +150,9 @@ pub struct ClientBuilder<D: Driver> {
     maintenance: MaintenanceConfig,
     periodic_jobs: Vec<PeriodicJob>,
     persistent: Vec<Result<PersistentEntry>>,
+    insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
+    work_middleware: Vec<Arc<dyn WorkMiddleware>>,
+    error_handler: Option<Arc<dyn ErrorHandler>>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
@@ -234,6 +239,27 @@ impl<D: Driver> ClientBuilder<D> {
     /// client of the fleet at a time (the holder of the Millrace lease).
     pub fn periodic_job(mut self, job: PeriodicJob) -> Self {
         self.periodic_jobs.push(job);
+        self
+    }
+
+    /// Adds insert middleware; see [`InsertMiddleware`]. Middleware run in the order added,
+    /// the first outermost.
+    pub fn insert_middleware(mut self, middleware: impl InsertMiddleware) -> Self {
+        self.insert_middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds work middleware for every job; see [`WorkMiddleware`]. Middleware run in the
+    /// order added, the first outermost, around each worker's own.
+    pub fn work_middleware(mut self, middleware: impl WorkMiddleware) -> Self {
+        self.work_middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Sets the error handler, which sees every worker error and panic and may cancel the
+    /// job; see [`ErrorHandler`].
+    pub fn error_handler(mut self, handler: impl ErrorHandler) -> Self {
+        self.error_handler = Some(Arc::new(handler));
         self
     }
 
@@ -410,6 +436,8 @@ impl<D: Driver> ClientBuilder<D> {
                     completer_flush_interval: COMPLETER_FLUSH_INTERVAL,
                     heartbeat_lease: self.heartbeat_lease,
                     maintenance: self.maintenance,
+                    work_middleware: self.work_middleware,
+                    error_handler: self.error_handler,
                 },
                 workers: self.workers,
                 queues: Mutex::new(self.queues),
@@ -417,6 +445,7 @@ impl<D: Driver> ClientBuilder<D> {
                 runtime: tokio::sync::Mutex::new(None),
                 periodic: periodic.registry(),
                 persistent,
+                insert_middleware: self.insert_middleware,
             }),
         })
     }
@@ -451,6 +480,9 @@ impl<D: Driver> Client<D> {
             },
             periodic_jobs: Vec::new(),
             persistent: Vec::new(),
+            insert_middleware: Vec::new(),
+            work_middleware: Vec::new(),
+            error_handler: None,
         }
     }
 
@@ -545,10 +577,8 @@ impl<D: Driver> Client<D> {
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
-        let mut exec = self.inner.driver.executor();
-        let results = insert_deduplicated(&mut exec, &jobs).await?;
-        self.notify_inserted(&mut exec, &jobs).await?;
-        Ok(results)
+        self.insert_jobs(&mut self.inner.driver.executor(), jobs)
+            .await
     }
 
     /// [`Client::insert_many`] on the caller's connection or transaction.
@@ -574,10 +604,8 @@ impl<D: Driver> Client<D> {
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
-        let mut exec = self.inner.driver.conn_executor(conn);
-        let results = insert_deduplicated(&mut exec, &jobs).await?;
-        self.notify_inserted(&mut exec, &jobs).await?;
-        Ok(results)
+        self.insert_jobs(&mut self.inner.driver.conn_executor(conn), jobs)
+            .await
     }
 
     /// Inserts many jobs by the database's fastest path (COPY on PostgreSQL) and returns how
@@ -640,6 +668,29 @@ impl<D: Driver> Client<D> {
         Ok(count)
     }
 
+    /// Stores resolved jobs through the insert middleware, then notifies.
+    async fn insert_jobs<E: Executor>(
+        &self,
+        exec: &mut E,
+        jobs: Vec<JobInsertParams>,
+    ) -> Result<Vec<InsertResult>> {
+        let middleware = &self.inner.insert_middleware;
+        if middleware.is_empty() {
+            let results = insert_deduplicated(exec, &jobs).await?;
+            self.notify_inserted(exec, &jobs).await?;
+            return Ok(results);
+        }
+        crate::middleware::run_insert_chain(middleware, jobs, move |jobs| {
+            Box::pin(async move {
+                let results = insert_deduplicated(exec, &jobs).await?;
+                self.notify_inserted(exec, &jobs).await?;
+                Ok(results)
+            })
+        })
+        .await
+    }
+
+    /// Resolves and validates each job's options, then lets the insert middleware see it.
     fn resolve_all(
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
@@ -647,7 +698,13 @@ impl<D: Driver> Client<D> {
         let now = Timestamp::now();
         params
             .into_iter()
-            .map(|p| p.resolve(&self.inner.insert_opts, now))
+            .map(|p| {
+                let mut job = p.resolve(&self.inner.insert_opts, now)?;
+                for m in &self.inner.insert_middleware {
+                    m.insert_job(&mut job)?;
+                }
+                Ok(job)
+            })
             .collect()
     }
 
@@ -988,7 +1045,7 @@ impl<D: Driver> Client<D> {
             .await?;
         // Applied here at once; other clients follow the notification (or their next refresh).
         if let Some(runtime) = self.inner.runtime.lock().await.as_ref() {
-            runtime.shared.set_paused(name, paused);
+            runtime.shared.told_paused(name, paused);
         }
         Ok(())
     }

@@ -35,6 +35,11 @@ pub trait JobArgs: Serialize + Send + Sync + 'static {
     /// The job's kind, persisted in `river_job.kind`.
     const KIND: &'static str;
 
+    /// Former kinds of these args: rows inserted under them are still worked by this type's
+    /// worker, so a kind can be renamed while old rows remain (River's `KindAliases`). New jobs
+    /// are always inserted with [`JobArgs::KIND`]. Defaults to none.
+    const KIND_ALIASES: &'static [&'static str] = &[];
+
     /// The fields compared by a unique-by-args insert, by their JSON names; a dotted path
     /// (`customer.id`) names a nested field. `None`, the default, compares all args.
     const UNIQUE_FIELDS: Option<&'static [&'static str]> = None;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Workers;
 use crate::completer::Completion;
+use crate::middleware::{ErrorHandling, WorkMiddleware, wrap_work};
 use crate::panic_trace::{Traced, panic_message, take_trace};
 use crate::runtime::{RuntimeConfig, Shared};
 use crate::worker::{JobContext, WorkError};
@@ -110,7 +111,16 @@ async fn work(
         Some(Duration::MAX) | None => None,
         Some(limit) => Some(limit),
     };
-    let mut fut = AssertUnwindSafe(Traced(prepared.work)).catch_unwind();
+    // Client middleware wrap the worker's own, which wrap the work.
+    let middleware: Vec<Arc<dyn WorkMiddleware>> = shared
+        .config
+        .work_middleware
+        .iter()
+        .chain(worker.middleware())
+        .cloned()
+        .collect();
+    let work = wrap_work(&middleware, row, prepared.work);
+    let mut fut = AssertUnwindSafe(Traced(work)).catch_unwind();
     let deadline = timeout.map(|t| Instant::now() + t);
     let first = tokio::select! {
         result = &mut fut => {
@@ -162,7 +172,16 @@ fn outcome(
         error,
         trace,
     };
-    let failed = |error: AttemptError| {
+    let handler = shared.config.error_handler.as_deref();
+    let failed = |error: AttemptError, panicked: Option<&str>| {
+        let handling = match (handler, panicked) {
+            (None, _) => ErrorHandling::Default,
+            (Some(h), Some(message)) => h.handle_panic(row, message, &error.trace),
+            (Some(h), None) => h.handle_error(row, &error.error),
+        };
+        if handling == ErrorHandling::Cancel {
+            return JobOutcome::Cancelled { error };
+        }
         let retry_at = shared
             .workers
             .get(&row.kind)
@@ -184,10 +203,10 @@ fn outcome(
                 Some(Interrupt::Timeout(limit)) => limit,
                 _ => Duration::ZERO,
             };
-            failed(attempt_error(
-                format!("job timed out after {limit:?}"),
-                String::new(),
-            ))
+            failed(
+                attempt_error(format!("job timed out after {limit:?}"), String::new()),
+                None,
+            )
         }
         (Ended::Returned(Err(WorkError::Snooze(after))), _) => JobOutcome::Snoozed {
             until: now.checked_add(after).unwrap_or(now),
@@ -195,12 +214,14 @@ fn outcome(
         (Ended::Returned(Err(WorkError::Cancel(err))), _) => JobOutcome::Cancelled {
             error: attempt_error(error_chain(err.as_ref()), String::new()),
         },
-        (Ended::Returned(Err(WorkError::Retry(err))), _) => {
-            failed(attempt_error(error_chain(err.as_ref()), String::new()))
-        }
-        (Ended::Panicked { message, trace }, _) => {
-            failed(attempt_error(format!("panic: {message}"), trace))
-        }
+        (Ended::Returned(Err(WorkError::Retry(err))), _) => failed(
+            attempt_error(error_chain(err.as_ref()), String::new()),
+            None,
+        ),
+        (Ended::Panicked { message, trace }, _) => failed(
+            attempt_error(format!("panic: {message}"), trace),
+            Some(&message),
+        ),
     }
 }
 

@@ -67,6 +67,7 @@ mod job_args;
 mod job_executor;
 mod leader;
 mod maintenance;
+mod middleware;
 mod migrate;
 mod notifier;
 mod panic_trace;
@@ -85,6 +86,10 @@ pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
 pub use job_args::JobArgs;
+pub use middleware::{
+    BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
+    WorkMiddleware, WorkNext,
+};
 pub use migrate::{
     LINE_MAIN, LINE_MILLRACE, MigrateOpts, MigrateReport, MigratedVersion, MigrationDirection,
     MigrationStatus, Migrator, ValidateReport,

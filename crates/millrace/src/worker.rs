@@ -70,6 +70,12 @@ pub trait Worker: Send + Sync + 'static {
         None
     }
 
+    /// Middleware around this worker's jobs, inside the client's. Called once, when the worker
+    /// is registered. Defaults to none.
+    fn middleware(&self) -> Vec<Arc<dyn crate::WorkMiddleware>> {
+        Vec::new()
+    }
+
     /// When to retry this job after an error, over the client's retry policy. `None`, the
     /// default, keeps the policy's.
     fn next_retry(&self, _row: &JobRow) -> Option<Timestamp> {
@@ -257,15 +263,22 @@ pub(crate) trait ErasedWorker: Send + Sync {
     /// Decodes the args and builds the job's future; `Err` holds the decode error's message.
     fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String>;
 
+    /// The worker's own middleware.
+    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>];
+
     fn next_retry(&self, row: &JobRow) -> Option<Timestamp>;
 
     /// The worker's timeout override for a job, without running it (for the rescuer).
     fn timeout_for(&self, row: &JobRow) -> Option<Duration>;
 }
 
-struct Erased<W>(Arc<W>);
+struct Erased<W>(Arc<W>, Vec<Arc<dyn crate::WorkMiddleware>>);
 
 impl<W: Worker> ErasedWorker for Erased<W> {
+    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>] {
+        &self.1
+    }
+
     fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String> {
         let args = <W::Args as serde::Deserialize>::deserialize(&row.args).map_err(|err| {
             format!(
@@ -339,16 +352,25 @@ impl Workers {
     /// # Errors
     ///
     /// [`Error::Config`] when the kind already has a worker.
+    ///
+    /// The worker also works rows of the args' [`JobArgs::KIND_ALIASES`].
     pub fn register<W: Worker>(&mut self, worker: W) -> Result<&mut Self> {
-        let kind = <W::Args as JobArgs>::KIND;
-        crate::insert::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
-        if self.by_kind.contains_key(kind) {
-            return Err(Error::Config(format!(
-                "a worker for kind {kind:?} is already registered"
-            )));
+        let kinds = std::iter::once(<W::Args as JobArgs>::KIND)
+            .chain(<W::Args as JobArgs>::KIND_ALIASES.iter().copied());
+        let kinds: Vec<&str> = kinds.collect();
+        for kind in &kinds {
+            crate::insert::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
+            if self.by_kind.contains_key(*kind) {
+                return Err(Error::Config(format!(
+                    "a worker for kind {kind:?} is already registered"
+                )));
+            }
         }
-        self.by_kind
-            .insert(kind.to_owned(), Arc::new(Erased(Arc::new(worker))));
+        let middleware = worker.middleware();
+        let erased: Arc<dyn ErasedWorker> = Arc::new(Erased(Arc::new(worker), middleware));
+        for kind in kinds {
+            self.by_kind.insert(kind.to_owned(), erased.clone());
+        }
         Ok(self)
     }
 

@@ -3,6 +3,7 @@
 //! Each test takes a schema of its own from `millrace_test::TestDb`; see its docs for the
 //! database it uses.
 
+mod api;
 mod common;
 mod examples;
 mod fleet;
