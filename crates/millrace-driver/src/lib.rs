@@ -359,6 +359,36 @@ pub trait Executor: Send {
         metadata: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Deletes the jobs the filters match (running jobs excepted), at most `params.limit`, in
+    /// the list's order, and returns their last rows.
+    fn job_delete_many(
+        &mut self,
+        params: &JobListParams,
+    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+
+    /// Merges `metadata` (a JSON object) into a job's metadata, whatever its state. Returns
+    /// the updated row.
+    fn job_update_metadata(
+        &mut self,
+        id: millrace_types::JobId,
+        metadata: &str,
+    ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
+
+    /// Queues by name, at most `limit`, after `after` when given.
+    fn queue_list(
+        &mut self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<QueueRow>>> + Send;
+
+    /// Replaces a queue's metadata (creating its row if missing) and notifies
+    /// `river_control` with `{"action":"metadata_changed",...}`. Returns the row.
+    fn queue_update_metadata(
+        &mut self,
+        name: &str,
+        metadata: &str,
+    ) -> impl Future<Output = Result<QueueRow>> + Send;
+
     /// Sends notifications, each on its topic's channel in the driver's schema.
     fn notify_many(
         &mut self,

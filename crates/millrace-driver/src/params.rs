@@ -48,12 +48,33 @@ pub struct JobListParams {
     pub kinds: Vec<String>,
     /// Only jobs in these queues.
     pub queues: Vec<String>,
+    /// Only jobs with these ids.
+    pub ids: Vec<JobId>,
+    /// Only jobs with these priorities.
+    pub priorities: Vec<i16>,
+    /// Only jobs carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only jobs whose metadata contains this JSON object (PostgreSQL's `@>`).
+    pub metadata_contains: Option<String>,
     /// Only jobs with an id greater than this (ascending) or less than this (descending).
     pub after_id: Option<JobId>,
     /// Newest first when true.
     pub descending: bool,
     /// The most rows to return.
     pub limit: i64,
+}
+
+impl JobListParams {
+    /// Whether no filter is set (paging and order aside): the params match every job.
+    pub fn is_unfiltered(&self) -> bool {
+        self.states.is_empty()
+            && self.kinds.is_empty()
+            && self.queues.is_empty()
+            && self.ids.is_empty()
+            && self.priorities.is_empty()
+            && self.tags.is_empty()
+            && self.metadata_contains.is_none()
+    }
 }
 
 /// Params for [`Executor::job_cancel`](crate::Executor::job_cancel).

@@ -372,13 +372,57 @@ impl Executor for PgExecutor<'_> {
         } else {
             &queries.job_list_asc
         };
-        let q = query(sql)
-            .bind(params.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-            .bind(&params.kinds)
-            .bind(&params.queues)
-            .bind(params.after_id.map(|id| id.0))
-            .bind(params.limit);
+        let q = bind_list(query(sql), params);
         self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+        let queries = self.driver.queries();
+        let sql = if params.descending {
+            &queries.job_delete_many_desc
+        } else {
+            &queries.job_delete_many_asc
+        };
+        let q = bind_list(query(sql), params);
+        self.fetch_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_update_metadata(&mut self, id: JobId, metadata: &str) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_update_metadata)
+            .bind(id.0)
+            .bind(metadata.to_owned());
+        self.fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()
+    }
+
+    async fn queue_list(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<QueueRow>> {
+        let q = query(&self.driver.queries().queue_list)
+            .bind(after.map(str::to_owned))
+            .bind(limit);
+        self.fetch_all(q).await?.iter().map(queue_row).collect()
+    }
+
+    async fn queue_update_metadata(&mut self, name: &str, metadata: &str) -> Result<QueueRow> {
+        let channel = self
+            .driver
+            .queries()
+            .schema
+            .channel(Topic::Control.as_str());
+        let q = query(&self.driver.queries().queue_update_metadata)
+            .bind(name.to_owned())
+            .bind(metadata.to_owned())
+            .bind(channel);
+        let row = self
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| DriverError::Decode {
+                column: "name",
+                message: "queue update returned no row".to_owned(),
+            })?;
+        queue_row(&row)
     }
 
     async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
@@ -753,4 +797,17 @@ impl Executor for PgExecutor<'_> {
             );
         self.execute(q).await.map(|_| ())
     }
+}
+
+/// Binds a job list's filters in the order the list and bulk-delete statements expect.
+fn bind_list(q: PgQuery, params: &JobListParams) -> PgQuery {
+    q.bind(params.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        .bind(params.kinds.clone())
+        .bind(params.queues.clone())
+        .bind(params.after_id.map(|id| id.0))
+        .bind(params.limit)
+        .bind(params.ids.iter().map(|id| id.0).collect::<Vec<_>>())
+        .bind(params.priorities.clone())
+        .bind(params.tags.clone())
+        .bind(params.metadata_contains.clone())
 }

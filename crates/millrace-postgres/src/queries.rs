@@ -68,6 +68,11 @@ pub(crate) struct Queries {
     pub(crate) job_insert_many_unique: Arc<str>,
     pub(crate) job_get_by_id: Arc<str>,
     pub(crate) job_list_asc: Arc<str>,
+    pub(crate) job_delete_many_asc: Arc<str>,
+    pub(crate) job_delete_many_desc: Arc<str>,
+    pub(crate) job_update_metadata: Arc<str>,
+    pub(crate) queue_list: Arc<str>,
+    pub(crate) queue_update_metadata: Arc<str>,
     pub(crate) job_list_desc: Arc<str>,
     pub(crate) job_cancel: Arc<str>,
     pub(crate) job_retry: Arc<str>,
@@ -159,16 +164,43 @@ RETURNING {j_cols}, (j.xmax <> 0) AS unique_skipped_as_duplicate"#
         );
 
         let job_get_by_id = format!("SELECT {cols} FROM {job} WHERE id = $1");
-        let job_list = |cmp: &str, order: &str| -> Arc<str> {
-            format!(
-                r#"
-SELECT {cols} FROM {job}
+        // Every filter is always present, off when its parameter is empty or NULL, so one
+        // prepared statement serves any combination.
+        let filters = format!(
+            r#"
 WHERE (cardinality($1::text[]) = 0 OR state = ANY($1::text[]::{s}river_job_state[]))
   AND (cardinality($2::text[]) = 0 OR kind = ANY($2::text[]))
   AND (cardinality($3::text[]) = 0 OR queue = ANY($3::text[]))
+  AND (cardinality($6::bigint[]) = 0 OR id = ANY($6::bigint[]))
+  AND (cardinality($7::smallint[]) = 0 OR priority = ANY($7::smallint[]))
+  AND (cardinality($8::text[]) = 0 OR tags @> $8::varchar(255)[])
+  AND ($9::jsonb IS NULL OR metadata @> $9::jsonb)"#
+        );
+        let job_list = |cmp: &str, order: &str| -> Arc<str> {
+            format!(
+                r#"
+SELECT {cols} FROM {job}{filters}
   AND ($4::bigint IS NULL OR id {cmp} $4::bigint)
 ORDER BY id {order}
 LIMIT $5"#
+            )
+            .into()
+        };
+        let job_delete_many = |cmp: &str, order: &str| -> Arc<str> {
+            format!(
+                r#"
+WITH doomed AS (
+    SELECT id FROM {job}{filters}
+      AND state <> 'running'
+      AND ($4::bigint IS NULL OR id {cmp} $4::bigint)
+    ORDER BY id {order}
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM {job} WHERE id IN (SELECT id FROM doomed) RETURNING {cols}
+)
+SELECT * FROM deleted ORDER BY id {order}"#
             )
             .into()
         };
@@ -517,6 +549,29 @@ WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"#
             job_insert_many_unique: job_insert_many_unique.into(),
             job_get_by_id: job_get_by_id.into(),
             job_list_asc: job_list(">", "ASC"),
+            job_delete_many_asc: job_delete_many(">", "ASC"),
+            job_delete_many_desc: job_delete_many("<", "DESC"),
+            job_update_metadata: format!(
+                "UPDATE {job} SET metadata = metadata || $2::jsonb WHERE id = $1 RETURNING {cols}"
+            )
+            .into(),
+            queue_list: format!(
+                "SELECT {queue_cols} FROM {queue} WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
+            )
+            .into(),
+            queue_update_metadata: format!(
+                r#"
+WITH updated AS (
+    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
+    VALUES ($1, now(), $2::jsonb, NULL, now())
+    ON CONFLICT (name) DO UPDATE SET metadata = $2::jsonb, updated_at = now()
+    RETURNING {queue_cols}
+)
+SELECT {queue_cols},
+       pg_notify($3, json_build_object('action', 'metadata_changed', 'metadata', metadata, 'queue', name)::text) AS notified
+FROM updated"#
+            )
+            .into(),
             job_list_desc: job_list("<", "DESC"),
             job_cancel: job_cancel.into(),
             job_retry: job_retry.into(),

@@ -245,6 +245,22 @@ impl<'a> SqliteExecutor<'a> {
     }
 }
 
+/// Binds a job list's filters in the order the list and bulk-delete statements expect.
+fn bind_list(q: SqliteQuery, params: &JobListParams) -> SqliteQuery {
+    let states: Vec<&str> = params.states.iter().map(|s| s.as_str()).collect();
+    let ids: Vec<i64> = params.ids.iter().map(|id| id.0).collect();
+    q.bind(filter(&states))
+        .bind(filter(&params.kinds))
+        .bind(filter(&params.queues))
+        .bind(params.after_id.map(|id| id.0))
+        // SQLite reads a negative LIMIT as no limit at all.
+        .bind(params.limit.max(0))
+        .bind(filter(&ids))
+        .bind(filter(&params.priorities))
+        .bind(filter(&params.tags))
+        .bind(params.metadata_contains.clone())
+}
+
 fn sort_fetched(rows: &mut [JobRow]) {
     rows.sort_by(|a, b| {
         (a.priority, a.scheduled_at, a.id).cmp(&(b.priority, b.scheduled_at, b.id))
@@ -423,14 +439,75 @@ impl Executor for SqliteExecutor<'_> {
         } else {
             &queries.job_list_asc
         };
-        let states: Vec<&str> = params.states.iter().map(|s| s.as_str()).collect();
-        let q = query(sql)
-            .bind(filter(&states))
-            .bind(filter(&params.kinds))
-            .bind(filter(&params.queues))
-            .bind(params.after_id.map(|id| id.0))
-            .bind(params.limit.max(0));
+        let q = bind_list(query(sql), params);
         self.read_all(q).await?.iter().map(job_row).collect()
+    }
+
+    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+        let queries = self.driver.queries();
+        let sql = if params.descending {
+            &queries.job_delete_many_desc
+        } else {
+            &queries.job_delete_many_asc
+        };
+        let q = bind_list(query(sql), params);
+        let mut scope = self.scope().await?;
+        let rows = scope.fetch_all(q).await?;
+        let mut jobs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+        scope.finish().await?;
+        // SQLite returns deleted rows in no set order.
+        if params.descending {
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+        } else {
+            jobs.sort_by_key(|j| j.id);
+        }
+        Ok(jobs)
+    }
+
+    async fn job_update_metadata(&mut self, id: JobId, metadata: &str) -> Result<Option<JobRow>> {
+        let q = query(&self.driver.queries().job_update_metadata)
+            .bind(id.0)
+            .bind(metadata.to_owned());
+        let mut scope = self.scope().await?;
+        let job = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_row)
+            .transpose()?;
+        scope.finish().await?;
+        Ok(job)
+    }
+
+    async fn queue_list(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<QueueRow>> {
+        let q = query(&self.driver.queries().queue_list)
+            .bind(after.map(str::to_owned))
+            .bind(limit.max(0));
+        self.read_all(q).await?.iter().map(queue_row).collect()
+    }
+
+    async fn queue_update_metadata(&mut self, name: &str, metadata: &str) -> Result<QueueRow> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let q = query(&driver.queries().queue_update_metadata)
+            .bind(name.to_owned())
+            .bind(metadata.to_owned());
+        let mut scope = self.scope().await?;
+        let row = scope
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| missing_row("queue metadata update"))?;
+        let queue = queue_row(&row)?;
+        // The same payload as PostgreSQL's, keys in the same order.
+        let payload = serde_json::json!({
+            "action": "metadata_changed",
+            "metadata": queue.metadata,
+            "queue": queue.name,
+        })
+        .to_string();
+        Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own).await?;
+        scope.finish().await?;
+        Ok(queue)
     }
 
     async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {

@@ -49,6 +49,11 @@
 //! - A schema is an attached database rather than a PostgreSQL schema, as in River's SQLite
 //!   driver; see [`SqliteDriver::with_schema`].
 //! - One process writes at a time; many read at once.
+//! - A job list's metadata filter (PostgreSQL's `@>`) is checked row by row, without an
+//!   index. It matches as `@>` does for objects at any depth, scalars (numbers by value, so
+//!   `1` matches `1.0`) and arrays (each element of the filter's array contained in some
+//!   element of the stored one) nested up to three deep inside arrays; deeper than that,
+//!   array elements match only when written identically.
 
 mod error;
 mod executor;

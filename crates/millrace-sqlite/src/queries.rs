@@ -65,6 +65,60 @@ fn shallow_merge(base: &str, merge: &str) -> String {
     )
 }
 
+/// How deep arrays may nest inside each other in a metadata filter and still match by
+/// containment; deeper, their elements must be equal.
+const CONTAINS_ARRAY_DEPTH: u32 = 3;
+
+/// PostgreSQL's `a @> b` for JSON values `a` and `b` (SQL expressions) where `b` is an object
+/// or array: every object key of `b` is in `a`, recursively; every element of an array of
+/// `b` is contained in some element of `a`'s array at the same place; scalars are equal,
+/// numbers by value (`1` matches `1.0`). `depth` is how many more array levels match by
+/// containment (see [`CONTAINS_ARRAY_DEPTH`]).
+///
+/// `b`'s nodes are walked with `json_tree`, leaving out those inside an array of `b` (their
+/// place in `a` is not positional); each array is matched element by element instead.
+fn json_contains(a: &str, b: &str, depth: u32) -> String {
+    let d = depth;
+    let elem = json_element_contains(&format!("ae{d}"), &format!("be{d}"), depth);
+    format!(
+        "NOT EXISTS (SELECT 1 FROM json_tree({b}) AS f{d} \
+            WHERE NOT EXISTS (SELECT 1 FROM json_tree({b}) AS anc{d} \
+                WHERE anc{d}.type = 'array' AND length(f{d}.fullkey) > length(anc{d}.fullkey) \
+                  AND substr(f{d}.fullkey, 1, length(anc{d}.fullkey)) = anc{d}.fullkey \
+                  AND substr(f{d}.fullkey, length(anc{d}.fullkey) + 1, 1) IN ('.', '[')) \
+              AND CASE \
+                WHEN f{d}.type = 'object' THEN json_type({a}, f{d}.fullkey) IS NOT 'object' \
+                WHEN f{d}.type = 'array' THEN json_type({a}, f{d}.fullkey) IS NOT 'array' \
+                    OR EXISTS (SELECT 1 FROM json_each({b}, f{d}.fullkey) AS be{d} \
+                        WHERE NOT EXISTS (SELECT 1 FROM json_each({a}, f{d}.fullkey) AS ae{d} \
+                            WHERE {elem})) \
+                WHEN f{d}.type IN ('integer', 'real') \
+                    THEN coalesce(json_type({a}, f{d}.fullkey) NOT IN ('integer', 'real') \
+                        OR json_extract({a}, f{d}.fullkey) <> f{d}.atom, true) \
+                ELSE json_type({a}, f{d}.fullkey) IS NOT f{d}.type \
+                    OR json_extract({a}, f{d}.fullkey) IS NOT f{d}.atom \
+              END)"
+    )
+}
+
+/// Whether the `json_each` row `ae` contains the `json_each` row `be`, for array elements.
+fn json_element_contains(ae: &str, be: &str, depth: u32) -> String {
+    let containers = if depth == 0 {
+        format!("{ae}.type = {be}.type AND json({ae}.value) = json({be}.value)")
+    } else {
+        format!(
+            "{ae}.type = {be}.type AND {}",
+            json_contains(&format!("{ae}.value"), &format!("{be}.value"), depth - 1)
+        )
+    };
+    format!(
+        "(CASE WHEN {be}.type IN ('object', 'array') THEN {containers} \
+            WHEN {be}.type IN ('integer', 'real') \
+                THEN {ae}.type IN ('integer', 'real') AND {ae}.atom = {be}.atom \
+            ELSE {ae}.type = {be}.type AND {ae}.atom IS {be}.atom END)"
+    )
+}
+
 /// The statements of one leader table.
 #[derive(Debug)]
 pub(crate) struct LeaderQueries {
@@ -118,6 +172,9 @@ pub(crate) struct Queries {
     pub(crate) job_get_by_id: Arc<str>,
     pub(crate) job_list_asc: Arc<str>,
     pub(crate) job_list_desc: Arc<str>,
+    pub(crate) job_delete_many_asc: Arc<str>,
+    pub(crate) job_delete_many_desc: Arc<str>,
+    pub(crate) job_update_metadata: Arc<str>,
     pub(crate) job_cancel: Arc<str>,
     pub(crate) job_retry: Arc<str>,
     pub(crate) job_delete: Arc<str>,
@@ -128,6 +185,8 @@ pub(crate) struct Queries {
     pub(crate) job_return_orphans: Arc<str>,
     pub(crate) queue_create_or_touch: Arc<str>,
     pub(crate) queue_get: Arc<str>,
+    pub(crate) queue_list: Arc<str>,
+    pub(crate) queue_update_metadata: Arc<str>,
     pub(crate) queue_create_paused: Arc<str>,
     pub(crate) queue_set_paused_all: Arc<str>,
     pub(crate) notification_insert_many: Arc<str>,
@@ -213,17 +272,44 @@ ORDER BY p.key"#
         );
 
         let job_get_by_id = format!("SELECT {cols} FROM {job} WHERE id = ?1");
-        // Empty filters are bound as null; the others as JSON arrays.
-        let job_list = |cmp: &str, order: &str| -> Arc<str> {
-            format!(
-                r#"
-SELECT {cols} FROM {job}
+        // Empty filters are bound as null; the others as JSON arrays (?9, the metadata a job
+        // must contain, as a JSON object). Every filter is always present, so one prepared
+        // statement serves any combination.
+        let filters = format!(
+            r#"
 WHERE (?1 IS NULL OR state IN (SELECT value FROM json_each(?1)))
   AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
   AND (?3 IS NULL OR queue IN (SELECT value FROM json_each(?3)))
+  AND (?6 IS NULL OR id IN (SELECT value FROM json_each(?6)))
+  AND (?7 IS NULL OR priority IN (SELECT value FROM json_each(?7)))
+  AND (?8 IS NULL OR NOT EXISTS (
+      SELECT 1 FROM json_each(?8) AS t
+      WHERE t.value NOT IN (SELECT value FROM json_each({job}.tags))))
+  AND (?9 IS NULL OR {contains})"#,
+            contains = json_contains(&format!("{job}.metadata"), "?9", CONTAINS_ARRAY_DEPTH),
+        );
+        let job_list = |cmp: &str, order: &str| -> Arc<str> {
+            format!(
+                r#"
+SELECT {cols} FROM {job}{filters}
   AND (?4 IS NULL OR id {cmp} ?4)
 ORDER BY id {order}
 LIMIT ?5"#
+            )
+            .into()
+        };
+        // The rows come back in no particular order; the driver sorts them as listed.
+        let job_delete_many = |cmp: &str, order: &str| -> Arc<str> {
+            format!(
+                r#"
+DELETE FROM {job} WHERE id IN (
+    SELECT id FROM {job}{filters}
+      AND state <> 'running'
+      AND (?4 IS NULL OR id {cmp} ?4)
+    ORDER BY id {order}
+    LIMIT ?5
+)
+RETURNING {cols}"#
             )
             .into()
         };
@@ -386,6 +472,17 @@ ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
 RETURNING {queue_cols}"#
         );
         let queue_get = format!("SELECT {queue_cols} FROM {queue} WHERE name = ?1");
+        let queue_list = format!(
+            "SELECT {queue_cols} FROM {queue} WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
+        );
+        let queue_update_metadata = format!(
+            r#"
+INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
+VALUES (?1, {NOW}, jsonb(?2), NULL, {NOW})
+ON CONFLICT (name) DO UPDATE
+    SET metadata = excluded.metadata, updated_at = excluded.updated_at
+RETURNING {queue_cols}"#
+        );
         // A named queue without a row gets one, so a pause given before any client started the
         // queue holds when one does.
         let queue_create_paused = format!(
@@ -519,6 +616,10 @@ UPDATE {job} AS j SET
                         WHERE e.key > json_array_length(coalesce(j.errors, jsonb('[]'))) - ?5) END
 WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
         );
+        let job_update_metadata = format!(
+            "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 RETURNING {cols}",
+            merged = shallow_merge("j.metadata", "?2"),
+        );
         let job_merge_metadata = format!(
             "UPDATE {job} AS j SET metadata = {merged} \
              WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2",
@@ -541,6 +642,9 @@ WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
             job_get_by_id: job_get_by_id.into(),
             job_list_asc: job_list(">", "ASC"),
             job_list_desc: job_list("<", "DESC"),
+            job_delete_many_asc: job_delete_many(">", "ASC"),
+            job_delete_many_desc: job_delete_many("<", "DESC"),
+            job_update_metadata: job_update_metadata.into(),
             job_cancel: job_cancel.into(),
             job_retry: job_retry.into(),
             job_delete: job_delete.into(),
@@ -551,6 +655,8 @@ WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
             job_return_orphans: job_return_orphans.into(),
             queue_create_or_touch: queue_create_or_touch.into(),
             queue_get: queue_get.into(),
+            queue_list: queue_list.into(),
+            queue_update_metadata: queue_update_metadata.into(),
             queue_create_paused: queue_create_paused.into(),
             queue_set_paused_all: queue_set_paused_all.into(),
             notification_insert_many: notification_insert_many.into(),
@@ -600,6 +706,87 @@ impl Queries {
         match table {
             LeaderTable::River => &self.river_leader,
             LeaderTable::Millrace => &self.millrace_leader,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a @> b` as PostgreSQL answers it, for each case.
+    const CASES: &[(&str, &str, bool)] = &[
+        (r#"{"a":1,"b":2}"#, r#"{}"#, true),
+        (r#"{"a":1,"b":2}"#, r#"{"a":1}"#, true),
+        (r#"{"a":1}"#, r#"{"a":1.0}"#, true),
+        (r#"{"a":1}"#, r#"{"a":2}"#, false),
+        (r#"{"a":1}"#, r#"{"a":"1"}"#, false),
+        (r#"{"a":"x"}"#, r#"{"a":"x"}"#, true),
+        (r#"{"a":null}"#, r#"{"a":null}"#, true),
+        (r#"{}"#, r#"{"a":null}"#, false),
+        (r#"{"a":true}"#, r#"{"a":true}"#, true),
+        (r#"{"a":true}"#, r#"{"a":1}"#, false),
+        (r#"{"a":false}"#, r#"{"a":0}"#, false),
+        (r#"{"a":1}"#, r#"{"b":1}"#, false),
+        (r#"{"a":{"b":1,"c":2}}"#, r#"{"a":{"b":1}}"#, true),
+        (r#"{"a":{"b":1}}"#, r#"{"a":{}}"#, true),
+        (r#"{"a":[]}"#, r#"{"a":{}}"#, false),
+        (r#"{"a":{"b":1}}"#, r#"{"a":{"b":2}}"#, false),
+        (
+            r#"{"a":{"b":{"c":[1,2]}}}"#,
+            r#"{"a":{"b":{"c":[2]}}}"#,
+            true,
+        ),
+        (r#"{"a":[1,2,3]}"#, r#"{"a":[3,1]}"#, true),
+        (r#"{"a":[1,2,3]}"#, r#"{"a":[4]}"#, false),
+        (r#"{"a":[1,2]}"#, r#"{"a":[]}"#, true),
+        (r#"{"a":1}"#, r#"{"a":[]}"#, false),
+        (r#"{"a":["x"]}"#, r#"{"a":"x"}"#, false),
+        (
+            r#"{"a":[{"k":1,"v":2},{"k":3}]}"#,
+            r#"{"a":[{"k":1}]}"#,
+            true,
+        ),
+        (
+            r#"{"a":[{"k":1,"v":2},{"k":3}]}"#,
+            r#"{"a":[{"k":1,"v":3}]}"#,
+            false,
+        ),
+        (r#"{"a":[[1,2],[3]]}"#, r#"{"a":[[2]]}"#, true),
+        (r#"{"a":[[1,2],[3]]}"#, r#"{"a":[[2,3]]}"#, false),
+        (r#"{"a":[{"b":[1,2]}]}"#, r#"{"a":[{"b":[2]}]}"#, true),
+        (r#"{"a.b":1,"a":{"b":2}}"#, r#"{"a.b":1}"#, true),
+        (r#"{"a.b":1,"a":{"b":2}}"#, r#"{"a":{"b":1}}"#, false),
+        (r#"{"x[0]":1}"#, r#"{"x[0]":1}"#, true),
+        (r#"{"x[0]":{"y":1}}"#, r#"{"x[0]":{"y":2}}"#, false),
+        (r#"{"q\"k":1}"#, r#"{"q\"k":1}"#, true),
+        (
+            r#"{"n":9007199254740993}"#,
+            r#"{"n":9007199254740993}"#,
+            true,
+        ),
+        (
+            r#"{"n":9007199254740993}"#,
+            r#"{"n":9007199254740992}"#,
+            false,
+        ),
+    ];
+
+    #[tokio::test]
+    async fn metadata_containment_matches_postgres() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let sql = format!(
+            "SELECT {} AS matched FROM (SELECT jsonb(?1) AS m)",
+            json_contains("m", "?2", CONTAINS_ARRAY_DEPTH)
+        );
+        for (stored, filter, expected) in CASES {
+            let matched: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(*stored)
+                .bind(*filter)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|err| panic!("{stored} @> {filter}: {err}"));
+            assert_eq!(matched, *expected, "{stored} @> {filter}");
         }
     }
 }

@@ -556,6 +556,311 @@ pub async fn list_filters_and_pages<F: DriverFixture>() {
     );
 }
 
+/// Lists also filter by ids, priorities, tags (all of them) and metadata containment
+/// (PostgreSQL's `@>`), each combined with the others.
+pub async fn list_filters_by_ids_priorities_tags_and_metadata<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut a = job("a", "default");
+    a.priority = 2;
+    a.tags = vec!["red".into(), "big".into()];
+    a.metadata = r#"{"tenant":7,"owner":{"team":"core","ids":[1,2,3]}}"#.to_owned();
+    let mut b = job("b", "default");
+    b.priority = 3;
+    b.tags = vec!["red".into()];
+    b.metadata = r#"{"tenant":7,"owner":{"team":"edge"}}"#.to_owned();
+    let mut c = job("c", "default");
+    c.priority = 2;
+    c.metadata = r#"{"tenant":8}"#.to_owned();
+    let rows = insert(&d, &[a, b, c]).await;
+    let ids = |params: JobListParams| {
+        let d = d.clone();
+        async move {
+            d.executor()
+                .job_list(&JobListParams {
+                    limit: if params.limit == 0 { 10 } else { params.limit },
+                    ..params
+                })
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b, c) = (rows[0].id, rows[1].id, rows[2].id);
+    let by_ids = ids(JobListParams {
+        ids: vec![c, a, JobId(i64::MAX)],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_ids, [a, c]);
+    let by_priority = ids(JobListParams {
+        priorities: vec![2],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_priority, [a, c]);
+    let red = ids(JobListParams {
+        tags: vec!["red".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(red, [a, b]);
+    let red_and_big = ids(JobListParams {
+        tags: vec!["big".into(), "red".into()],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(red_and_big, [a], "every tag must be present");
+    let contains = |json: &str| JobListParams {
+        metadata_contains: Some(json.to_owned()),
+        ..Default::default()
+    };
+    assert_eq!(ids(contains(r#"{"tenant":7}"#)).await, [a, b]);
+    assert_eq!(ids(contains(r#"{"owner":{"team":"core"}}"#)).await, [a]);
+    assert_eq!(ids(contains(r#"{"owner":{"ids":[3,1]}}"#)).await, [a]);
+    assert_eq!(
+        ids(contains(r#"{"owner":{"ids":[4]}}"#)).await,
+        Vec::<JobId>::new()
+    );
+    assert_eq!(ids(contains("{}")).await, [a, b, c]);
+    assert_eq!(
+        ids(contains(r#"{"tenant":"7"}"#)).await,
+        Vec::<JobId>::new()
+    );
+    let combined = ids(JobListParams {
+        priorities: vec![2, 3],
+        tags: vec!["red".into()],
+        metadata_contains: Some(r#"{"owner":{"team":"edge"}}"#.to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(combined, [b]);
+    let paged = ids(JobListParams {
+        ids: vec![a, b, c],
+        after_id: Some(c),
+        descending: true,
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(paged, [b], "filters page by id like any list");
+}
+
+/// Bulk deletes take the list's filters, spare running jobs, stop at the limit and go in
+/// the list's order, returning the deleted rows.
+pub async fn delete_many_spares_running_jobs_in_list_order<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let jobs: Vec<JobInsertParams> = (0..6).map(|_| job("doomed", "default")).collect();
+    let mut rows = insert(&d, &jobs).await;
+    insert(&d, &[job("kept", "default")]).await;
+    // The first is running: a bulk delete never takes it.
+    let running = fetch(&d, "default", 1).await.remove(0);
+    assert_eq!(running.id, rows[0].id);
+    rows.remove(0);
+    let params = |descending: bool, limit: i64| JobListParams {
+        kinds: vec!["doomed".into()],
+        descending,
+        limit,
+        ..Default::default()
+    };
+    let first = d
+        .executor()
+        .job_delete_many(&params(false, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rows[0].id, rows[1].id],
+        "oldest first, at most the limit"
+    );
+    assert_eq!(first[0].kind, "doomed");
+    let newest = d
+        .executor()
+        .job_delete_many(&params(true, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [rows[4].id, rows[3].id],
+        "newest first when descending"
+    );
+    let rest = d
+        .executor()
+        .job_delete_many(&params(false, 100))
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[2].id]);
+    assert!(
+        d.executor()
+            .job_delete_many(&params(false, 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(get(&d, running.id).await.state, JobState::Running);
+    let left = d
+        .executor()
+        .job_list(&JobListParams {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut kinds: Vec<&str> = left.iter().map(|r| r.kind.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["doomed", "kept"],
+        "the running job and the other kind stay"
+    );
+}
+
+/// A metadata update merges top-level keys, whatever the job's state, and returns the row.
+pub async fn update_metadata_merges_top_level_keys<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut with_meta = job("m", "default");
+    with_meta.metadata = r#"{"keep":1,"nested":{"a":1,"b":2},"gone":true}"#.to_owned();
+    let row = insert(&d, &[with_meta]).await.remove(0);
+    let updated = d
+        .executor()
+        .job_update_metadata(row.id, r#"{"nested":{"a":9},"gone":null,"new":"x"}"#)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        updated.metadata,
+        serde_json::json!({ "keep": 1, "nested": { "a": 9 }, "gone": null, "new": "x" }),
+        "top-level keys are replaced whole, as PostgreSQL's ||"
+    );
+    assert_eq!(get(&d, row.id).await.metadata, updated.metadata);
+    let running = fetch(&d, "default", 1).await.remove(0);
+    let while_running = d
+        .executor()
+        .job_update_metadata(running.id, r#"{"admin":true}"#)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(while_running.state, JobState::Running);
+    assert_eq!(while_running.metadata["admin"], true);
+    assert!(
+        d.executor()
+            .job_update_metadata(JobId(i64::MAX), "{}")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Queues list by name, paged after a name.
+pub async fn queue_list_pages_by_name<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    for name in ["delta", "alpha", "charlie", "bravo"] {
+        d.executor().queue_create_or_touch(name).await.unwrap();
+    }
+    let names = |after: Option<&'static str>, limit: i64| {
+        let d = d.clone();
+        async move {
+            d.executor()
+                .queue_list(after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|q| q.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        names(None, 10).await,
+        ["alpha", "bravo", "charlie", "delta"]
+    );
+    assert_eq!(names(None, 2).await, ["alpha", "bravo"]);
+    assert_eq!(names(Some("bravo"), 2).await, ["charlie", "delta"]);
+    assert!(names(Some("delta"), 2).await.is_empty());
+}
+
+/// A queue metadata update replaces the metadata (creating the row if needed) and tells
+/// every client through `river_control`.
+pub async fn queue_update_metadata_notifies_control<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut listener = if d.supports_listen_notify() {
+        let mut listener = d.listener().await.unwrap();
+        listener.listen(Topic::Control).await.unwrap();
+        Some(listener)
+    } else {
+        None
+    };
+    let created = d
+        .executor()
+        .queue_update_metadata("fresh", r#"{"owner":"a","n":1}"#)
+        .await
+        .unwrap();
+    assert_eq!(created.name, "fresh");
+    assert_eq!(
+        created.metadata,
+        serde_json::json!({ "owner": "a", "n": 1 })
+    );
+    assert!(created.paused_at.is_none());
+    d.executor().queue_set_paused("fresh", true).await.unwrap();
+    let replaced = d
+        .executor()
+        .queue_update_metadata("fresh", r#"{"owner":"b"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.metadata,
+        serde_json::json!({ "owner": "b" }),
+        "the metadata is replaced, not merged"
+    );
+    assert!(replaced.paused_at.is_some(), "a pause survives the update");
+    assert_eq!(replaced.created_at, created.created_at);
+    assert_eq!(
+        d.executor()
+            .queue_get("fresh")
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata,
+        replaced.metadata
+    );
+    let Some(listener) = listener.as_mut() else {
+        return;
+    };
+    let mut changes = Vec::new();
+    while changes.len() < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a control notification in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.topic, Topic::Control);
+        let payload: serde_json::Value = serde_json::from_str(&n.payload).unwrap();
+        if payload["action"] == "metadata_changed" {
+            changes.push(payload);
+        }
+    }
+    assert_eq!(
+        changes,
+        [
+            serde_json::json!({
+                "action": "metadata_changed",
+                "metadata": { "owner": "a", "n": 1 },
+                "queue": "fresh",
+            }),
+            serde_json::json!({
+                "action": "metadata_changed",
+                "metadata": { "owner": "b" },
+                "queue": "fresh",
+            }),
+        ]
+    );
+}
+
 /// The scheduler makes due retryable and scheduled jobs available and leaves later ones.
 pub async fn schedule_moves_due_jobs<F: DriverFixture>() {
     let fx = F::create().await;
@@ -767,6 +1072,11 @@ macro_rules! driver_conformance {
             cancel_requested_turns_retry_into_cancel,
             admin_verbs_follow_river,
             list_filters_and_pages,
+            list_filters_by_ids_priorities_tags_and_metadata,
+            delete_many_spares_running_jobs_in_list_order,
+            update_metadata_merges_top_level_keys,
+            queue_list_pages_by_name,
+            queue_update_metadata_notifies_control,
             schedule_moves_due_jobs,
             schedule_discards_unique_conflicts,
             return_orphans_spares_held_jobs,

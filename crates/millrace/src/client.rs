@@ -16,7 +16,8 @@ use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
 use crate::persistent::{PersistentEntry, PersistentOpts, PersistentWorker};
 use crate::runtime::{MaintenanceConfig, Runtime, RuntimeConfig};
 use crate::{
-    DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, Workers,
+    DefaultRetryPolicy, Error, InsertOpts, JobArgs, QueueConfig, Result, RetryPolicy, TestClock,
+    Workers,
 };
 
 /// How long `start` waits for the notification listener.
@@ -153,6 +154,7 @@ pub struct ClientBuilder<D: Driver> {
     insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
     work_middleware: Vec<Arc<dyn WorkMiddleware>>,
     error_handler: Option<Arc<dyn ErrorHandler>>,
+    test_clock: Option<TestClock>,
 }
 
 impl<D: Driver> std::fmt::Debug for ClientBuilder<D> {
@@ -260,6 +262,28 @@ impl<D: Driver> ClientBuilder<D> {
     /// job; see [`ErrorHandler`].
     pub fn error_handler(mut self, handler: impl ErrorHandler) -> Self {
         self.error_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes the time from a [`TestClock`] instead of the system clock, so a test can move
+    /// time for retries, scheduled and snoozed jobs, unique periods and periodic jobs; see
+    /// [`TestClock`] for what follows it. Defaults to the system clock.
+    ///
+    /// ```no_run
+    /// # async fn example(driver: millrace_postgres::PgDriver) -> millrace::Result<()> {
+    /// use std::time::Duration;
+    /// use millrace::{Client, TestClock};
+    ///
+    /// let clock = TestClock::new(jiff::Timestamp::now());
+    /// let client = Client::builder(driver)
+    ///     .test_clock(clock.clone())
+    ///     .schedule_interval(Duration::from_millis(100))
+    ///     .build()?;
+    /// clock.advance(Duration::from_secs(3600)); // an hour's schedules are due
+    /// # Ok(()) }
+    /// ```
+    pub fn test_clock(mut self, clock: TestClock) -> Self {
+        self.test_clock = Some(clock);
         self
     }
 
@@ -438,6 +462,7 @@ impl<D: Driver> ClientBuilder<D> {
                     maintenance: self.maintenance,
                     work_middleware: self.work_middleware,
                     error_handler: self.error_handler,
+                    clock: self.test_clock,
                 },
                 workers: self.workers,
                 queues: Mutex::new(self.queues),
@@ -483,6 +508,7 @@ impl<D: Driver> Client<D> {
             insert_middleware: Vec::new(),
             work_middleware: Vec::new(),
             error_handler: None,
+            test_clock: None,
         }
     }
 
@@ -695,11 +721,19 @@ impl<D: Driver> Client<D> {
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<JobInsertParams>> {
-        let now = Timestamp::now();
+        let now = self.inner.config.now();
+        let test_clock = self.inner.config.clock.is_some();
         params
             .into_iter()
             .map(|p| {
                 let mut job = p.resolve(&self.inner.insert_opts, now)?;
+                if test_clock {
+                    // Stamped by the test clock rather than the database's, so the job is due
+                    // by the clock the client fetches by, as River stamps inserts with its
+                    // stubbed time.
+                    job.created_at.get_or_insert(now);
+                    job.scheduled_at.get_or_insert(now);
+                }
                 for m in &self.inner.insert_middleware {
                     m.insert_job(&mut job)?;
                 }
@@ -1140,10 +1174,9 @@ impl<D: Driver> Client<D> {
             hard_stop: &hard_stop,
             client_any: &client_any,
         };
-        let completed_in_tx = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run = Arc::new(crate::worker::JobRunState::default());
         let (outcome, _) =
-            crate::job_executor::execute(&env, &row, hard_stop.child_token(), completed_in_tx)
-                .await;
+            crate::job_executor::execute(&env, &row, hard_stop.child_token(), run.clone()).await;
         let snoozed = matches!(outcome, JobOutcome::Snoozed { .. });
         let returned = matches!(outcome, JobOutcome::Returned);
         self.inner
@@ -1153,7 +1186,7 @@ impl<D: Driver> Client<D> {
                 id,
                 attempt: row.attempt,
                 outcome,
-                metadata_merge: None,
+                metadata_merge: crate::job_executor::output_merge(&run),
             }])
             .await?;
         let job = self

@@ -19,6 +19,8 @@ pub(crate) struct Completion {
     pub(crate) duration: Duration,
     /// The worker already completed the job in its own transaction.
     pub(crate) completed_in_tx: bool,
+    /// Metadata stored with the outcome (the job's output).
+    pub(crate) metadata_merge: Option<String>,
 }
 
 pub(crate) struct Completer<D: Driver> {
@@ -31,6 +33,8 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Attempts at a batch that fails for a reason other than the connection, before its
 /// outcomes are dropped (the jobs stay running and are rescued later).
 const MAX_STATEMENT_FAILURES: u32 = 5;
+/// Batches stored at the same time.
+const MAX_IN_FLIGHT: usize = 2;
 
 impl<D: Driver> Completer<D> {
     pub(crate) fn new(shared: Arc<Shared<D>>, rx: mpsc::Receiver<Completion>) -> Self {
@@ -40,6 +44,7 @@ impl<D: Driver> Completer<D> {
     pub(crate) async fn run(mut self, done: CancellationToken) {
         let config = self.shared.config.clone();
         let mut batch: Vec<Completion> = Vec::new();
+        let mut in_flight = tokio::task::JoinSet::new();
         loop {
             // Wait for the first outcome of a batch, or for the end.
             if batch.is_empty() {
@@ -79,12 +84,21 @@ impl<D: Driver> Completer<D> {
             }
             let take = batch.len().min(config.completer_batch_max);
             let chunk: Vec<Completion> = batch.drain(..take).collect();
-            self.store(chunk).await;
+            // Up to MAX_IN_FLIGHT batches are stored at once, so one statement's round trip
+            // and PostgreSQL's work on it overlap with the next; past that, wait, which backs
+            // up the channel and so the producers.
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                in_flight.join_next().await;
+            }
+            in_flight.spawn(store(self.shared.clone(), chunk));
         }
+        while in_flight.join_next().await.is_some() {}
     }
+}
 
-    /// Stores one batch, retrying across connection failures until it is stored.
-    async fn store(&mut self, chunk: Vec<Completion>) {
+/// Stores one batch, retrying across connection failures until it is stored.
+async fn store<D: Driver>(shared: Arc<Shared<D>>, chunk: Vec<Completion>) {
+    {
         // Outcomes of jobs the worker completed in its own transaction are written too: the
         // fence makes the write a no-op when that transaction committed, and records the real
         // outcome when it rolled back.
@@ -94,18 +108,12 @@ impl<D: Driver> Completer<D> {
                 id: c.row.id,
                 attempt: c.row.attempt,
                 outcome: c.outcome.clone(),
-                metadata_merge: None,
+                metadata_merge: c.metadata_merge.clone(),
             })
             .collect();
         let mut failures = 0u32;
         let stored = loop {
-            match self
-                .shared
-                .driver
-                .executor()
-                .job_complete_many(&params)
-                .await
-            {
+            match shared.driver.executor().job_complete_many(&params).await {
                 Ok(stored) => {
                     if failures > 0 {
                         tracing::info!(jobs = params.len(), "completions stored after retrying");
@@ -131,7 +139,7 @@ impl<D: Driver> Completer<D> {
         let states: std::collections::HashMap<_, _> =
             stored.iter().map(|s| (s.id, s.state)).collect();
         {
-            let mut held = self.shared.held.lock().expect("lock poisoned");
+            let mut held = shared.held.lock().expect("lock poisoned");
             for c in &chunk {
                 held.remove(&c.row.id);
             }
@@ -154,7 +162,7 @@ impl<D: Driver> Completer<D> {
                 job.errors.push(error);
             }
             // Sending fails only when nobody subscribes, which is fine.
-            let _ = self.shared.events.send(Event::Job {
+            let _ = shared.events.send(Event::Job {
                 kind,
                 job: std::sync::Arc::new(job),
                 duration: c.duration,

@@ -42,6 +42,9 @@ pub enum Error {
     /// No job has the given id.
     #[error("job {0} not found")]
     JobNotFound(JobId),
+    /// No queue has the given name.
+    #[error("queue {0:?} not found")]
+    QueueNotFound(String),
     /// The job is running, and the operation needs it not to be.
     #[error("job {0} is running")]
     JobRunning(JobId),

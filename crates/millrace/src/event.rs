@@ -50,6 +50,13 @@ pub enum Event {
         /// The error it failed with, if it failed.
         error: Option<String>,
     },
+    /// A queue's metadata changed (announced on `river_control`, from any client).
+    QueueMetadataChanged {
+        /// The queue.
+        queue: String,
+        /// Its new metadata.
+        metadata: serde_json::Value,
+    },
     /// A queue was paused on this client.
     QueuePaused {
         /// The queue.

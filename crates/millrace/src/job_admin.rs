@@ -34,12 +34,22 @@ pub struct JobListParams {
     pub kinds: Vec<String>,
     /// Only jobs in these queues.
     pub queues: Vec<String>,
+    /// Only jobs with these ids.
+    pub ids: Vec<JobId>,
+    /// Only jobs with these priorities.
+    pub priorities: Vec<i16>,
+    /// Only jobs carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Only jobs whose metadata contains this JSON object.
+    pub metadata: Option<serde_json::Value>,
     /// Only jobs after this id in the list's order.
     pub after: Option<JobId>,
     /// Newest first.
     pub descending: bool,
     /// At most this many jobs, 1 to [`JOB_LIST_MAX_LIMIT`]. Defaults to 100.
     pub limit: i64,
+    /// Lets [`Client::job_delete_many`] run without any filter (every job but running ones).
+    pub unfiltered: bool,
 }
 
 impl Default for JobListParams {
@@ -48,9 +58,14 @@ impl Default for JobListParams {
             states: Vec::new(),
             kinds: Vec::new(),
             queues: Vec::new(),
+            ids: Vec::new(),
+            priorities: Vec::new(),
+            tags: Vec::new(),
+            metadata: None,
             after: None,
             descending: false,
             limit: 100,
+            unfiltered: false,
         }
     }
 }
@@ -79,6 +94,42 @@ impl JobListParams {
     #[must_use]
     pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
         self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only jobs with these ids.
+    #[must_use]
+    pub fn ids(mut self, ids: impl IntoIterator<Item = JobId>) -> Self {
+        self.ids = ids.into_iter().collect();
+        self
+    }
+
+    /// Only jobs with these priorities.
+    #[must_use]
+    pub fn priorities(mut self, priorities: impl IntoIterator<Item = i16>) -> Self {
+        self.priorities = priorities.into_iter().collect();
+        self
+    }
+
+    /// Only jobs carrying every one of these tags.
+    #[must_use]
+    pub fn tags<S: Into<String>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only jobs whose metadata contains this JSON object, as PostgreSQL's `@>`:
+    /// `{"tenant": 7}` matches any metadata with `"tenant": 7` among its keys.
+    #[must_use]
+    pub fn metadata(mut self, contains: serde_json::Value) -> Self {
+        self.metadata = Some(contains);
+        self
+    }
+
+    /// Lets [`Client::job_delete_many`] delete without a filter.
+    #[must_use]
+    pub fn unfiltered(mut self) -> Self {
+        self.unfiltered = true;
         self
     }
 
@@ -120,10 +171,23 @@ fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
             params.limit
         )));
     }
+    let metadata_contains = match &params.metadata {
+        None => None,
+        Some(value @ serde_json::Value::Object(_)) => Some(value.to_string()),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "metadata filter must be a JSON object, not {other}"
+            )));
+        }
+    };
     Ok(DriverListParams {
         states: params.states.clone(),
         kinds: params.kinds.clone(),
         queues: params.queues.clone(),
+        ids: params.ids.clone(),
+        priorities: params.priorities.clone(),
+        tags: params.tags.clone(),
+        metadata_contains,
         after_id: params.after,
         descending: params.descending,
         limit: params.limit,
@@ -137,6 +201,61 @@ async fn list<E: Executor>(exec: &mut E, params: JobListParams) -> Result<JobLis
         _ => None,
     };
     Ok(JobListPage { jobs, next })
+}
+
+async fn delete_many<E: Executor>(exec: &mut E, params: JobListParams) -> Result<Vec<JobRow>> {
+    let driver_params = to_driver(&params)?;
+    if driver_params.is_unfiltered() && !params.unfiltered {
+        return Err(Error::InvalidArgument(
+            "job_delete_many without a filter would delete every job; add a filter, or call \
+             .unfiltered() on the params to mean it"
+                .to_owned(),
+        ));
+    }
+    Ok(exec.job_delete_many(&driver_params).await?)
+}
+
+async fn update<E: Executor>(exec: &mut E, id: JobId, params: JobUpdateParams) -> Result<JobRow> {
+    let metadata = match params.metadata {
+        None => "{}".to_owned(),
+        Some(value @ serde_json::Value::Object(_)) => value.to_string(),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "metadata to merge must be a JSON object, not {other}"
+            )));
+        }
+    };
+    exec.job_update_metadata(id, &metadata)
+        .await?
+        .ok_or(Error::JobNotFound(id))
+}
+
+/// Changes to a job made outside a run, by [`Client::job_update`].
+///
+/// ```
+/// use millrace::JobUpdateParams;
+///
+/// let params = JobUpdateParams::new().metadata(serde_json::json!({ "reviewed": true }));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct JobUpdateParams {
+    /// A JSON object merged into the job's metadata (top-level keys replaced).
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl JobUpdateParams {
+    /// No changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Merges this JSON object into the job's metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
 }
 
 async fn delete<E: Executor>(exec: &mut E, id: JobId) -> Result<JobRow> {
@@ -309,7 +428,10 @@ impl<D: Driver> Client<D> {
         self.inner
             .driver
             .executor()
-            .job_retry(&JobRetryParams { id, now: None })
+            .job_retry(&JobRetryParams {
+                id,
+                now: self.inner.config.fetch_now(),
+            })
             .await?
             .ok_or(Error::JobNotFound(id))
     }
@@ -333,7 +455,10 @@ impl<D: Driver> Client<D> {
         self.inner
             .driver
             .conn_executor(conn)
-            .job_retry(&JobRetryParams { id, now: None })
+            .job_retry(&JobRetryParams {
+                id,
+                now: self.inner.config.fetch_now(),
+            })
             .await?
             .ok_or(Error::JobNotFound(id))
     }
@@ -373,5 +498,95 @@ impl<D: Driver> Client<D> {
     /// ```
     pub async fn job_delete_tx(&self, conn: &mut D::Conn, id: JobId) -> Result<JobRow> {
         delete(&mut self.inner.driver.conn_executor(conn), id).await
+    }
+
+    /// Deletes the jobs the filters match, running jobs excepted, at most `params.limit` per
+    /// call, returning their last rows. Call again for the next batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when no filter is set (unless
+    /// [`JobListParams::unfiltered`] says so) or the limit is out of range.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use millrace::{JobListParams, JobState};
+    /// let deleted = client
+    ///     .job_delete_many(JobListParams::new().states([JobState::Discarded]).limit(1000))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_delete_many(&self, params: JobListParams) -> Result<Vec<JobRow>> {
+        delete_many(&mut self.inner.driver.executor(), params).await
+    }
+
+    /// [`Client::job_delete_many`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_delete_many`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// client.job_delete_many_tx(&mut tx, millrace::JobListParams::new().kinds(["old"])).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_delete_many_tx(
+        &self,
+        conn: &mut D::Conn,
+        params: JobListParams,
+    ) -> Result<Vec<JobRow>> {
+        delete_many(&mut self.inner.driver.conn_executor(conn), params).await
+    }
+
+    /// Changes a job outside a run (River's `JobUpdate`): merges metadata, whatever the job's
+    /// state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`]; [`Error::InvalidArgument`] for metadata that is not an object.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use millrace::JobUpdateParams;
+    /// let job = client
+    ///     .job_update(millrace::JobId(1), JobUpdateParams::new().metadata(serde_json::json!({ "note": "checked" })))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_update(&self, id: JobId, params: JobUpdateParams) -> Result<JobRow> {
+        update(&mut self.inner.driver.executor(), id, params).await
+    }
+
+    /// [`Client::job_update`] on the caller's connection or transaction.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::job_update`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>, pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// client.job_update_tx(&mut tx, millrace::JobId(1), millrace::JobUpdateParams::new()).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_update_tx(
+        &self,
+        conn: &mut D::Conn,
+        id: JobId,
+        params: JobUpdateParams,
+    ) -> Result<JobRow> {
+        update(&mut self.inner.driver.conn_executor(conn), id, params).await
     }
 }

@@ -4,12 +4,11 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use jiff::Timestamp;
-use millrace_driver::{Driver, JobOutcome};
+use millrace_driver::{Driver, Executor, JobOutcome};
 use millrace_types::{AttemptError, JobRow};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use crate::completer::Completion;
 use crate::middleware::{ErrorHandling, WorkMiddleware, wrap_work};
 use crate::panic_trace::{Traced, panic_message, take_trace};
 use crate::runtime::{RuntimeConfig, Shared};
-use crate::worker::{JobContext, WorkError};
+use crate::worker::{JobContext, JobRunState, MergeFn, WorkError};
 
 /// Why a job's work was interrupted before it returned.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,10 +57,25 @@ pub(crate) async fn run_job<D: Driver>(
         hard_stop: &shared.hard_stop,
         client_any: &shared.client_any,
     };
-    let completed_in_tx = Arc::new(AtomicBool::new(false));
-    let (outcome, duration) = execute(&env, &row, token, completed_in_tx.clone()).await;
+    let (id, attempt) = (row.id, row.attempt);
+    let driver = shared.driver.clone();
+    let merge: MergeFn = Arc::new(move |metadata| {
+        let driver = driver.clone();
+        Box::pin(async move {
+            Ok(driver
+                .executor()
+                .job_merge_metadata_if_running(id, attempt, &metadata)
+                .await?)
+        })
+    });
+    let run = Arc::new(JobRunState {
+        merge: Some(merge),
+        ..JobRunState::default()
+    });
+    let (outcome, duration) = execute(&env, &row, token, run.clone()).await;
     let completion = Completion {
-        completed_in_tx: completed_in_tx.load(Ordering::Acquire),
+        completed_in_tx: run.completed_in_tx.load(Ordering::Acquire),
+        metadata_merge: output_merge(&run),
         outcome,
         duration,
         row,
@@ -77,10 +91,10 @@ pub(crate) async fn execute(
     env: &ExecEnv<'_>,
     row: &JobRow,
     token: CancellationToken,
-    completed_in_tx: Arc<AtomicBool>,
+    run: Arc<JobRunState>,
 ) -> (JobOutcome, Duration) {
     let started = Instant::now();
-    let (ended, interrupt) = work(env, row, token, completed_in_tx).await;
+    let (ended, interrupt) = work(env, row, token, run).await;
     let duration = started.elapsed();
     (outcome(env, row, ended, interrupt), duration)
 }
@@ -89,7 +103,7 @@ async fn work(
     shared: &ExecEnv<'_>,
     row: &JobRow,
     token: CancellationToken,
-    completed_in_tx: Arc<AtomicBool>,
+    run: Arc<JobRunState>,
 ) -> (Ended, Option<Interrupt>) {
     let Some(worker) = shared.workers.get(&row.kind) else {
         let err = format!(
@@ -101,7 +115,7 @@ async fn work(
     let ctx = JobContext {
         token: token.clone(),
         client: shared.client_any.clone(),
-        completed_in_tx,
+        run,
     };
     let prepared = match worker.prepare(row.clone(), ctx) {
         Ok(prepared) => prepared,
@@ -165,7 +179,7 @@ fn outcome(
     ended: Ended,
     interrupt: Option<Interrupt>,
 ) -> JobOutcome {
-    let now = Timestamp::now();
+    let now = shared.config.now();
     let attempt_error = |error: String, trace: String| AttemptError {
         at: row.attempted_at.unwrap_or(now),
         attempt: i32::from(row.attempt),
@@ -223,6 +237,12 @@ fn outcome(
             Some(&message),
         ),
     }
+}
+
+/// The metadata merge that stores a recorded output with the outcome.
+pub(crate) fn output_merge(run: &JobRunState) -> Option<String> {
+    let output = run.output.lock().expect("lock poisoned").take()?;
+    Some(format!("{{\"output\":{output}}}"))
 }
 
 /// An error and its sources, `outer: inner: innermost`.

@@ -56,6 +56,7 @@
 
 mod client;
 mod client_id;
+mod clock;
 mod completer;
 mod error;
 mod event;
@@ -74,17 +75,19 @@ mod panic_trace;
 mod periodic;
 mod persistent;
 mod producer;
+mod queue_admin;
 mod queue_config;
 mod retry_policy;
 mod runtime;
 mod worker;
 
 pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
+pub use clock::TestClock;
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
-pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams};
+pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams, JobUpdateParams};
 pub use job_args::JobArgs;
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
@@ -107,9 +110,12 @@ pub use persistent::{
     PERSISTENT_KIND_PREFIX, PERSISTENT_QUEUE_DEFAULT, PersistentContext, PersistentOpts,
     PersistentWorker,
 };
+pub use queue_admin::{
+    QUEUE_LIST_MAX_LIMIT, QUEUE_METADATA_MAX_BYTES, QueueRow, QueueUpdateParams,
+};
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
-pub use worker::{BoxError, Job, WorkError, Worker, Workers};
+pub use worker::{BoxError, Job, MAX_OUTPUT_BYTES, WorkError, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -23,6 +23,8 @@ pub(crate) struct Notifier<D: Driver> {
 struct Control {
     action: String,
     #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    #[serde(default)]
     job_id: Option<i64>,
     #[serde(default)]
     queue: Option<String>,
@@ -126,6 +128,15 @@ impl<D: Driver> Notifier<D> {
     }
 
     fn control(&self, control: Control) {
+        if control.action == "metadata_changed" {
+            if let Some(queue) = control.queue {
+                let _ = self.shared.events.send(crate::Event::QueueMetadataChanged {
+                    queue,
+                    metadata: control.metadata.unwrap_or_default(),
+                });
+            }
+            return;
+        }
         match (control.action.as_str(), control.job_id, control.queue) {
             ("cancel", Some(id), _) => self.shared.cancel_job(JobId(id)),
             ("pause", _, Some(queue)) => self.shared.told_paused(&queue, true),

@@ -353,7 +353,7 @@ impl<D: Driver> Enqueuer<D> {
                     self.next.clear();
                 }
             }
-            let now = Timestamp::now();
+            let now = self.client.inner.config.now();
             let sleep = self
                 .next
                 .values()
@@ -370,7 +370,7 @@ impl<D: Driver> Enqueuer<D> {
     }
 
     async fn pass(&mut self, jobs: &[(u64, PeriodicJob)]) -> millrace_driver::Result<()> {
-        let now = Timestamp::now();
+        let now = self.client.inner.config.now();
         self.next
             .retain(|handle, _| jobs.iter().any(|(h, _)| h == handle));
         let new: Vec<&(u64, PeriodicJob)> = jobs

@@ -193,7 +193,7 @@ impl<D: Driver> Producer<D> {
                 queue: self.queue.clone(),
                 max: free as i32,
                 client_id: self.shared.config.id.clone(),
-                now: None,
+                now: self.shared.config.fetch_now(),
             })
             .await?;
         let fetched = rows.len();

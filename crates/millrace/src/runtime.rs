@@ -20,7 +20,7 @@ use crate::leader::{ElectionTiming, Elector, LeaderSignals};
 use crate::maintenance::{self, ServiceFn};
 use crate::persistent::{Keeper, PersistentEntry};
 use crate::producer::Producer;
-use crate::{QueueConfig, RetryPolicy, Workers};
+use crate::{QueueConfig, RetryPolicy, TestClock, Workers};
 
 /// The runtime settings of a client, fixed at build time.
 #[derive(Clone)]
@@ -41,6 +41,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) maintenance: MaintenanceConfig,
     pub(crate) work_middleware: Vec<Arc<dyn crate::WorkMiddleware>>,
     pub(crate) error_handler: Option<Arc<dyn crate::ErrorHandler>>,
+    /// The time the client works by, when a test set one; else the system clock.
+    pub(crate) clock: Option<TestClock>,
 }
 
 /// Settings of the maintenance services.
@@ -56,6 +58,19 @@ pub(crate) struct MaintenanceConfig {
 }
 
 impl RuntimeConfig {
+    /// Now: the test clock's time when one is set, else the system clock's.
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        match &self.clock {
+            Some(clock) => clock.now(),
+            None => jiff::Timestamp::now(),
+        }
+    }
+
+    /// The time a fetch is due by: the test clock's, or `None` for the database's `now()`.
+    pub(crate) fn fetch_now(&self) -> Option<jiff::Timestamp> {
+        self.clock.as_ref().map(TestClock::now)
+    }
+
     /// River's RescueStuckJobsAfter: as configured, else the job timeout plus an hour, else an
     /// hour.
     pub(crate) fn rescue_stuck_jobs_after(&self) -> Duration {

@@ -156,6 +156,77 @@ impl<A> Job<A> {
             .ok_or_else(|| Error::Config("Job::client asked for another driver type".to_owned()))
     }
 
+    /// Records the job's output, stored in its metadata under `output` with its outcome (River's
+    /// `RecordOutput`). Recording again replaces it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the output does not encode to JSON or is larger than
+    /// [`MAX_OUTPUT_BYTES`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use millrace::{Job, JobArgs, WorkError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
+    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
+    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
+    ///     job.set_output(&serde_json::json!({ "rows": 42 }))?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn set_output<T: serde::Serialize + ?Sized>(&self, output: &T) -> Result<()> {
+        let encoded = serde_json::to_string(output).map_err(|err| {
+            Error::InvalidArgument(format!("job output does not encode to JSON: {err}"))
+        })?;
+        if encoded.len() > MAX_OUTPUT_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "job output is {} bytes; the limit is {MAX_OUTPUT_BYTES}",
+                encoded.len()
+            )));
+        }
+        *self.ctx.run.output.lock().expect("lock poisoned") = Some(encoded);
+        Ok(())
+    }
+
+    /// Merges a JSON object into the job's metadata now, while it runs (fenced on its
+    /// attempt), for progress others can read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a value that is not an object; [`Error::JobNotRunning`]
+    /// when the job is no longer running at this attempt; [`Error::Config`] in the
+    /// `work_one_tx` test harness, where the row is only in the test's transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use millrace::{Job, JobArgs, WorkError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
+    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
+    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
+    ///     job.merge_metadata(serde_json::json!({ "progress": 0.5 })).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn merge_metadata(&self, metadata: serde_json::Value) -> Result<()> {
+        if !metadata.is_object() {
+            return Err(Error::InvalidArgument(format!(
+                "metadata to merge must be a JSON object, not {metadata}"
+            )));
+        }
+        let Some(merge) = &self.ctx.run.merge else {
+            return Err(Error::Config(
+                "merge_metadata is not available in the work_one_tx harness".to_owned(),
+            ));
+        };
+        if merge(metadata.to_string()).await? {
+            Ok(())
+        } else {
+            Err(Error::JobNotRunning(self.row.id))
+        }
+    }
+
     /// Completes the job on the caller's transaction, so the worker's writes and the job's
     /// completion commit together (or not at all). The completion is fenced like any other:
     /// it applies only while the job is still running at this attempt.
@@ -186,7 +257,7 @@ impl<A> Job<A> {
         client
             .complete_tx(conn, self.row.id, self.row.attempt)
             .await?;
-        self.ctx.completed_in_tx.store(true, Ordering::Release);
+        self.ctx.run.completed_in_tx.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -196,8 +267,27 @@ impl<A> Job<A> {
 pub(crate) struct JobContext {
     pub(crate) token: CancellationToken,
     pub(crate) client: Arc<dyn Any + Send + Sync>,
-    pub(crate) completed_in_tx: Arc<AtomicBool>,
+    pub(crate) run: Arc<JobRunState>,
 }
+
+/// Writes a metadata merge to the running job's row, fenced; `false` when the row was lost.
+pub(crate) type MergeFn = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = Result<bool>> + Send>> + Send + Sync,
+>;
+
+/// What a job's run collects besides its result.
+#[derive(Default)]
+pub(crate) struct JobRunState {
+    /// The worker completed the job in its own transaction.
+    pub(crate) completed_in_tx: AtomicBool,
+    /// The output the worker recorded, encoded.
+    pub(crate) output: std::sync::Mutex<Option<String>>,
+    /// Writes metadata while the job runs; `None` in the test harness.
+    pub(crate) merge: Option<MergeFn>,
+}
+
+/// The most bytes of output a job may record, as River's limit.
+pub const MAX_OUTPUT_BYTES: usize = 32 * 1024 * 1024;
 
 impl fmt::Debug for JobContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -308,7 +398,7 @@ impl<W: Worker> ErasedWorker for Erased<W> {
             ctx: JobContext {
                 token: CancellationToken::new(),
                 client: Arc::new(()),
-                completed_in_tx: Arc::new(AtomicBool::new(false)),
+                run: Arc::new(JobRunState::default()),
             },
         };
         self.0.timeout(&job)
@@ -320,7 +410,7 @@ impl<W: Worker> ErasedWorker for Erased<W> {
 /// ```
 /// # use millrace::{Job, JobArgs, WorkError, Worker, Workers};
 /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
-/// # impl JobArgs for A { const KIND: &'static str = "a"; }
+/// # impl JobArgs for A { const KIND: &'static str = "a_job"; }
 /// # struct AWorker;
 /// # impl Worker for AWorker {
 /// #     type Args = A;

@@ -24,7 +24,7 @@ pub(crate) fn service<D: Driver>(
         super::every("job_scheduler", interval, stop, || {
             // Jobs due before the next pass become available now; the fetch still waits for
             // each one's time, so none starts early.
-            let horizon = Timestamp::now().checked_add(interval).ok();
+            let horizon = shared.config.now().checked_add(interval).ok();
             pass(&shared, horizon)
         })
         .await;

@@ -3,6 +3,7 @@
 //! Each test takes a schema of its own from `millrace_test::TestDb`; see its docs for the
 //! database it uses.
 
+mod admin_api;
 mod api;
 mod common;
 mod examples;
@@ -12,4 +13,5 @@ mod job_admin;
 mod migrate;
 mod persistent;
 mod runtime;
+mod test_clock;
 mod test_helpers;

@@ -1,0 +1,688 @@
+//! Administering jobs and queues, and what a worker records while it runs (issue 8), on a
+//! SQLite file: job lists by every filter, bulk deletes, job and queue updates, job output and
+//! metadata, insert-only clients. A copy of `crates/millrace/tests/it/admin_api.rs` (the
+//! PostgreSQL tests), changed only where the database's types differ.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace::{
+    Client, Error, Event, EventKind, InsertOpts, JOB_LIST_MAX_LIMIT, Job, JobArgs, JobId,
+    JobListParams, JobRow, JobState, JobUpdateParams, MAX_OUTPUT_BYTES, QUEUE_LIST_MAX_LIMIT,
+    QueueConfig, QueueUpdateParams, WorkError, Worker, Workers,
+};
+use millrace_driver::{Driver as _, Executor as _, JobGetAvailableParams};
+use millrace_sqlite::SqliteDriver;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+use tokio::sync::{Notify, broadcast, mpsc};
+
+type D = SqliteDriver;
+
+/// A migrated SQLite file in a directory of its own.
+struct TestDb(common::TestFile);
+
+impl TestDb {
+    async fn new() -> Self {
+        TestDb(common::TestFile::new().await)
+    }
+
+    fn driver(&self) -> D {
+        self.0.driver.clone()
+    }
+}
+
+/// A transaction of the test's own, begun as the driver's docs say.
+async fn begin(db: &TestDb) -> sqlx::Transaction<'static, sqlx::Sqlite> {
+    db.0.driver
+        .pool()
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .unwrap()
+}
+
+/// Finalizes a running job behind its client's back, as a rescue by another client would
+/// take it away.
+async fn take_row_away(db: &TestDb, id: JobId) {
+    let sql = format!(
+        "UPDATE {} SET state = 'discarded', \
+         finalized_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ?1",
+        millrace_driver::Driver::schema(&db.0.driver).qualify("river_job")
+    );
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(id.0)
+        .execute(db.0.driver.pool())
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
+/// The longest a test waits for what it expects.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    n: i64,
+}
+
+impl JobArgs for Note {
+    const KIND: &'static str = "note";
+}
+
+/// Marks `id` running, as a client's fetch does.
+async fn fetch_running(driver: &D, id: JobId) -> JobRow {
+    let rows = driver
+        .executor()
+        .job_get_available(&JobGetAvailableParams {
+            queue: millrace::QUEUE_DEFAULT.to_owned(),
+            max: 100,
+            client_id: "elsewhere".to_owned(),
+            now: None,
+        })
+        .await
+        .unwrap();
+    rows.into_iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("job {id} fetched"))
+}
+
+async fn insert(client: &Client<D>, n: i64, opts: InsertOpts) -> JobId {
+    client.insert(Note { n }, Some(opts)).await.unwrap().job.id
+}
+
+fn ids(jobs: &[JobRow]) -> Vec<JobId> {
+    jobs.iter().map(|j| j.id).collect()
+}
+
+#[tokio::test]
+async fn job_list_filters_by_ids_priorities_tags_and_metadata() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let a = insert(
+        &client,
+        1,
+        InsertOpts::new()
+            .priority(2)
+            .tags(["red", "big"])
+            .metadata(json!({ "tenant": 7, "owner": { "team": "core", "ids": [1, 2] } })),
+    )
+    .await;
+    let b = insert(
+        &client,
+        2,
+        InsertOpts::new()
+            .priority(3)
+            .tags(["red"])
+            .metadata(json!({ "tenant": 7, "owner": { "team": "edge" } })),
+    )
+    .await;
+    let c = insert(
+        &client,
+        3,
+        InsertOpts::new()
+            .priority(2)
+            .metadata(json!({ "tenant": 8 })),
+    )
+    .await;
+    let list = |params: JobListParams| {
+        let client = client.clone();
+        async move { ids(&client.job_list(params).await.unwrap().jobs) }
+    };
+    assert_eq!(list(JobListParams::new().ids([c, a])).await, [a, c]);
+    assert_eq!(list(JobListParams::new().priorities([3])).await, [b]);
+    assert_eq!(list(JobListParams::new().tags(["red"])).await, [a, b]);
+    assert_eq!(
+        list(JobListParams::new().tags(["red", "big"])).await,
+        [a],
+        "a job must carry every tag"
+    );
+    assert_eq!(
+        list(JobListParams::new().metadata(json!({ "tenant": 7 }))).await,
+        [a, b]
+    );
+    assert_eq!(
+        list(JobListParams::new().metadata(json!({ "owner": { "ids": [2] } }))).await,
+        [a],
+        "containment reaches into nested objects and arrays"
+    );
+    assert_eq!(
+        list(
+            JobListParams::new()
+                .priorities([2])
+                .metadata(json!({ "tenant": 8 }))
+        )
+        .await,
+        [c]
+    );
+    assert_eq!(
+        list(JobListParams::new().kinds(["note"]).ids([b]).tags(["red"])).await,
+        [b]
+    );
+}
+
+#[tokio::test]
+async fn job_list_pages_by_cursor_both_ways() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let mut all = Vec::new();
+    for n in 0..5 {
+        all.push(insert(&client, n, InsertOpts::new().tags(["paged"])).await);
+    }
+    insert(&client, 99, InsertOpts::new()).await;
+    for descending in [false, true] {
+        let mut params = Some(JobListParams::new().tags(["paged"]).limit(2));
+        if descending {
+            params = params.map(JobListParams::descending);
+        }
+        let mut pages = Vec::new();
+        while let Some(p) = params {
+            let page = client.job_list(p).await.unwrap();
+            pages.push(ids(&page.jobs));
+            params = page.next;
+        }
+        let mut expected = all.clone();
+        if descending {
+            expected.reverse();
+        }
+        assert_eq!(
+            pages,
+            [
+                expected[0..2].to_vec(),
+                expected[2..4].to_vec(),
+                expected[4..].to_vec()
+            ],
+            "descending: {descending}; the filter holds on every page"
+        );
+    }
+}
+
+#[tokio::test]
+async fn job_list_bounds_its_limit_and_checks_the_metadata_filter() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    for limit in [0, -1, JOB_LIST_MAX_LIMIT + 1] {
+        assert!(
+            matches!(
+                client.job_list(JobListParams::new().limit(limit)).await,
+                Err(Error::InvalidArgument(_))
+            ),
+            "limit {limit}"
+        );
+    }
+    client
+        .job_list(JobListParams::new().limit(JOB_LIST_MAX_LIMIT))
+        .await
+        .unwrap();
+    assert!(matches!(
+        client
+            .job_list(JobListParams::new().metadata(json!(["not", "an", "object"])))
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test]
+async fn job_delete_many_refuses_an_empty_filter_unless_asked_and_spares_running_jobs() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let running = insert(&client, 0, InsertOpts::new()).await;
+    fetch_running(&db.driver(), running).await;
+    let red = insert(&client, 1, InsertOpts::new().tags(["red"])).await;
+    let blue = insert(&client, 2, InsertOpts::new().tags(["blue"])).await;
+    let other = insert(&client, 3, InsertOpts::new()).await;
+
+    let refused = client.job_delete_many(JobListParams::new()).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument(ref m)) if m.contains("unfiltered")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        client
+            .job_list(JobListParams::new())
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        4
+    );
+
+    let deleted = client
+        .job_delete_many(JobListParams::new().tags(["red"]))
+        .await
+        .unwrap();
+    assert_eq!(ids(&deleted), [red]);
+    let deleted = client
+        .job_delete_many(JobListParams::new().unfiltered().descending())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&deleted),
+        [other, blue],
+        "every job but the running one, newest first"
+    );
+    let left = client.job_list(JobListParams::new()).await.unwrap().jobs;
+    assert_eq!(ids(&left), [running]);
+    assert_eq!(left[0].state, JobState::Running);
+    assert!(matches!(
+        client
+            .job_delete_many(JobListParams::new().unfiltered().limit(0))
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test]
+async fn job_delete_many_tx_rolled_back_leaves_the_rows() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let a = insert(&client, 1, InsertOpts::new().queue("old")).await;
+    let b = insert(&client, 2, InsertOpts::new().queue("old")).await;
+    let mut tx = begin(&db).await;
+    let deleted = client
+        .job_delete_many_tx(&mut tx, JobListParams::new().queues(["old"]))
+        .await
+        .unwrap();
+    assert_eq!(ids(&deleted), [a, b]);
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        ids(&client
+            .job_list(JobListParams::new().queues(["old"]))
+            .await
+            .unwrap()
+            .jobs),
+        [a, b]
+    );
+    let mut tx = begin(&db).await;
+    client
+        .job_delete_many_tx(&mut tx, JobListParams::new().ids([a]))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches!(
+        client.job_get(a).await,
+        Err(Error::JobNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn job_update_merges_metadata_and_its_tx_twin_follows_the_transaction() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let id = insert(
+        &client,
+        1,
+        InsertOpts::new().metadata(json!({ "keep": 1, "nested": { "a": 1, "b": 2 } })),
+    )
+    .await;
+    let updated = client
+        .job_update(
+            id,
+            JobUpdateParams::new().metadata(json!({ "nested": { "a": 9 }, "note": "checked" })),
+        )
+        .await
+        .unwrap();
+    let expected = json!({ "keep": 1, "nested": { "a": 9 }, "note": "checked" });
+    assert_eq!(updated.metadata, expected, "top-level keys are replaced");
+    assert_eq!(client.job_get(id).await.unwrap().metadata, expected);
+
+    let mut tx = begin(&db).await;
+    let in_tx = client
+        .job_update_tx(
+            &mut tx,
+            id,
+            JobUpdateParams::new().metadata(json!({ "tx": 1 })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_tx.metadata["tx"], 1);
+    tx.rollback().await.unwrap();
+    assert_eq!(client.job_get(id).await.unwrap().metadata, expected);
+    let mut tx = begin(&db).await;
+    client
+        .job_update_tx(
+            &mut tx,
+            id,
+            JobUpdateParams::new().metadata(json!({ "tx": 2 })),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(client.job_get(id).await.unwrap().metadata["tx"], 2);
+
+    assert!(matches!(
+        client
+            .job_update(JobId(i64::MAX), JobUpdateParams::new())
+            .await,
+        Err(Error::JobNotFound(_))
+    ));
+    assert!(matches!(
+        client
+            .job_update(id, JobUpdateParams::new().metadata(json!("text")))
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// Works `note` jobs without looking at them.
+struct NoteWorker;
+
+impl Worker for NoteWorker {
+    type Args = Note;
+
+    async fn work(&self, _job: Job<Note>) -> Result<(), WorkError> {
+        Ok(())
+    }
+}
+
+fn started_builder(db: &TestDb, workers: Workers) -> millrace::ClientBuilder<D> {
+    Client::builder(db.driver())
+        .workers(workers)
+        .queue(millrace::QUEUE_DEFAULT, QueueConfig::new())
+        .fetch_cooldown(Duration::from_millis(10))
+        .fetch_poll_interval(Duration::from_millis(100))
+}
+
+#[tokio::test]
+async fn queue_admin_gets_lists_and_updates_and_every_client_hears_of_it() {
+    let db = TestDb::new().await;
+    let mut workers = Workers::new();
+    workers.register(NoteWorker).unwrap();
+    let worker_client = started_builder(&db, workers).build().unwrap();
+    let mut events = worker_client.subscribe();
+    worker_client.start().await.unwrap();
+    let admin = Client::builder(db.driver()).build().unwrap();
+
+    assert!(matches!(
+        admin.queue_get("nowhere").await,
+        Err(Error::QueueNotFound(name)) if name == "nowhere"
+    ));
+    let updated = admin
+        .queue_update(
+            "reports",
+            QueueUpdateParams::new().metadata(json!({ "owner": "billing" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "reports");
+    assert_eq!(updated.metadata, json!({ "owner": "billing" }));
+    let heard = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(Event::QueueMetadataChanged { queue, metadata }) = events.recv().await {
+                return (queue, metadata);
+            }
+        }
+    })
+    .await
+    .expect("the other client hears of the change");
+    assert_eq!(heard, ("reports".to_owned(), json!({ "owner": "billing" })));
+    worker_client.stop().await.unwrap();
+
+    let got = admin.queue_get("reports").await.unwrap();
+    assert_eq!(got.metadata, json!({ "owner": "billing" }));
+    let unchanged = admin
+        .queue_update("reports", QueueUpdateParams::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.metadata, got.metadata,
+        "no change without metadata"
+    );
+
+    for name in ["alpha", "bravo"] {
+        admin
+            .queue_update(name, QueueUpdateParams::new().metadata(json!({})))
+            .await
+            .unwrap();
+    }
+    let names = |queues: Vec<millrace::QueueRow>| -> Vec<String> {
+        queues.into_iter().map(|q| q.name).collect()
+    };
+    let first = names(admin.queue_list(None, 2).await.unwrap());
+    assert_eq!(first, ["alpha", "bravo"]);
+    let rest = names(admin.queue_list(Some("bravo"), 2).await.unwrap());
+    assert_eq!(rest, [millrace::QUEUE_DEFAULT, "reports"]);
+    for limit in [0, QUEUE_LIST_MAX_LIMIT + 1] {
+        assert!(matches!(
+            admin.queue_list(None, limit).await,
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(matches!(
+        admin
+            .queue_update("reports", QueueUpdateParams::new().metadata(json!([1])))
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        admin
+            .queue_update("bad name!", QueueUpdateParams::new().metadata(json!({})))
+            .await,
+        Err(Error::Config(_))
+    ));
+}
+
+/// What a [`Recorder`] job does.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Step {
+    /// Records output and succeeds.
+    Output,
+    /// Records output and fails.
+    OutputThenFail,
+    /// Tries an output over the limit, then records a small one.
+    OversizedOutput,
+    /// Merges progress, waits to be told to go on, then merges again.
+    Progress,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    step: Step,
+}
+
+impl JobArgs for Record {
+    const KIND: &'static str = "record";
+}
+
+#[derive(Clone)]
+struct Recorder {
+    said: mpsc::UnboundedSender<String>,
+    go_on: Arc<Notify>,
+}
+
+impl Worker for Recorder {
+    type Args = Record;
+
+    async fn work(&self, job: Job<Record>) -> Result<(), WorkError> {
+        match job.args.step {
+            Step::Output => job.set_output(&json!({ "rows": 42 }))?,
+            Step::OutputThenFail => {
+                job.set_output(&"partial")?;
+                return Err(WorkError::msg("failed after output"));
+            }
+            Step::OversizedOutput => {
+                let err = job.set_output(&"x".repeat(MAX_OUTPUT_BYTES)).unwrap_err();
+                self.said.send(err.to_string()).unwrap();
+                job.set_output(&"small")?;
+            }
+            Step::Progress => {
+                job.merge_metadata(json!({ "progress": 50 })).await?;
+                self.said.send("merged".to_owned()).unwrap();
+                self.go_on.notified().await;
+                let again = job.merge_metadata(json!({ "progress": 100 })).await;
+                self.said.send(format!("{again:?}")).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Recording {
+    client: Client<D>,
+    events: broadcast::Receiver<Event>,
+    said: mpsc::UnboundedReceiver<String>,
+    go_on: Arc<Notify>,
+}
+
+impl Recording {
+    async fn start(db: &TestDb) -> Self {
+        let (said_tx, said) = mpsc::unbounded_channel();
+        let go_on = Arc::new(Notify::new());
+        let mut workers = Workers::new();
+        workers
+            .register(Recorder {
+                said: said_tx,
+                go_on: go_on.clone(),
+            })
+            .unwrap();
+        let client = started_builder(db, workers).build().unwrap();
+        let events = client.subscribe();
+        client.start().await.unwrap();
+        Recording {
+            client,
+            events,
+            said,
+            go_on,
+        }
+    }
+
+    async fn insert(&self, step: Step, opts: InsertOpts) -> JobId {
+        self.client
+            .insert(Record { step }, Some(opts))
+            .await
+            .unwrap()
+            .job
+            .id
+    }
+
+    async fn outcome(&mut self, id: JobId) -> EventKind {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                if let Ok(Event::Job { kind, job, .. }) = self.events.recv().await {
+                    if job.id == id {
+                        return kind;
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no outcome for job {id}"))
+    }
+
+    async fn said(&mut self) -> String {
+        tokio::time::timeout(DEADLINE, self.said.recv())
+            .await
+            .expect("the worker says something in time")
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn set_output_is_stored_as_metadata_output_with_the_outcome() {
+    let db = TestDb::new().await;
+    let mut rec = Recording::start(&db).await;
+    let ok = rec.insert(Step::Output, InsertOpts::new()).await;
+    assert_eq!(rec.outcome(ok).await, EventKind::JobCompleted);
+    let row = rec.client.job_get(ok).await.unwrap();
+    assert_eq!(row.state, JobState::Completed);
+    assert_eq!(row.metadata["output"], json!({ "rows": 42 }));
+
+    let failed = rec
+        .insert(Step::OutputThenFail, InsertOpts::new().max_attempts(1))
+        .await;
+    assert_eq!(rec.outcome(failed).await, EventKind::JobFailed);
+    let row = rec.client.job_get(failed).await.unwrap();
+    assert_eq!(row.state, JobState::Discarded);
+    assert_eq!(row.metadata["output"], "partial");
+
+    let oversized = rec.insert(Step::OversizedOutput, InsertOpts::new()).await;
+    let refusal = rec.said().await;
+    assert!(
+        refusal.contains(&format!("the limit is {MAX_OUTPUT_BYTES}")),
+        "{refusal}"
+    );
+    assert_eq!(rec.outcome(oversized).await, EventKind::JobCompleted);
+    assert_eq!(
+        rec.client.job_get(oversized).await.unwrap().metadata["output"],
+        "small"
+    );
+    rec.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn merge_metadata_shows_while_running_and_is_refused_once_the_row_is_lost() {
+    let db = TestDb::new().await;
+    let mut rec = Recording::start(&db).await;
+    let id = rec
+        .insert(
+            Step::Progress,
+            InsertOpts::new().metadata(json!({ "from_insert": true })),
+        )
+        .await;
+    assert_eq!(rec.said().await, "merged");
+    let row = rec.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Running);
+    assert_eq!(row.metadata["progress"], 50);
+    assert_eq!(row.metadata["from_insert"], true);
+
+    take_row_away(&db, id).await;
+    rec.go_on.notify_one();
+    assert_eq!(
+        rec.said().await,
+        format!("Err(JobNotRunning(JobId({})))", id.0)
+    );
+    // A soft stop waits for the job's end; its completion is fenced out (and sends no event).
+    rec.client.stop().await.unwrap();
+    let row = rec.client.job_get(id).await.unwrap();
+    assert_eq!(
+        row.state,
+        JobState::Discarded,
+        "the fenced completion did nothing"
+    );
+    assert_eq!(row.metadata["progress"], 50);
+}
+
+#[tokio::test]
+async fn an_insert_only_client_inserts_and_administers_but_cannot_start() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let id = insert(&client, 1, InsertOpts::new()).await;
+    assert_eq!(
+        client
+            .job_list(JobListParams::new())
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+    client
+        .job_update(id, JobUpdateParams::new().metadata(json!({ "seen": true })))
+        .await
+        .unwrap();
+    client
+        .queue_update(
+            millrace::QUEUE_DEFAULT,
+            QueueUpdateParams::new().metadata(json!({ "owner": "ops" })),
+        )
+        .await
+        .unwrap();
+    client.queue_pause(millrace::QUEUE_DEFAULT).await.unwrap();
+    client.queue_resume(millrace::QUEUE_DEFAULT).await.unwrap();
+    assert_eq!(
+        client.job_cancel(id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        client
+            .job_delete_many(JobListParams::new().states([JobState::Cancelled]))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(client.start().await, Err(Error::NoWorkers)));
+}
