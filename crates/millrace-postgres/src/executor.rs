@@ -490,14 +490,24 @@ impl Executor for PgExecutor<'_> {
         &mut self,
         params: &[JobCompleteParams],
     ) -> Result<Vec<JobCompleted>> {
-        let (plain, other): (Vec<&JobCompleteParams>, Vec<&JobCompleteParams>) = params
-            .iter()
-            .partition(|p| p.outcome == JobOutcome::Completed && p.metadata_merge.is_none());
+        // The fast statement's fence key, id * 65536 + attempt, fits in a bigint for any id
+        // below 2^47; beyond that the general statement serves.
+        let (plain, other): (Vec<&JobCompleteParams>, Vec<&JobCompleteParams>) =
+            params.iter().partition(|p| {
+                p.outcome == JobOutcome::Completed
+                    && p.metadata_merge.is_none()
+                    && (0..1 << 47).contains(&p.id.0)
+            });
         let mut done = Vec::with_capacity(params.len());
         if !plain.is_empty() {
             let q = query(&self.driver.queries().job_complete_completed)
                 .bind(plain.iter().map(|p| p.id.0).collect::<Vec<_>>())
-                .bind(plain.iter().map(|p| p.attempt).collect::<Vec<_>>());
+                .bind(
+                    plain
+                        .iter()
+                        .map(|p| p.id.0 * 65536 + i64::from(p.attempt))
+                        .collect::<Vec<_>>(),
+                );
             for row in self.fetch_all(q).await? {
                 done.push(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),

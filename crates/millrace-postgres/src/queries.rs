@@ -296,12 +296,15 @@ RETURNING {j_cols}"#
         );
 
         // The common case, a batch of successes, without the general statement's CASEs and
-        // metadata rewrite: less work per row for PostgreSQL on the hot path.
+        // metadata rewrite: less work per row for PostgreSQL on the hot path. The rows are found
+        // through the primary key (`id = ANY`), and the attempt fence is a lookup of
+        // `id * 65536 + attempt` in a hashed array: joining an unnested array instead lets the
+        // planner hash-join against a scan of the whole table, measured at 38 ms per 2,000 jobs.
         let job_complete_completed = format!(
             r#"
 UPDATE {job} AS j SET state = 'completed', finalized_at = now()
-FROM unnest($1::bigint[], $2::smallint[]) AS p(id, attempt)
-WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
+WHERE j.id = ANY($1::bigint[]) AND j.state = 'running'
+  AND j.id * 65536 + j.attempt = ANY($2::bigint[])
 RETURNING j.id"#
         );
         let job_start_by_id = format!(
