@@ -3,15 +3,17 @@
 //! Two modes: `-n COUNT` inserts COUNT no-op jobs and burns them down (throughput);
 //! `--duration SECS --rate R` inserts R jobs/s steadily and reports latencies. Timings of
 //! jobs come from the database's own clock (`created_at`, `attempted_at`, `finalized_at`),
-//! so they are what a user would see.
+//! so they are what a user would see. `millrace bench persistent` is a scenario of its own,
+//! in `bench_persistent.rs`.
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, Subcommand};
 use millrace::{
     Client, Event, EventKind, InsertManyParams, Job, JobArgs, MigrateOpts, Migrator, QueueConfig,
     Schema, WorkError, Worker, Workers,
@@ -21,6 +23,40 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::broadcast::error::RecvError;
+
+use crate::bench_persistent::PersistentArgs;
+
+/// `millrace bench`: the job modes, or a scenario given as a subcommand.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct BenchCommand {
+    #[command(subcommand)]
+    scenario: Option<Scenario>,
+    #[command(flatten)]
+    jobs: Option<BenchArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Measure how fast a persistent worker's instance moves between `millrace demo`
+    /// processes after SIGKILL and after a graceful stop, and watch for two instances.
+    #[command(
+        after_help = "The last line is machine-readable: kill_failover_p50_ms=… \
+kill_failover_max_ms=… stop_handover_p50_ms=… stop_handover_max_ms=… two_instances=… trials=… \
+lease_s=…. Exit status: 0 on success, 1 when two instances were seen, 2 on error."
+    )]
+    Persistent(PersistentArgs),
+}
+
+impl BenchCommand {
+    pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        match (self.scenario, self.jobs) {
+            (Some(Scenario::Persistent(args)), _) => args.run().await,
+            (None, Some(jobs)) => jobs.run().await.map(|()| ExitCode::SUCCESS),
+            (None, None) => anyhow::bail!("give --database-url, or a scenario"),
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {

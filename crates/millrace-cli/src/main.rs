@@ -1,6 +1,7 @@
 //! The `millrace` command: migrations, validation and a live demo.
 
 mod bench;
+mod bench_persistent;
 mod demo;
 mod migrate;
 
@@ -24,9 +25,10 @@ enum Command {
     #[command(
         after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
 insert_jobs_per_sec=… pickup_p95_ms=… p50_ms=… p95_ms=… p99_ms=… cpu_us_per_job=… peak_rss_mb=… \
-(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error."
+(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error. \
+`millrace bench persistent` measures persistent-worker failover instead; see its --help."
     )]
-    Bench(bench::BenchArgs),
+    Bench(bench::BenchCommand),
     /// Insert and work a stream of example jobs, printing what happens.
     #[command(after_help = "Exit status: 0 after a clean stop, 2 on error.")]
     Demo(demo::DemoArgs),
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Migrate(command) => migrate::run(command).await,
-            Command::Bench(args) => args.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(command) => command.run().await,
             Command::Demo(args) => args.run().await.map(|()| ExitCode::SUCCESS),
         }
     });

@@ -23,6 +23,12 @@ mod graceful_shutdown;
 #[path = "../../../../examples/insert_and_work.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod insert_and_work;
+#[path = "../../../../examples/persistent_recipe.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod persistent_recipe;
+#[path = "../../../../examples/persistent_worker.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod persistent_worker;
 #[path = "../../../../examples/retry_and_discard.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod retry_and_discard;
@@ -85,4 +91,14 @@ async fn timeout_and_panic_example_runs() {
 #[tokio::test]
 async fn complete_in_transaction_example_runs() {
     check(complete_in_transaction::run).await;
+}
+
+#[tokio::test]
+async fn persistent_worker_example_runs() {
+    check(persistent_worker::run).await;
+}
+
+#[tokio::test]
+async fn persistent_recipe_example_runs() {
+    check(persistent_recipe::run).await;
 }
