@@ -188,7 +188,7 @@ pub async fn run(pool: PgPool, schema: Schema) -> Result<(), Box<dyn Error>> {
         format!("the handover took {handover:?}"),
     )?;
     ensure(
-        second >= first,
+        second > first,
         format!("the new instance's token {second} is below the old one's {first}"),
     )?;
     wait_until("the new instance makes progress", || {

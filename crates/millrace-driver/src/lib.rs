@@ -27,6 +27,10 @@ pub use millrace_types as types;
 pub use params::*;
 pub use schema::{InvalidSchemaName, Schema};
 
+/// The metadata key of a persistent worker instance's fencing token: a number that grows by
+/// one with every claim, anywhere in the fleet, and is never given back.
+pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
+
 use jiff::Timestamp;
 use millrace_types::JobRow;
 
@@ -328,21 +332,31 @@ pub trait Executor: Send {
 
     /// Claims a persistent worker's instance for a client in one conditional update: its row
     /// if it is available and due, or running under a holder that has not renewed within
-    /// `lease`. Marks it running as a fetch would and returns it.
+    /// `lease`. Marks it running as a fetch would, adds one to its fencing token (metadata
+    /// key [`PERSISTENT_FENCE_KEY`], never reset), and returns it.
     fn persistent_claim(
         &mut self,
         params: &PersistentClaimParams,
     ) -> impl Future<Output = Result<Option<JobRow>>> + Send;
 
-    /// Renews a held instance: refreshes `attempted_at` while it is still running at the
-    /// holder's attempt. Returns false when the holder lost it.
+    /// Renews a held instance: refreshes `attempted_at` while it is still running with the
+    /// holder's fencing token. Returns false when the holder lost it.
     fn persistent_renew(
         &mut self,
         id: millrace_types::JobId,
-        attempt: i16,
+        fence: i64,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Releases a held instance back to `available` (fenced on the attempt), recording an
+    /// Merges `metadata` into a held instance's, fenced on its token. Returns false when the
+    /// holder lost it.
+    fn persistent_merge_metadata(
+        &mut self,
+        id: millrace_types::JobId,
+        fence: i64,
+        metadata: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Releases a held instance back to `available` (fenced on its token), recording an
     /// error, if any, with only the most recent errors kept. Returns false when the holder had
     /// lost it already.
     fn persistent_release(

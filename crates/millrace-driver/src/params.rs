@@ -325,12 +325,12 @@ pub struct PersistentClaimParams {
 pub struct PersistentReleaseParams {
     /// The instance's job.
     pub id: JobId,
-    /// The attempt the holder was given (the fence).
-    pub attempt: i16,
+    /// The fencing token the holder was given (the fence).
+    pub fence: i64,
     /// When another client may claim it.
     pub available_at: Timestamp,
-    /// The error that ended the run, appended to `errors`; `None` hands the instance over
-    /// without spending the attempt.
+    /// The error that ended the run, appended to `errors`; `None` for a clean end or a
+    /// handover.
     pub error: Option<AttemptError>,
     /// How many of the most recent errors to keep.
     pub keep_errors: i32,

@@ -753,10 +753,23 @@ impl Executor for PgExecutor<'_> {
             .transpose()
     }
 
-    async fn persistent_renew(&mut self, id: JobId, attempt: i16) -> Result<bool> {
+    async fn persistent_renew(&mut self, id: JobId, fence: i64) -> Result<bool> {
         let q = query(&self.driver.queries().persistent_renew)
             .bind(id.0)
-            .bind(attempt);
+            .bind(fence);
+        Ok(self.execute(q).await? == 1)
+    }
+
+    async fn persistent_merge_metadata(
+        &mut self,
+        id: JobId,
+        fence: i64,
+        metadata: &str,
+    ) -> Result<bool> {
+        let q = query(&self.driver.queries().persistent_merge_metadata)
+            .bind(id.0)
+            .bind(fence)
+            .bind(metadata.to_owned());
         Ok(self.execute(q).await? == 1)
     }
 
@@ -767,7 +780,7 @@ impl Executor for PgExecutor<'_> {
             .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
         let q = query(&self.driver.queries().persistent_release)
             .bind(params.id.0)
-            .bind(params.attempt)
+            .bind(params.fence)
             .bind(jiff_sqlx::Timestamp::from(params.available_at))
             .bind(error)
             .bind(i64::from(params.keep_errors.max(1)));

@@ -92,6 +92,7 @@ pub(crate) struct Queries {
     pub(crate) periodic_job_update: Arc<str>,
     pub(crate) persistent_claim: Arc<str>,
     pub(crate) persistent_renew: Arc<str>,
+    pub(crate) persistent_merge_metadata: Arc<str>,
     pub(crate) persistent_release: Arc<str>,
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
@@ -497,26 +498,29 @@ UPDATE {job} AS j SET
     state = 'running',
     attempt = least(j.attempt, 32766) + 1,
     attempted_at = now(),
-    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $3::text)
+    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $3::text),
+    metadata = jsonb_set(j.metadata, '{{millrace:fence}}',
+        to_jsonb(coalesce((j.metadata ->> 'millrace:fence')::bigint, 0) + 1))
 FROM target
 WHERE j.id = target.id
 RETURNING {j_cols}"#
         );
-        let persistent_renew = format!(
-            "UPDATE {job} SET attempted_at = now() WHERE id = $1 AND state = 'running' AND attempt = $2"
-        );
+        let fenced = "state = 'running' AND (metadata ->> 'millrace:fence')::bigint = $2";
+        let persistent_renew =
+            format!("UPDATE {job} SET attempted_at = now() WHERE id = $1 AND {fenced}");
+        let persistent_merge_metadata =
+            format!("UPDATE {job} SET metadata = metadata || $3::jsonb WHERE id = $1 AND {fenced}");
         let persistent_release = format!(
             r#"
 UPDATE {job} AS j SET
     state = 'available',
     scheduled_at = $3,
-    attempt = CASE WHEN $4::jsonb IS NULL THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
     errors = CASE WHEN $4::jsonb IS NULL THEN j.errors
                   ELSE (SELECT array_agg(e ORDER BY n) FROM (
                             SELECT e, n FROM unnest(array_append(j.errors, $4::jsonb)) WITH ORDINALITY AS u(e, n)
                             ORDER BY n DESC LIMIT $5
                         ) AS recent) END
-WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"#
+WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> 'millrace:fence')::bigint = $2"#
         );
         let job_merge_metadata = format!(
             "UPDATE {job} SET metadata = metadata || $3::jsonb WHERE id = $1 AND state = 'running' AND attempt = $2"
@@ -525,6 +529,7 @@ WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"#
         Queries {
             persistent_claim: persistent_claim.into(),
             persistent_renew: persistent_renew.into(),
+            persistent_merge_metadata: persistent_merge_metadata.into(),
             persistent_release: persistent_release.into(),
             job_merge_metadata: job_merge_metadata.into(),
             river_leader: LeaderQueries::new(&format!("{s}river_leader"), true),

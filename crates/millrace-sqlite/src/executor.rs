@@ -959,14 +959,30 @@ impl Executor for SqliteExecutor<'_> {
         Ok(job)
     }
 
-    async fn persistent_renew(&mut self, id: JobId, attempt: i16) -> Result<bool> {
+    async fn persistent_renew(&mut self, id: JobId, fence: i64) -> Result<bool> {
         let q = query(&self.driver.queries().persistent_renew)
             .bind(id.0)
-            .bind(attempt);
+            .bind(fence);
         let mut scope = self.scope().await?;
         let renewed = scope.execute(q).await? == 1;
         scope.finish().await?;
         Ok(renewed)
+    }
+
+    async fn persistent_merge_metadata(
+        &mut self,
+        id: JobId,
+        fence: i64,
+        metadata: &str,
+    ) -> Result<bool> {
+        let q = query(&self.driver.queries().persistent_merge_metadata)
+            .bind(id.0)
+            .bind(fence)
+            .bind(metadata.to_owned());
+        let mut scope = self.scope().await?;
+        let merged = scope.execute(q).await? == 1;
+        scope.finish().await?;
+        Ok(merged)
     }
 
     async fn persistent_release(&mut self, params: &PersistentReleaseParams) -> Result<bool> {
@@ -976,7 +992,7 @@ impl Executor for SqliteExecutor<'_> {
             .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
         let q = query(&self.driver.queries().persistent_release)
             .bind(params.id.0)
-            .bind(params.attempt)
+            .bind(params.fence)
             .bind(encode(params.available_at))
             .bind(error)
             .bind(i64::from(params.keep_errors.max(1)));

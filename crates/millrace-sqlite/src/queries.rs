@@ -207,6 +207,7 @@ pub(crate) struct Queries {
     pub(crate) periodic_job_update: Arc<str>,
     pub(crate) persistent_claim: Arc<str>,
     pub(crate) persistent_renew: Arc<str>,
+    pub(crate) persistent_merge_metadata: Arc<str>,
     pub(crate) persistent_release: Arc<str>,
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) table_exists: Arc<str>,
@@ -586,7 +587,9 @@ UPDATE {job} AS j SET
     state = 'running',
     attempt = min(j.attempt, 32766) + 1,
     attempted_at = {NOW},
-    attempted_by = {appended}
+    attempted_by = {appended},
+    metadata = jsonb_set(j.metadata, '$."millrace:fence"',
+        coalesce(json_extract(j.metadata, '$."millrace:fence"'), 0) + 1)
 WHERE j.id = (
     SELECT id FROM {job}
     WHERE kind = ?1 AND queue = ?2
@@ -600,8 +603,12 @@ WHERE j.id = (
 RETURNING {cols}"#,
             appended = attempted_by_appended("j", "?3"),
         );
-        let persistent_renew = format!(
-            "UPDATE {job} SET attempted_at = {NOW} WHERE id = ?1 AND state = 'running' AND attempt = ?2"
+        let fenced = "state = 'running' AND json_extract(metadata, '$.\"millrace:fence\"') = ?2";
+        let persistent_renew =
+            format!("UPDATE {job} SET attempted_at = {NOW} WHERE id = ?1 AND {fenced}");
+        let persistent_merge_metadata = format!(
+            "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 AND j.{fenced}",
+            merged = shallow_merge("j.metadata", "?3"),
         );
         // ?4 is the error (JSON text) or null; with an error, only the ?5 most recent stay.
         let persistent_release = format!(
@@ -609,12 +616,11 @@ RETURNING {cols}"#,
 UPDATE {job} AS j SET
     state = 'available',
     scheduled_at = ?3,
-    attempt = CASE WHEN ?4 IS NULL THEN max(j.attempt - 1, 0) ELSE j.attempt END,
     errors = CASE WHEN ?4 IS NULL THEN j.errors
                   ELSE (SELECT jsonb_group_array(json(e.value) ORDER BY e.key)
                         FROM json_each(jsonb_insert(coalesce(j.errors, jsonb('[]')), '$[#]', json(?4))) AS e
                         WHERE e.key > json_array_length(coalesce(j.errors, jsonb('[]'))) - ?5) END
-WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
+WHERE j.id = ?1 AND j.{fenced}"#
         );
         let job_update_metadata = format!(
             "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 RETURNING {cols}",
@@ -677,6 +683,7 @@ WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2"#
             periodic_job_update: periodic_job_update.into(),
             persistent_claim: persistent_claim.into(),
             persistent_renew: persistent_renew.into(),
+            persistent_merge_metadata: persistent_merge_metadata.into(),
             persistent_release: persistent_release.into(),
             job_merge_metadata: job_merge_metadata.into(),
             table_exists: table_exists.into(),

@@ -745,9 +745,10 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
         error: format!("e{n}"),
         trace: String::new(),
     };
-    let release = |attempt: i16, error: Option<AttemptError>| PersistentReleaseParams {
+    let fence_of = |row: &millrace_types::JobRow| row.metadata["millrace:fence"].as_i64().unwrap();
+    let release = |fence: i64, error: Option<AttemptError>| PersistentReleaseParams {
         id,
-        attempt,
+        fence,
         // A millisecond back: stored times round to the millisecond, possibly up.
         available_at: Timestamp::now() - SignedDuration::from_millis(1),
         error,
@@ -765,6 +766,7 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
         (id, JobState::Running, 1)
     );
     assert_eq!(held.attempted_by, ["a"]);
+    assert_eq!(fence_of(&held), 1);
     assert!(
         d.executor()
             .persistent_claim(&claim("b", 60_000))
@@ -779,13 +781,13 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
     );
     assert!(
         d.executor()
-            .job_merge_metadata_if_running(id, 1, r#"{"progress":{"done":5}}"#)
+            .persistent_merge_metadata(id, 1, r#"{"progress":{"done":5}}"#)
             .await
             .unwrap()
     );
     assert!(
         !d.executor()
-            .job_merge_metadata_if_running(id, 2, "{}")
+            .persistent_merge_metadata(id, 2, "{}")
             .await
             .unwrap()
     );
@@ -794,7 +796,7 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
     for n in 1..=3 {
         assert!(
             d.executor()
-                .persistent_release(&release(n, Some(error(n.into()))))
+                .persistent_release(&release(n.into(), Some(error(n.into()))))
                 .await
                 .unwrap()
         );
@@ -807,28 +809,23 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
             .unwrap()
             .unwrap();
         assert_eq!(claimed.attempt, n + 1);
+        assert_eq!(fence_of(&claimed), i64::from(n) + 1);
     }
     let row = d.executor().job_get_by_id(id).await.unwrap().unwrap();
     let messages: Vec<&str> = row.errors.iter().map(|e| e.error.as_str()).collect();
     assert_eq!(messages, ["e2", "e3"]);
     assert_eq!(row.metadata["progress"]["done"], 5);
 
-    // A hand-over without an error gives the attempt back.
+    // A hand-over without an error keeps the attempt and the token: the next holder's are
+    // higher, so they stay fencing tokens.
     assert!(
         d.executor()
             .persistent_release(&release(4, None))
             .await
             .unwrap()
     );
-    assert_eq!(
-        d.executor()
-            .job_get_by_id(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .attempt,
-        3
-    );
+    let row = d.executor().job_get_by_id(id).await.unwrap().unwrap();
+    assert_eq!((row.attempt, fence_of(&row)), (4, 4));
 
     // A holder that stops renewing loses the instance after its lease.
     let old = d
@@ -845,16 +842,17 @@ async fn persistent_instances_are_claimed_renewed_and_released() {
         .unwrap()
         .unwrap();
     assert_eq!(taken.attempt, old.attempt + 1);
+    assert_eq!(fence_of(&taken), fence_of(&old) + 1);
     assert_eq!(taken.attempted_by.last().map(String::as_str), Some("b"));
     assert!(
         !d.executor()
-            .persistent_renew(id, old.attempt)
+            .persistent_renew(id, fence_of(&old))
             .await
             .unwrap()
     );
     assert!(
         !d.executor()
-            .persistent_release(&release(old.attempt, None))
+            .persistent_release(&release(fence_of(&old), None))
             .await
             .unwrap()
     );

@@ -240,6 +240,7 @@ pub struct PersistentContext {
     name: Arc<str>,
     job: JobId,
     attempt: i16,
+    fence: i64,
     token: CancellationToken,
     client: Arc<dyn std::any::Any + Send + Sync>,
     progress: ProgressFn,
@@ -255,6 +256,7 @@ impl fmt::Debug for PersistentContext {
             .field("name", &self.name)
             .field("job", &self.job)
             .field("attempt", &self.attempt)
+            .field("fence", &self.fence)
             .finish_non_exhaustive()
     }
 }
@@ -311,7 +313,7 @@ impl PersistentContext {
             })
     }
 
-    /// Records progress in the row's metadata under `progress`, fenced on the attempt.
+    /// Records progress in the row's metadata under `progress`, fenced on the token.
     ///
     /// # Errors
     ///
@@ -414,10 +416,16 @@ impl<D: Driver> Keeper<D> {
         let token = CancellationToken::new();
         let driver = self.shared.driver.clone();
         let (id, attempt) = (row.id, row.attempt);
+        let fence = row
+            .metadata
+            .get(millrace_driver::PERSISTENT_FENCE_KEY)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
         let ctx = PersistentContext {
             name: self.entry.name.as_str().into(),
             job: id,
             attempt,
+            fence,
             token: token.clone(),
             client: self.shared.client_any.clone(),
             progress: Arc::new(move |merge| {
@@ -425,7 +433,7 @@ impl<D: Driver> Keeper<D> {
                 Box::pin(async move {
                     Ok(driver
                         .executor()
-                        .job_merge_metadata_if_running(id, attempt, &merge)
+                        .persistent_merge_metadata(id, fence, &merge)
                         .await?)
                 })
             }),
@@ -455,7 +463,7 @@ impl<D: Driver> Keeper<D> {
                     let sent = Instant::now();
                     let result = tokio::time::timeout(
                         renew_every,
-                        driver.executor().persistent_renew(id, attempt),
+                        driver.executor().persistent_renew(id, fence),
                     )
                     .await;
                     match result {
@@ -544,7 +552,7 @@ impl<D: Driver> Keeper<D> {
         let now = Timestamp::now();
         let params = PersistentReleaseParams {
             id,
-            attempt,
+            fence,
             available_at: now.checked_add(delay).unwrap_or(now),
             error: error.map(|(message, trace)| AttemptError {
                 at: row.attempted_at.unwrap_or(now),

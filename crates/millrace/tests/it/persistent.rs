@@ -160,6 +160,11 @@ async fn graceful_stop_hands_the_instance_over() {
     .await
     .unwrap();
     assert_eq!(moved, "node-b");
+    // The new holder's fencing token is higher than the old one's, handover or not.
+    eventually("the new holder's token is stored", || async {
+        row(&db).await.2["millrace:fence"] == 2
+    })
+    .await;
     assert!(
         stopped.elapsed() < Duration::from_secs(2),
         "handover took {:?}",
