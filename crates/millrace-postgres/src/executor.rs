@@ -150,8 +150,41 @@ fn times(values: impl Iterator<Item = Option<Timestamp>>) -> Vec<Option<jiff_sql
     values.map(|t| t.map(jiff_sqlx::Timestamp::from)).collect()
 }
 
+/// How many bytes of COPY data are encoded before they are sent.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Encodes `jobs` with `encode` and sends them in chunks of about [`COPY_CHUNK`] bytes.
+async fn copy_rows<C>(
+    copy: &mut sqlx::postgres::PgCopyIn<C>,
+    jobs: &[JobInsertParams],
+    encode: impl Fn(&mut String, &JobInsertParams),
+) -> Result<()>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
+    let mut data = String::with_capacity(COPY_CHUNK + 4096);
+    for job in jobs {
+        encode(&mut data, job);
+        if data.len() >= COPY_CHUNK {
+            copy.send(data.as_bytes()).await.map_err(db_error)?;
+            data.clear();
+        }
+    }
+    if !data.is_empty() {
+        copy.send(data.as_bytes()).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
 /// Escapes a value for COPY's text format.
 fn copy_escape(out: &mut String, value: &str) {
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -308,38 +341,39 @@ impl Executor for PgExecutor<'_> {
             self.driver.queries().job_table,
             columns.join(", ")
         );
-        let mut data = String::with_capacity(jobs.len() * 128);
-        for job in jobs {
-            copy_escape(&mut data, &job.args);
+        // Rows are sent in chunks as they are encoded, so PostgreSQL parses one chunk while the
+        // next is encoded.
+        let encode = |data: &mut String, job: &JobInsertParams| {
+            use std::fmt::Write as _;
+            copy_escape(data, &job.args);
             data.push('\t');
-            copy_escape(&mut data, &job.kind);
-            data.push('\t');
-            data.push_str(&job.max_attempts.to_string());
-            data.push('\t');
-            copy_escape(&mut data, &job.metadata);
-            data.push('\t');
-            data.push_str(&job.priority.to_string());
-            data.push('\t');
-            copy_escape(&mut data, &job.queue);
+            copy_escape(data, &job.kind);
+            let _ = write!(data, "\t{}\t", job.max_attempts);
+            copy_escape(data, &job.metadata);
+            let _ = write!(data, "\t{}\t", job.priority);
+            copy_escape(data, &job.queue);
             data.push('\t');
             data.push_str(job.state.as_str());
             data.push_str("\t{");
-            copy_escape(&mut data, &job.tags.join(","));
+            for (i, tag) in job.tags.iter().enumerate() {
+                if i > 0 {
+                    data.push(',');
+                }
+                copy_escape(data, tag);
+            }
             data.push('}');
             if with_created {
-                data.push('\t');
-                data.push_str(&job.created_at.unwrap_or(now).to_string());
+                let _ = write!(data, "\t{}", job.created_at.unwrap_or(now));
             }
             if with_scheduled {
-                data.push('\t');
-                data.push_str(&job.scheduled_at.unwrap_or(now).to_string());
+                let _ = write!(data, "\t{}", job.scheduled_at.unwrap_or(now));
             }
             data.push('\n');
-        }
+        };
         let result = match &mut self.conn {
             Some(conn) => {
                 let mut copy = conn.copy_in_raw(&statement).await.map_err(db_error)?;
-                copy.send(data.as_bytes()).await.map_err(db_error)?;
+                copy_rows(&mut copy, jobs, encode).await?;
                 copy.finish().await
             }
             None => {
@@ -349,7 +383,7 @@ impl Executor for PgExecutor<'_> {
                     .copy_in_raw(&statement)
                     .await
                     .map_err(db_error)?;
-                copy.send(data.as_bytes()).await.map_err(db_error)?;
+                copy_rows(&mut copy, jobs, encode).await?;
                 copy.finish().await
             }
         };
