@@ -764,26 +764,47 @@ impl<D: Driver> Client<D> {
         exec: &mut E,
         jobs: &[JobInsertParams],
     ) -> Result<()> {
-        if !self.inner.driver.supports_listen_notify() {
+        let queues: std::collections::BTreeSet<&str> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Available)
+            .map(|j| j.queue.as_str())
+            .collect();
+        if queues.is_empty() {
             return Ok(());
         }
-        let due: Vec<(Topic, String)> = {
-            let now = Instant::now();
-            let mut last = self.inner.insert_notified.lock().expect("lock poisoned");
-            let mut due = Vec::new();
-            for job in jobs.iter().filter(|j| j.state == JobState::Available) {
-                let recent = last
-                    .get(&job.queue)
-                    .is_some_and(|at| now.duration_since(*at) < INSERT_NOTIFY_INTERVAL);
-                if !recent {
-                    last.insert(job.queue.clone(), now);
-                    let payload = serde_json::json!({ "queue": job.queue }).to_string();
-                    due.push((Topic::Insert, payload));
+        if self.inner.driver.supports_listen_notify() {
+            let due: Vec<(Topic, String)> = {
+                let now = Instant::now();
+                let mut last = self.inner.insert_notified.lock().expect("lock poisoned");
+                queues
+                    .iter()
+                    .filter(|queue| {
+                        let recent = last
+                            .get(**queue)
+                            .is_some_and(|at| now.duration_since(*at) < INSERT_NOTIFY_INTERVAL);
+                        if !recent {
+                            last.insert((**queue).to_owned(), now);
+                        }
+                        !recent
+                    })
+                    .map(|queue| {
+                        let payload = serde_json::json!({ "queue": queue }).to_string();
+                        (Topic::Insert, payload)
+                    })
+                    .collect()
+            };
+            exec.notify_many(&due).await?;
+        }
+        // This client's own producers need no notification: wake them now, whatever the
+        // 100 ms limit held back. (On a transaction this may be before commit; they then find
+        // nothing, and the notification at commit or their poll wakes them again.)
+        if let Ok(runtime) = self.inner.runtime.try_lock() {
+            if let Some(runtime) = runtime.as_ref() {
+                for queue in &queues {
+                    runtime.shared.wake_queue(queue);
                 }
             }
-            due
-        };
-        exec.notify_many(&due).await?;
+        }
         Ok(())
     }
 }

@@ -64,14 +64,20 @@ impl<D: Driver> Completer<D> {
                     }
                 }
             }
-            // Gather more for up to the flush interval, or until the batch is big enough.
+            // With no write in flight, store at once: a quiet client gets low latency. While
+            // writes are in flight, gather until one of them finishes, the batch is big
+            // enough, or the flush interval passes: a busy client gets big batches.
             let flush_at = Instant::now() + config.completer_flush_interval;
-            while batch.len() < config.completer_flush_at && !done.is_cancelled() {
+            while !in_flight.is_empty()
+                && batch.len() < config.completer_flush_at
+                && !done.is_cancelled()
+            {
                 tokio::select! {
                     received = self.rx.recv() => match received {
                         Some(c) => batch.push(c),
                         None => break,
                     },
+                    _ = in_flight.join_next() => break,
                     _ = tokio::time::sleep_until(flush_at) => break,
                     _ = done.cancelled() => break,
                 }
