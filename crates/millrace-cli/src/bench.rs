@@ -3,10 +3,12 @@
 //! Two modes: `-n COUNT` inserts COUNT no-op jobs and burns them down (throughput);
 //! `--duration SECS --rate R` inserts R jobs/s steadily and reports latencies. Timings of
 //! jobs come from the database's own clock (`created_at`, `attempted_at`, `finalized_at`),
-//! so they are what a user would see. `millrace bench persistent` is a scenario of its own,
-//! in `bench_persistent.rs`.
+//! so they are what a user would see; SQLite stores them to the millisecond. Both modes run
+//! the same code on PostgreSQL and SQLite. `millrace bench persistent` is a scenario of its
+//! own, in `bench_persistent.rs`.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use millrace::{
-    Client, Event, EventKind, InsertManyParams, Job, JobArgs, MigrateOpts, Migrator, QueueConfig,
-    Schema, WorkError, Worker, Workers,
+    Client, Driver, Event, EventKind, InsertManyParams, JOB_LIST_MAX_LIMIT, Job, JobArgs,
+    JobListParams, JobState, MigrateOpts, Migrator, QueueConfig, Schema, WorkError, Worker,
+    Workers,
 };
 use millrace_postgres::PgDriver;
 use serde::{Deserialize, Serialize};
@@ -25,6 +28,7 @@ use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::bench_persistent::PersistentArgs;
+use crate::database::{DatabaseUrl, SqliteUrl, sqlite_schema};
 
 /// `millrace bench`: the job modes, or a scenario given as a subcommand.
 #[derive(Debug, Args)]
@@ -39,7 +43,8 @@ pub(crate) struct BenchCommand {
 #[derive(Debug, Subcommand)]
 enum Scenario {
     /// Measure how fast a persistent worker's instance moves between `millrace demo`
-    /// processes after SIGKILL and after a graceful stop, and watch for two instances.
+    /// processes after SIGKILL and after a graceful stop, and watch for two instances
+    /// (PostgreSQL only).
     #[command(
         after_help = "The last line is machine-readable: kill_failover_p50_ms=… \
 kill_failover_max_ms=… stop_handover_p50_ms=… stop_handover_max_ms=… two_instances=… trials=… \
@@ -60,17 +65,20 @@ impl BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// PostgreSQL URL.
+    /// PostgreSQL URL (postgres://…) or SQLite file (sqlite://PATH).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Use (and keep) this schema, created and migrated if needed. By default the benchmark
     /// creates a schema of its own and drops it at the end; it never touches a user's tables.
+    /// On SQLite it creates a file of its own next to the one the URL names, and deletes it at
+    /// the end; `--schema main` uses (and keeps) the named file itself.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
     /// Insert COUNT no-op jobs first, then work them all (throughput mode).
     #[arg(short = 'n', long = "count", value_name = "COUNT", conflicts_with_all = ["duration", "rate"])]
     count: Option<u64>,
-    /// Insert through the ordinary insert_many path instead of COPY.
+    /// Insert through the ordinary insert_many path instead of COPY (on SQLite, instead of
+    /// insert_many_fast's one batched INSERT).
     #[arg(long)]
     insert_many: bool,
     /// Run a steady producer for this many seconds (latency mode).
@@ -88,9 +96,10 @@ pub(crate) struct BenchArgs {
     /// Poll interval when no notification arrives, in milliseconds (River's default is 1000).
     #[arg(long, value_name = "MS", default_value_t = 50)]
     fetch_poll_ms: u64,
-    /// Database connections of the client's pool.
-    #[arg(long, default_value_t = 20)]
-    pool_size: u32,
+    /// Database connections of the client's pool. Defaults to 20 on PostgreSQL, and to the
+    /// driver's own pool on SQLite.
+    #[arg(long, value_name = "N")]
+    pool_size: Option<u32>,
     /// Jobs per insert statement.
     #[arg(long, default_value_t = 10_000)]
     insert_batch: usize,
@@ -144,10 +153,20 @@ impl Summary {
 
 impl BenchArgs {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let summary = match DatabaseUrl::parse(&self.database_url)? {
+            DatabaseUrl::Postgres(url) => self.on_postgres(&url).await?,
+            DatabaseUrl::Sqlite(url) => self.on_sqlite(&url).await?,
+        };
+        println!("{}", summary.line());
+        Ok(())
+    }
+
+    async fn on_postgres(&self, url: &str) -> anyhow::Result<Summary> {
+        let pool_size = self.pool_size.unwrap_or(20);
         let pool = PgPoolOptions::new()
-            .max_connections(self.pool_size)
+            .max_connections(pool_size)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(&self.database_url)
+            .connect(url)
             .await
             .context("could not connect to the database given by --database-url")?;
         let (schema, owned) = match &self.schema {
@@ -163,30 +182,52 @@ impl BenchArgs {
         )
         .await?;
         let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
-        let result = async {
-            Migrator::new(driver.clone())
-                .migrate_up(MigrateOpts::default())
-                .await
-                .context("could not migrate the benchmark schema")?;
-            self.bench(&pool, driver, &schema).await
-        }
-        .await;
+        let result = self.bench(driver, pool_size).await;
         if owned {
             exec(&pool, &format!("DROP SCHEMA \"{}\" CASCADE", schema.name())).await?;
         }
-        let summary = result?;
-        println!("{}", summary.line());
-        Ok(())
+        result
     }
 
-    async fn bench(
-        &self,
-        pool: &PgPool,
-        driver: PgDriver,
-        schema: &Schema,
-    ) -> anyhow::Result<Summary> {
+    async fn on_sqlite(&self, url: &SqliteUrl) -> anyhow::Result<Summary> {
+        let schema = sqlite_schema(self.schema.as_deref())?;
+        // A file of the benchmark's own, on the same disk as the named one; an in-memory
+        // database is the benchmark's own already.
+        let owned = match (&self.schema, url.path()) {
+            (None, Some(path)) => {
+                let dir = path.parent().unwrap_or(Path::new(""));
+                let file = format!("millrace-bench-{}.sqlite", std::process::id());
+                Some(SqliteUrl::file(dir.join(file))?)
+            }
+            _ => None,
+        };
+        let target = owned.as_ref().unwrap_or(url);
+        let driver = match self.pool_size {
+            Some(size) => target.open_pool(size).await?,
+            None => target.open(true).await?,
+        }
+        .with_schema(schema);
+        let pool_size = driver.pool().options().get_max_connections();
+        let result = self.bench(driver.clone(), pool_size).await;
+        driver.pool().close().await;
+        if let Some(path) = owned.as_ref().and_then(SqliteUrl::path) {
+            remove_sqlite_file(path)?;
+        }
+        result
+    }
+
+    async fn bench<D: Driver>(&self, driver: D, pool_size: u32) -> anyhow::Result<Summary> {
+        Migrator::new(driver.clone())
+            .migrate_up(MigrateOpts::default())
+            .await
+            .context("could not migrate the benchmark database")?;
         let mut workers = Workers::new();
         workers.register(NoopWorker)?;
+        let fast_insert = if driver.name() == "postgres" {
+            "copy"
+        } else {
+            "batch"
+        };
         let client = Client::builder(driver)
             .workers(workers)
             .queue("default", QueueConfig::new().max_workers(self.max_workers))
@@ -194,16 +235,15 @@ impl BenchArgs {
             .fetch_poll_interval(Duration::from_millis(self.fetch_poll_ms.max(1)))
             .build()?;
         println!(
-            "settings: max_workers={} fetch_cooldown={}ms fetch_poll={}ms pool={} insert_batch={} insert={}",
+            "settings: max_workers={} fetch_cooldown={}ms fetch_poll={}ms pool={pool_size} insert_batch={} insert={}",
             self.max_workers,
             self.fetch_cooldown_ms,
             self.fetch_poll_ms,
-            self.pool_size,
             self.insert_batch,
             if self.insert_many {
                 "insert_many"
             } else {
-                "copy"
+                fast_insert
             },
         );
         let completed = Arc::new(AtomicU64::new(0));
@@ -211,10 +251,7 @@ impl BenchArgs {
         let cpu_before = cpu_time();
         let summary = match (self.count, self.duration, self.rate) {
             (Some(n), _, _) => self.throughput(&client, n, &completed).await?,
-            (None, Some(secs), Some(rate)) => {
-                self.latency(&client, pool, schema, secs, rate, &completed)
-                    .await?
-            }
+            (None, Some(secs), Some(rate)) => self.latency(&client, secs, rate, &completed).await?,
             _ => anyhow::bail!("give -n COUNT, or --duration SECS with --rate JOBS_PER_SEC"),
         };
         let jobs = completed.load(Ordering::Relaxed).max(1);
@@ -232,9 +269,9 @@ impl BenchArgs {
         Ok(summary)
     }
 
-    async fn throughput(
+    async fn throughput<D: Driver>(
         &self,
-        client: &Client<PgDriver>,
+        client: &Client<D>,
         n: u64,
         completed: &AtomicU64,
     ) -> anyhow::Result<Summary> {
@@ -269,11 +306,9 @@ impl BenchArgs {
         Ok(summary)
     }
 
-    async fn latency(
+    async fn latency<D: Driver>(
         &self,
-        client: &Client<PgDriver>,
-        pool: &PgPool,
-        schema: &Schema,
+        client: &Client<D>,
         secs: f64,
         rate: u64,
         completed: &AtomicU64,
@@ -305,19 +340,29 @@ impl BenchArgs {
         }
         progress_until(completed, total, started).await;
         client.stop().await?;
-        let job = schema.qualify("river_job");
-        let rows: Vec<(f64, f64)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT extract(epoch FROM attempted_at - created_at)::float8 * 1000, \
-                    extract(epoch FROM finalized_at - created_at)::float8 * 1000 \
-             FROM {job} WHERE state = 'completed'"
-        )))
-        .fetch_all(pool)
-        .await?;
         let mut pickup = hdrhistogram::Histogram::<u64>::new(3)?;
         let mut end_to_end = hdrhistogram::Histogram::<u64>::new(3)?;
-        for (p, e) in &rows {
-            pickup.record((p * 1000.0).max(0.0) as u64)?;
-            end_to_end.record((e * 1000.0).max(0.0) as u64)?;
+        let mut page = Some(
+            JobListParams::new()
+                .kinds([Noop::KIND])
+                .states([JobState::Completed])
+                .limit(JOB_LIST_MAX_LIMIT),
+        );
+        while let Some(params) = page.take() {
+            let listed = client.job_list(params).await?;
+            for job in &listed.jobs {
+                let (Some(attempted), Some(finalized)) = (job.attempted_at, job.finalized_at)
+                else {
+                    continue;
+                };
+                // In microseconds, as the histograms count.
+                let micros = |at: jiff::Timestamp| {
+                    at.duration_since(job.created_at).as_micros().max(0) as u64
+                };
+                pickup.record(micros(attempted))?;
+                end_to_end.record(micros(finalized))?;
+            }
+            page = listed.next;
         }
         let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         println!(
@@ -387,6 +432,22 @@ async fn exec(pool: &PgPool, sql: &str) -> anyhow::Result<()> {
         .execute(pool)
         .await
         .with_context(|| format!("could not run {sql}"))?;
+    Ok(())
+}
+
+/// Deletes a SQLite database file with its WAL and shared-memory files.
+fn remove_sqlite_file(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err)
+                    .with_context(|| format!("could not delete {}", Path::new(&file).display()));
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

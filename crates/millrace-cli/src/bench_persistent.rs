@@ -27,6 +27,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
 
+use crate::database::DatabaseUrl;
+
 /// The kind of the demo's persistent worker.
 const TICKER_KIND: &str = "millrace_persistent:ticker";
 const STARTED: &str = "persistent-worker ticker started client=";
@@ -47,7 +49,8 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Args)]
 pub(crate) struct PersistentArgs {
-    /// PostgreSQL URL (passed to the demo processes through their environment).
+    /// PostgreSQL URL (passed to the demo processes through their environment). This
+    /// benchmark runs on PostgreSQL only.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
     /// Use (and keep) this schema, created and migrated if needed. By default the benchmark
@@ -74,6 +77,9 @@ struct Report {
 
 impl PersistentArgs {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        if let DatabaseUrl::Sqlite(_) = DatabaseUrl::parse(&self.database_url)? {
+            bail!("millrace bench persistent runs on PostgreSQL only: give a postgres:// URL");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(30))

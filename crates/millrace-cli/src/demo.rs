@@ -1,32 +1,40 @@
 //! `millrace demo`: a client that inserts and works a stream of example jobs, printing each
-//! outcome, as a live picture of the runtime.
+//! outcome, as a live picture of the runtime. It runs on a SQLite file in the current folder
+//! unless given a database URL, and the same code runs on either driver.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use millrace::{
-    BoxError, Client, Event, EventKind, InsertManyParams, InsertOpts, Job, JobArgs, MigrateOpts,
-    Migrator, PeriodicJob, PersistentContext, PersistentOpts, PersistentWorker, QueueConfig,
-    Schedule, Schema, UniqueOpts, WorkError, Worker, Workers,
+    BoxError, Client, Driver, Event, EventKind, InsertManyParams, InsertOpts, Job, JobArgs,
+    MigrateOpts, Migrator, PeriodicJob, PersistentContext, PersistentOpts, PersistentWorker,
+    QueueConfig, Schedule, Schema, UniqueOpts, WorkError, Worker, Workers,
 };
 use millrace_postgres::PgDriver;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::broadcast::error::RecvError;
 
-/// The database the demo uses when none is given: the local PostgreSQL, as on a fresh
-/// development machine with trust authentication.
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use crate::database::{DatabaseUrl, sqlite_schema};
+
+/// The database the demo uses when none is given: a SQLite file in the current folder, so a
+/// fresh machine needs no database server.
+const DEFAULT_DATABASE_URL: &str = "sqlite://millrace-demo.sqlite";
+
+/// The PostgreSQL schema the demo uses when none is given.
+const DEFAULT_PG_SCHEMA: &str = "millrace_demo";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// PostgreSQL URL. Defaults to the local server.
+    /// PostgreSQL URL (postgres://…) or SQLite file (sqlite://PATH, created when missing).
+    /// The default is a file in the current folder.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
-    /// The schema to use; created and migrated when missing.
-    #[arg(long, value_name = "NAME", default_value = "millrace_demo")]
-    schema: String,
+    /// PostgreSQL: the schema to use, created and migrated when missing. Defaults to
+    /// millrace_demo. On SQLite only main, the file itself, is accepted.
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
@@ -171,88 +179,35 @@ impl PersistentWorker for Ticker {
 }
 
 impl DemoArgs {
+    /// Opens the database the URL names, migrates it and runs the demo on it.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let schema = Schema::new(&self.schema).context("invalid --schema")?;
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&self.database_url)
-            .await
-            .context("could not connect to the database given by --database-url")?;
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&pool)
-            .await
-            .context("could not create the demo schema")?;
-        let driver = PgDriver::new(pool).with_schema(schema);
-        Migrator::new(driver.clone())
-            .migrate_up(MigrateOpts::default())
-            .await
-            .context("could not migrate the demo schema")?;
-
-        let mut workers = Workers::new();
-        workers.register(SendEmailWorker)?;
-        workers.register(FlakyCallWorker)?;
-        workers.register(WaitForUploadWorker)?;
-        workers.register(HourlyReportWorker)?;
-        workers.register(PeriodicTickWorker)?;
-        let client = Client::builder(driver)
-            .workers(workers)
-            .persistent_worker_with(
-                "ticker",
-                Ticker,
-                PersistentOpts::new().lease(Duration::from_secs(self.lease.max(1))),
-            )
-            .heartbeat_lease(Duration::from_secs(self.lease.max(1)))
-            .periodic_job(
-                PeriodicJob::new(
-                    Schedule::interval(Duration::from_secs(self.periodic_secs.max(1))),
-                    || (PeriodicTick {}, None),
-                )
-                .id("demo_periodic_tick"),
-            )
-            .queue("default", QueueConfig::new().max_workers(20))
-            .fetch_cooldown(Duration::from_millis(20))
-            .build()?;
-        println!(
-            "millrace demo: client {} on schema {}, inserting {} jobs/s (Ctrl-C to stop)",
-            client.id(),
-            self.schema,
-            self.rate
-        );
-        let mut events = client.subscribe();
-        client.start().await?;
-
-        let printer = tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => print_event(&event),
-                    Err(RecvError::Lagged(n)) => println!("(skipped {n} events)"),
-                    Err(RecvError::Closed) => return,
-                }
+        match DatabaseUrl::parse(&self.database_url)? {
+            DatabaseUrl::Postgres(url) => {
+                let name = self.schema.as_deref().unwrap_or(DEFAULT_PG_SCHEMA);
+                let schema = Schema::new(name).context("invalid --schema")?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(10)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(&url)
+                    .await
+                    .context("could not connect to the database given by --database-url")?;
+                let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(&pool)
+                    .await
+                    .context("could not create the demo schema")?;
+                let driver = PgDriver::new(pool).with_schema(schema);
+                run(driver, &self, &format!("schema {name}")).await
             }
-        });
-
-        let inserting = self.insert_stream(&client);
-        let stop_signal = async {
-            match self.duration {
-                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+            DatabaseUrl::Sqlite(url) => {
+                let schema = sqlite_schema(self.schema.as_deref())?;
+                let driver = url.open(true).await?.with_schema(schema);
+                run(driver, &self, &format!("sqlite {}", url.display())).await
             }
-        };
-        let result = tokio::select! {
-            result = inserting => result,
-            () = stop_signal => Ok(()),
-        };
-        println!("stopping: letting running jobs finish");
-        client.stop().await?;
-        printer.abort();
-        result
+        }
     }
 
-    async fn insert_stream(&self, client: &Client<PgDriver>) -> anyhow::Result<()> {
+    async fn insert_stream<D: Driver>(&self, client: &Client<D>) -> anyhow::Result<()> {
         let period = Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1)));
         let mut tick = tokio::time::interval(period);
         for n in 0u64.. {
@@ -287,6 +242,89 @@ impl DemoArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Migrates the database, then runs the demo's client on it until the duration is over or
+/// Ctrl-C; `on` says where, for the first line (`schema millrace_demo`, `sqlite PATH`).
+async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<()> {
+    migrate(&driver).await?;
+
+    let mut workers = Workers::new();
+    workers.register(SendEmailWorker)?;
+    workers.register(FlakyCallWorker)?;
+    workers.register(WaitForUploadWorker)?;
+    workers.register(HourlyReportWorker)?;
+    workers.register(PeriodicTickWorker)?;
+    let lease = Duration::from_secs(args.lease.max(1));
+    let client = Client::builder(driver)
+        .workers(workers)
+        .persistent_worker_with("ticker", Ticker, PersistentOpts::new().lease(lease))
+        .heartbeat_lease(lease)
+        .periodic_job(
+            PeriodicJob::new(
+                Schedule::interval(Duration::from_secs(args.periodic_secs.max(1))),
+                || (PeriodicTick {}, None),
+            )
+            .id("demo_periodic_tick"),
+        )
+        .queue("default", QueueConfig::new().max_workers(20))
+        .fetch_cooldown(Duration::from_millis(20))
+        .build()?;
+    println!(
+        "millrace demo: client {} on {on}, inserting {} jobs/s (Ctrl-C to stop)",
+        client.id(),
+        args.rate
+    );
+    let mut events = client.subscribe();
+    client.start().await?;
+
+    let printer = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => print_event(&event),
+                Err(RecvError::Lagged(n)) => println!("(skipped {n} events)"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+
+    let inserting = args.insert_stream(&client);
+    let stop_signal = async {
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = inserting => result,
+        () = stop_signal => Ok(()),
+    };
+    println!("stopping: letting running jobs finish");
+    client.stop().await?;
+    printer.abort();
+    result
+}
+
+/// Migrates the database, trying a failed version again a few times: `Migrator` reads what is
+/// applied before each version's transaction, so of several demos started at once on a new
+/// database all may try a version and all but one fail; once that one is done, nothing is left.
+async fn migrate<D: Driver>(driver: &D) -> anyhow::Result<()> {
+    const RETRIES: u32 = 3;
+    let migrator = Migrator::new(driver.clone());
+    let mut attempt = 0;
+    loop {
+        match migrator.migrate_up(MigrateOpts::default()).await {
+            Ok(_) => return Ok(()),
+            Err(err @ millrace::Error::MigrationStep { .. }) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::warn!(%err, attempt, "migrating again: another process may be migrating the database");
+                tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
+            }
+            Err(err) => return Err(err).context("could not migrate the demo database"),
+        }
     }
 }
 

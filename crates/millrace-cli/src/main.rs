@@ -1,7 +1,9 @@
-//! The `millrace` command: migrations, validation and a live demo.
+//! The `millrace` command: migrations, validation, benchmarks and a live demo, on PostgreSQL
+//! or a SQLite file.
 
 mod bench;
 mod bench_persistent;
+mod database;
 mod demo;
 mod migrate;
 
@@ -9,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Millrace: a fast, River-compatible job queue for PostgreSQL.
+/// Millrace: a fast, River-compatible job queue for PostgreSQL and SQLite.
 #[derive(Debug, Parser)]
 #[command(name = "millrace", version, about, long_about = None)]
 struct Cli {
@@ -21,15 +23,17 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Migrate(migrate::MigrateCommand),
-    /// Measure insert and work rates, or latencies at a steady rate.
+    /// Measure insert and work rates, or latencies at a steady rate, on PostgreSQL or SQLite.
     #[command(
         after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
 insert_jobs_per_sec=… pickup_p95_ms=… p50_ms=… p95_ms=… p99_ms=… cpu_us_per_job=… peak_rss_mb=… \
 (fields a mode does not measure are left out). Exit status: 0 on success, 2 on error. \
-`millrace bench persistent` measures persistent-worker failover instead; see its --help."
+`millrace bench persistent` measures persistent-worker failover instead (PostgreSQL only); see \
+its --help."
     )]
     Bench(bench::BenchCommand),
-    /// Insert and work a stream of example jobs, printing what happens.
+    /// Insert and work a stream of example jobs, printing what happens: on a SQLite file in
+    /// the current folder unless given a database URL.
     #[command(after_help = "Exit status: 0 after a clean stop, 2 on error.")]
     Demo(demo::DemoArgs),
 }

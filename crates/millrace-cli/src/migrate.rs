@@ -8,10 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use millrace::{MigrateOpts, MigrateReport, MigrationDirection, Migrator, Schema};
+use millrace::{
+    Driver, MigrateOpts, MigrateReport, MigrationDirection, MigrationStatus, Migrator, Schema,
+    ValidateReport,
+};
 use millrace_postgres::PgDriver;
+use millrace_sqlite::SqliteDriver;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use crate::database::{DatabaseUrl, Engine, sqlite_schema};
 
 /// How long connecting to the database may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +46,8 @@ pub(crate) enum MigrateCommand {
     MigrateList(MigrateListArgs),
     /// Print the SQL of migrations with the schema filled in, for another migration tool.
     ///
-    /// Nothing is read from the database; a database URL is not needed.
+    /// Nothing is read from the database; a database URL is not needed, and when one is given
+    /// it only chooses between PostgreSQL's and SQLite's SQL.
     #[command(after_help = EXIT_STATUS)]
     MigrateGet(MigrateGetArgs),
     /// Check that every migration is applied.
@@ -64,22 +72,45 @@ pub(crate) async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
 /// Where the database is.
 #[derive(Debug, Args)]
 pub(crate) struct DatabaseArgs {
-    /// PostgreSQL URL, such as postgres://user@localhost:5432/app.
+    /// PostgreSQL URL, such as postgres://user@localhost:5432/app, or SQLite file, such as
+    /// sqlite://jobs.db (sqlite:///var/lib/app/jobs.db when absolute).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// The schema that holds River's tables. Defaults to public.
+    /// The schema that holds River's tables. Defaults to public. On SQLite only main, the
+    /// file itself, is accepted.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
 }
 
 impl DatabaseArgs {
-    async fn migrator(&self) -> anyhow::Result<Migrator<PgDriver>> {
+    /// The migrator for the database; `missing` says what a SQLite file that does not exist
+    /// yet means.
+    async fn migrator(&self, missing: Missing) -> anyhow::Result<AnyMigrator> {
+        match DatabaseUrl::parse(&self.database_url)? {
+            DatabaseUrl::Postgres(url) => self.postgres(&url).await.map(AnyMigrator::Postgres),
+            DatabaseUrl::Sqlite(url) => {
+                let schema = sqlite_schema(self.schema.as_deref())?;
+                let absent = url.path().is_some_and(|path| !path.exists());
+                let driver = match missing {
+                    // Nothing is written, so an empty database in memory stands in for the
+                    // file, with every migration pending.
+                    Missing::Empty if absent => SqliteDriver::open("sqlite::memory:")
+                        .await
+                        .context("could not open an in-memory SQLite database")?,
+                    Missing::Empty | Missing::Fail => url.open(false).await?,
+                    Missing::Create => url.open(true).await?,
+                };
+                Ok(AnyMigrator::Sqlite(Migrator::new(
+                    driver.with_schema(schema),
+                )))
+            }
+        }
+    }
+
+    async fn postgres(&self, url: &str) -> anyhow::Result<Migrator<PgDriver>> {
         let schema = schema(self.schema.as_deref())?;
         // The message leaves the URL out: it may hold a password.
-        let opts: PgConnectOptions = self
-            .database_url
-            .parse()
-            .context("invalid --database-url")?;
+        let opts: PgConnectOptions = url.parse().context("invalid --database-url")?;
         // A pool reports a refused connection only as a timeout, after 30 s; one plain
         // connection first says why it failed.
         tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
@@ -95,6 +126,53 @@ impl DatabaseArgs {
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(opts);
         Ok(Migrator::new(PgDriver::new(pool).with_schema(schema)))
+    }
+}
+
+/// What a SQLite file that does not exist yet means to a command.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    /// Create it: migrate-up.
+    Create,
+    /// An empty database: migrate-up's dry run, which writes nothing.
+    Empty,
+    /// An error that says so: the commands that only read or revert.
+    Fail,
+}
+
+/// A migrator on whichever database the URL names.
+enum AnyMigrator {
+    Postgres(Migrator<PgDriver>),
+    Sqlite(Migrator<SqliteDriver>),
+}
+
+impl AnyMigrator {
+    async fn migrate_up(&self, opts: MigrateOpts) -> millrace::Result<MigrateReport> {
+        match self {
+            AnyMigrator::Postgres(m) => m.migrate_up(opts).await,
+            AnyMigrator::Sqlite(m) => m.migrate_up(opts).await,
+        }
+    }
+
+    async fn migrate_down(&self, opts: MigrateOpts) -> millrace::Result<MigrateReport> {
+        match self {
+            AnyMigrator::Postgres(m) => m.migrate_down(opts).await,
+            AnyMigrator::Sqlite(m) => m.migrate_down(opts).await,
+        }
+    }
+
+    async fn list(&self) -> millrace::Result<Vec<MigrationStatus>> {
+        match self {
+            AnyMigrator::Postgres(m) => m.list().await,
+            AnyMigrator::Sqlite(m) => m.list().await,
+        }
+    }
+
+    async fn validate(&self, main_target: Option<i64>) -> millrace::Result<ValidateReport> {
+        match self {
+            AnyMigrator::Postgres(m) => m.validate(main_target).await,
+            AnyMigrator::Sqlite(m) => m.validate(main_target).await,
+        }
     }
 }
 
@@ -167,7 +245,12 @@ pub(crate) struct MigrateUpArgs {
 impl MigrateUpArgs {
     /// Runs migrate-up.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let migrator = self.db.migrator().await?;
+        let missing = if self.steps.dry_run {
+            Missing::Empty
+        } else {
+            Missing::Create
+        };
+        let migrator = self.db.migrator(missing).await?;
         let report = migrator
             .migrate_up(self.steps.opts(self.line.as_deref()))
             .await?;
@@ -190,7 +273,7 @@ pub(crate) struct MigrateDownArgs {
 impl MigrateDownArgs {
     /// Runs migrate-down.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let migrator = self.db.migrator().await?;
+        let migrator = self.db.migrator(Missing::Fail).await?;
         let report = migrator
             .migrate_down(self.steps.opts(self.line.as_deref()))
             .await?;
@@ -243,7 +326,7 @@ pub(crate) struct MigrateListArgs {
 impl MigrateListArgs {
     /// Runs migrate-list.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let migrator = self.db.migrator().await?;
+        let migrator = self.db.migrator(Missing::Fail).await?;
         let list = migrator.list().await?;
         let width = list
             .iter()
@@ -279,18 +362,43 @@ pub(crate) struct MigrateGetArgs {
     /// The line: main (River's schema) or millrace.
     #[arg(long, value_name = "LINE", default_value = "main")]
     line: String,
-    /// The schema to fill in. Defaults to public.
+    /// The schema to fill in. Defaults to public on PostgreSQL, main on SQLite (where a
+    /// schema is the name of an attached database).
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
+    /// Print the SQL of this database engine. Defaults to that of --database-url when one is
+    /// given (or DATABASE_URL is set), else postgres.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    driver: Option<Engine>,
+    /// A database URL, read only to choose the engine: nothing connects to it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 impl MigrateGetArgs {
     /// Runs migrate-get.
     pub(crate) fn run(self) -> anyhow::Result<()> {
+        let engine = match (self.driver, &self.database_url) {
+            (Some(engine), _) => engine,
+            (None, Some(url)) => DatabaseUrl::parse(url)?.engine(),
+            (None, None) => Engine::Postgres,
+        };
+        let schema = schema(self.schema.as_deref())?;
         // The migrator only renders SQL here, so its pool never connects.
-        let pool = PgPoolOptions::new().connect_lazy_with(PgConnectOptions::new());
-        let migrator =
-            Migrator::new(PgDriver::new(pool).with_schema(schema(self.schema.as_deref())?));
+        let out = match engine {
+            Engine::Postgres => {
+                let pool = PgPoolOptions::new().connect_lazy_with(PgConnectOptions::new());
+                self.render(&Migrator::new(PgDriver::new(pool).with_schema(schema)))?
+            }
+            Engine::Sqlite => {
+                let pool = SqlitePoolOptions::new().connect_lazy_with(SqliteConnectOptions::new());
+                self.render(&Migrator::new(SqliteDriver::new(pool).with_schema(schema)))?
+            }
+        };
+        print(&out)
+    }
+
+    fn render<D: Driver>(&self, migrator: &Migrator<D>) -> anyhow::Result<String> {
         let direction = if self.down {
             MigrationDirection::Down
         } else {
@@ -303,7 +411,7 @@ impl MigrateGetArgs {
                 .map(|(version, _)| version)
                 .collect()
         } else {
-            self.version
+            self.version.clone()
         };
         if self.down {
             versions.sort_unstable_by(|a, b| b.cmp(a));
@@ -322,7 +430,7 @@ impl MigrateGetArgs {
             writeln!(out, "-- {} {version:03} {name} ({direction})", self.line)?;
             writeln!(out, "{}\n", sql.trim_end())?;
         }
-        print(&out)
+        Ok(out)
     }
 }
 
@@ -340,7 +448,7 @@ pub(crate) struct ValidateArgs {
 impl ValidateArgs {
     /// Runs validate: exit status 1, with the pending versions on stderr, when any are.
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
-        let migrator = self.db.migrator().await?;
+        let migrator = self.db.migrator(Missing::Fail).await?;
         let report = migrator.validate(self.target_version).await?;
         if report.is_valid() {
             print(&format!("{report}\n"))?;

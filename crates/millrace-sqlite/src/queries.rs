@@ -395,7 +395,9 @@ RETURNING {cols}"#,
             ELSE j.metadata END)";
         let merged_metadata = shallow_merge(snoozed_metadata, "p.metadata_merge");
         // ?1 holds one object per completion; `error` and `metadata_merge` are JSON text,
-        // left out when absent.
+        // left out when absent. The unary `+` keeps SQLite from driving the join by the state
+        // index, which scans the whole batch once per running job; each completion then finds
+        // its row by primary key.
         let job_complete_many = format!(
             r#"
 UPDATE {job} AS j SET
@@ -422,7 +424,7 @@ FROM (
         e.value ->> '$.metadata_merge' AS metadata_merge
     FROM json_each(?1) AS e
 ) AS p
-WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
+WHERE j.id = p.id AND +j.state = 'running' AND j.attempt = p.attempt
 RETURNING id, state"#
         );
 

@@ -1,0 +1,226 @@
+//! The `millrace` command on SQLite files (issue 7): the demo with no database URL, the
+//! migration commands and the benchmark on `sqlite://` URLs, and the error a URL of another
+//! scheme gets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+/// An empty folder of its own for a test, under Cargo's scratch space for integration tests.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("millrace-cli-sqlite-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the scratch folder");
+    dir
+}
+
+/// Runs `millrace` with `args` in `dir`, without DATABASE_URL, and waits for it to exit.
+async fn millrace(dir: &Path, args: &[&str]) -> Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_millrace"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("millrace {args:?} ends within two minutes"))
+        .expect("run millrace")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts that the command exited 0, showing what it printed when it did not.
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[tokio::test]
+async fn demo_without_a_url_runs_on_a_sqlite_file_in_the_current_folder() {
+    let dir = scratch("demo");
+    let output = millrace(&dir, &["demo", "--duration", "3"]).await;
+    assert_success(&output, "millrace demo");
+    let out = stdout(&output);
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("millrace demo: client ")
+            && header.contains(" on sqlite millrace-demo.sqlite, "),
+        "{header}"
+    );
+    assert!(
+        out.contains("persistent-worker ticker started client="),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("completed ") && l.contains("demo_send_email")),
+        "no job completed:\n{out}"
+    );
+    assert!(dir.join("millrace-demo.sqlite").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn migrate_commands_work_on_a_sqlite_url() {
+    let dir = scratch("migrate");
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let db = ["--database-url", url.as_str()];
+    let cmd = |name: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![name];
+        args.extend(db);
+        args.extend(extra);
+        args
+    };
+
+    // Reading a file that is not there is an error, not a new empty database.
+    let missing = millrace(&dir, &cmd("migrate-list", &[])).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!dir.join("jobs.db").exists());
+
+    let up = millrace(&dir, &cmd("migrate-up", &[])).await;
+    assert_success(&up, "migrate-up");
+    let applied = stdout(&up);
+    assert!(
+        applied.contains("applied main 001 create_river_migration"),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("applied main 008 job_id_autoincrement"),
+        "{applied}"
+    );
+    assert!(applied.contains("applied millrace 001 fleet"), "{applied}");
+
+    let list = millrace(&dir, &cmd("migrate-list", &[])).await;
+    assert_success(&list, "migrate-list");
+    let listed = stdout(&list);
+    assert_eq!(listed.lines().count(), 9, "{listed}");
+    assert!(listed.lines().all(|l| l.contains(" applied ")), "{listed}");
+    assert_success(&millrace(&dir, &cmd("validate", &[])).await, "validate");
+
+    let down = millrace(&dir, &cmd("migrate-down", &["--target-version", "0"])).await;
+    assert_success(&down, "migrate-down");
+    let reverted = stdout(&down);
+    assert!(
+        reverted.contains("reverted millrace 001 fleet"),
+        "{reverted}"
+    );
+    assert!(
+        reverted.contains("reverted main 001 create_river_migration"),
+        "{reverted}"
+    );
+    let list = millrace(&dir, &cmd("migrate-list", &[])).await;
+    assert_success(&list, "migrate-list");
+    assert!(
+        stdout(&list).lines().all(|l| l.ends_with("pending")),
+        "{}",
+        stdout(&list)
+    );
+    let pending = millrace(&dir, &cmd("validate", &[])).await;
+    assert_eq!(pending.status.code(), Some(1), "{}", stderr(&pending));
+
+    // A SQLite schema is an attached database, which the command cannot attach.
+    let schema = millrace(&dir, &cmd("migrate-up", &["--schema", "jobs"])).await;
+    assert_eq!(schema.status.code(), Some(2));
+    assert!(
+        stderr(&schema).contains("attached database"),
+        "{}",
+        stderr(&schema)
+    );
+
+    // migrate-get prints SQLite's SQL when told, or when the URL is SQLite's.
+    for args in [
+        vec!["migrate-get", "--version", "2", "--driver", "sqlite"],
+        cmd("migrate-get", &["--version", "2"]),
+    ] {
+        let get = millrace(&dir, &args).await;
+        assert_success(&get, "migrate-get");
+        let sql = stdout(&get);
+        assert!(
+            sql.contains("CREATE TABLE \"main\".river_job"),
+            "{args:?}: {sql}"
+        );
+    }
+    let get = millrace(&dir, &["migrate-get", "--version", "2"]).await;
+    assert_success(&get, "migrate-get");
+    assert!(
+        stdout(&get).contains("\"public\".river_job"),
+        "PostgreSQL's SQL without a URL:\n{}",
+        stdout(&get)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bench_on_sqlite_uses_a_file_of_its_own_and_prints_the_summary_line() {
+    let dir = scratch("bench");
+    let url = format!("sqlite://{}", dir.join("app.db").display());
+    let output = millrace(&dir, &["bench", "--database-url", &url, "-n", "2000"]).await;
+    assert_success(&output, "millrace bench");
+    let out = stdout(&output);
+    let last = out.lines().last().unwrap_or_default();
+    let fields: Vec<&str> = last
+        .split_whitespace()
+        .map(|field| field.split_once('=').map_or("", |(name, _)| name))
+        .collect();
+    assert_eq!(
+        fields[..3],
+        ["jobs_per_sec", "work_jobs_per_sec", "insert_jobs_per_sec"],
+        "{last}"
+    );
+    assert!(
+        last.split_whitespace().all(|f| f
+            .split_once('=')
+            .is_some_and(|(_, v)| v.parse::<f64>().is_ok())),
+        "{last}"
+    );
+    // The named file was never touched, and the benchmark's own is gone.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_url_of_another_scheme_is_a_clear_error_with_status_2() {
+    let dir = scratch("scheme");
+    let url = "mysql://root:secret@localhost/app";
+    for args in [
+        vec!["migrate-up", "--database-url", url],
+        vec!["demo", "--database-url", url, "--duration", "1"],
+        vec!["bench", "--database-url", url, "-n", "1"],
+    ] {
+        let output = millrace(&dir, &args).await;
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("unsupported database URL scheme \"mysql\"") && err.contains("sqlite://"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("secret"), "the password leaked: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
