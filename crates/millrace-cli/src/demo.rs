@@ -290,12 +290,17 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     });
 
     let inserting = args.insert_stream(&client);
+    // Ctrl-C stops the demo gracefully, with or without a duration.
     let stop_signal = async {
-        match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+        let duration = async {
+            match args.duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            () = duration => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     };
     let result = tokio::select! {
@@ -304,28 +309,20 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     };
     println!("stopping: letting running jobs finish");
     client.stop().await?;
-    printer.abort();
+    // The printer ends once the client's events close; give it a moment to print the last
+    // ones (the persistent worker's `stopped` line among them).
+    drop(client);
+    let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
     result
 }
 
-/// Migrates the database, trying a failed version again a few times: `Migrator` reads what is
-/// applied before each version's transaction, so of several demos started at once on a new
-/// database all may try a version and all but one fail; once that one is done, nothing is left.
+/// Migrates the database; demos started at once on a new database take turns.
 async fn migrate<D: Driver>(driver: &D) -> anyhow::Result<()> {
-    const RETRIES: u32 = 3;
-    let migrator = Migrator::new(driver.clone());
-    let mut attempt = 0;
-    loop {
-        match migrator.migrate_up(MigrateOpts::default()).await {
-            Ok(_) => return Ok(()),
-            Err(err @ millrace::Error::MigrationStep { .. }) if attempt < RETRIES => {
-                attempt += 1;
-                tracing::warn!(%err, attempt, "migrating again: another process may be migrating the database");
-                tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
-            }
-            Err(err) => return Err(err).context("could not migrate the demo database"),
-        }
-    }
+    Migrator::new(driver.clone())
+        .migrate_up(MigrateOpts::default())
+        .await
+        .context("could not migrate the demo database")?;
+    Ok(())
 }
 
 fn print_event(event: &Event) {

@@ -125,6 +125,11 @@ pub trait Executor: Send {
         line: &str,
     ) -> impl Future<Output = Result<Vec<MigrationRow>>> + Send;
 
+    /// Takes the migration lock until the end of the current transaction, so migrators run
+    /// one at a time (PostgreSQL: a transaction-scoped advisory lock; SQLite: the write lock
+    /// `BEGIN IMMEDIATE` already holds).
+    fn migration_lock(&mut self) -> impl Future<Output = Result<()>> + Send;
+
     /// Records an applied migration.
     fn migration_insert(
         &mut self,

@@ -242,6 +242,16 @@ impl Executor for PgExecutor<'_> {
             .collect()
     }
 
+    async fn migration_lock(&mut self) -> Result<()> {
+        // One lock per schema: the key is derived from the schema's name.
+        let key = format!(
+            "{}river_migration",
+            self.driver.queries().schema.fill("/*schema*/")
+        );
+        let q = sqlx::query(AssertSqlSafe("SELECT pg_advisory_xact_lock(hashtext($1))")).bind(key);
+        self.execute(q).await.map(|_| ())
+    }
+
     async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
         let q = if self.migration_has_line().await? {
             query(&self.driver.queries().migration_insert)

@@ -308,6 +308,12 @@ impl Executor for SqliteExecutor<'_> {
             .collect()
     }
 
+    async fn migration_lock(&mut self) -> Result<()> {
+        // Migrations run in `BEGIN IMMEDIATE` transactions, which already hold SQLite's one
+        // write lock: migrators take turns without anything more.
+        Ok(())
+    }
+
     async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
         let q = if self.migration_has_line().await? {
             query(&self.driver.queries().migration_insert)

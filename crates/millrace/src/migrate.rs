@@ -425,7 +425,7 @@ impl<D: Driver> Migrator<D> {
                 }
             }
             for m in pending {
-                report.steps.push(
+                report.steps.extend(
                     self.run(line, m, MigrationDirection::Up, opts.dry_run)
                         .await?,
                 );
@@ -492,7 +492,7 @@ impl<D: Driver> Migrator<D> {
                 let other_migrations = self.migrations(other)?;
                 let other_applied = self.applied(other).await?;
                 for m in down_plan(other, other_migrations, &other_applied, Some(0), None)? {
-                    report.steps.push(
+                    report.steps.extend(
                         self.run(other, m, MigrationDirection::Down, opts.dry_run)
                             .await?,
                     );
@@ -500,7 +500,7 @@ impl<D: Driver> Migrator<D> {
             }
         }
         for m in plan {
-            report.steps.push(
+            report.steps.extend(
                 self.run(line, m, MigrationDirection::Down, opts.dry_run)
                     .await?,
             );
@@ -668,7 +668,7 @@ impl<D: Driver> Migrator<D> {
         m: &Migration,
         direction: MigrationDirection,
         dry_run: bool,
-    ) -> Result<MigratedVersion> {
+    ) -> Result<Option<MigratedVersion>> {
         let schema = self.driver.schema();
         let sql = match direction {
             MigrationDirection::Up => m.up_sql(schema),
@@ -685,6 +685,19 @@ impl<D: Driver> Migrator<D> {
             let mut tx = self.driver.begin().await.map_err(step_error)?;
             {
                 let mut exec = self.driver.conn_executor(D::tx_conn(&mut tx));
+                // Migrators started at the same moment take turns, and each looks again under
+                // the lock: a version another one applied (or reverted) meanwhile is skipped.
+                exec.migration_lock().await.map_err(step_error)?;
+                let done = exec
+                    .migration_get_all(line)
+                    .await
+                    .map_err(step_error)?
+                    .iter()
+                    .any(|row| row.version == m.version);
+                if done == (direction == MigrationDirection::Up) {
+                    tracing::info!(line, version = m.version, %direction, "already migrated by another migrator");
+                    return Ok(None);
+                }
                 exec.exec_script(&sql).await.map_err(step_error)?;
                 // After the SQL, as in River: version 1 creates the table its row goes in, and
                 // version 5 changes its shape (the driver writes whichever shape it finds).
@@ -697,7 +710,7 @@ impl<D: Driver> Migrator<D> {
             D::commit(tx).await.map_err(step_error)?;
             tracing::info!(line, version = m.version, name = m.name, %direction, "migrated");
         }
-        Ok(MigratedVersion {
+        Ok(Some(MigratedVersion {
             line,
             version: m.version,
             name: m.name,
@@ -707,7 +720,7 @@ impl<D: Driver> Migrator<D> {
             } else {
                 started.elapsed()
             },
-        })
+        }))
     }
 }
 

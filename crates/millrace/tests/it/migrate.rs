@@ -1007,3 +1007,34 @@ fn invalid_schema_names_are_typed_errors() {
         assert!(err.to_string().starts_with("invalid schema name"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn migrators_started_at_once_take_turns() {
+    let db = millrace_test::TestDb::empty().await;
+    let runs = (0..3).map(|_| {
+        let migrator = Migrator::new(db.driver());
+        async move { migrator.migrate_up(MigrateOpts::new()).await }
+    });
+    let reports = futures_util::future::join_all(runs).await;
+    let mut applied = 0;
+    for report in reports {
+        applied += report.expect("every migrator succeeds").steps.len();
+    }
+    // Each version was applied exactly once, by one of them.
+    let main = Migrator::new(db.driver())
+        .versions(LINE_MAIN)
+        .unwrap()
+        .len();
+    let millrace = Migrator::new(db.driver())
+        .versions(LINE_MILLRACE)
+        .unwrap()
+        .len();
+    assert_eq!(applied, main + millrace);
+    assert!(
+        Migrator::new(db.driver())
+            .validate(None)
+            .await
+            .unwrap()
+            .is_valid()
+    );
+}
