@@ -45,6 +45,8 @@ impl<D: Driver> Completer<D> {
         let config = self.shared.config.clone();
         let mut batch: Vec<Completion> = Vec::new();
         let mut in_flight = tokio::task::JoinSet::new();
+        // Shared by the batches in flight, so an outage is logged once, not once per batch.
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             // Wait for the first outcome of a batch, or for the end.
             if batch.is_empty() {
@@ -96,14 +98,19 @@ impl<D: Driver> Completer<D> {
             if in_flight.len() >= MAX_IN_FLIGHT {
                 in_flight.join_next().await;
             }
-            in_flight.spawn(store(self.shared.clone(), chunk));
+            in_flight.spawn(store(self.shared.clone(), chunk, failing.clone()));
         }
         while in_flight.join_next().await.is_some() {}
     }
 }
 
 /// Stores one batch, retrying across connection failures until it is stored.
-async fn store<D: Driver>(shared: Arc<Shared<D>>, chunk: Vec<Completion>) {
+async fn store<D: Driver>(
+    shared: Arc<Shared<D>>,
+    chunk: Vec<Completion>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::AcqRel;
     {
         // Outcomes of jobs the worker completed in its own transaction are written too: the
         // fence makes the write a no-op when that transaction committed, and records the real
@@ -121,13 +128,13 @@ async fn store<D: Driver>(shared: Arc<Shared<D>>, chunk: Vec<Completion>) {
         let stored = loop {
             match shared.driver.executor().job_complete_many(&params).await {
                 Ok(stored) => {
-                    if failures > 0 {
+                    if failures > 0 && failing.swap(false, AcqRel) {
                         tracing::info!(jobs = params.len(), "completions stored after retrying");
                     }
                     break stored;
                 }
                 Err(err) => {
-                    if failures == 0 {
+                    if failures == 0 && !failing.swap(true, AcqRel) {
                         tracing::warn!(%err, jobs = params.len(), "storing completions failed; retrying");
                     }
                     failures += 1;
