@@ -58,8 +58,25 @@ impl ElectionTiming {
 pub(crate) struct LeaderSignals {
     /// The leader resigned: try at once.
     pub(crate) resigned: Notify,
-    /// Someone asked the leader to resign.
+    /// Someone asked the leader to resign (wakes the elector).
     pub(crate) resign_requested: Notify,
+    /// How many resignation requests arrived: a leader acts only on requests that arrived
+    /// after it was elected, never on a wake-up stored while it followed.
+    pub(crate) resign_requests: std::sync::atomic::AtomicU64,
+}
+
+impl LeaderSignals {
+    /// Records a request to resign and wakes the elector.
+    pub(crate) fn request_resign(&self) {
+        self.resign_requests
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.resign_requested.notify_one();
+    }
+
+    fn requests(&self) -> u64 {
+        self.resign_requests
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 pub(crate) struct Elector<D: Driver> {
@@ -97,7 +114,8 @@ impl<D: Driver> Elector<D> {
 
     #[tracing::instrument(skip_all, fields(table = ?self.table))]
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut elected: Option<(Timestamp, Instant)> = None;
+        // When elected, when last re-asserted, and how many resignation requests had arrived.
+        let mut elected: Option<(Timestamp, Instant, u64)> = None;
         loop {
             match elected {
                 None => {
@@ -110,7 +128,8 @@ impl<D: Driver> Elector<D> {
                     {
                         Ok(Some(row)) => {
                             tracing::info!(client = %self.shared.config.id, "elected leader");
-                            elected = Some((row.elected_at, Instant::now()));
+                            elected =
+                                Some((row.elected_at, Instant::now(), self.signals.requests()));
                             self.is_leader.send_replace(true);
                             continue;
                         }
@@ -131,14 +150,15 @@ impl<D: Driver> Elector<D> {
                         _ = self.signals.resign_requested.notified() => {}
                     }
                 }
-                Some((elected_at, last_ok)) => {
+                Some((elected_at, last_ok, seen)) => {
                     let resign_requested = tokio::select! {
                         _ = stop.cancelled() => {
                             self.step_down(true).await;
                             return;
                         }
                         _ = tokio::time::sleep(self.timing.reelect_every) => false,
-                        _ = self.signals.resign_requested.notified() => true,
+                        // A wake-up left over from before the election carries no new request.
+                        _ = self.signals.resign_requested.notified() => self.signals.requests() > seen,
                     };
                     if resign_requested {
                         tracing::info!("leader resigning on request");
@@ -166,7 +186,7 @@ impl<D: Driver> Elector<D> {
                         ))
                     });
                     match reelected {
-                        Ok(Some(_)) => elected = Some((elected_at, Instant::now())),
+                        Ok(Some(_)) => elected = Some((elected_at, Instant::now(), seen)),
                         Ok(None) => {
                             tracing::warn!("lost leadership");
                             self.step_down(false).await;

@@ -113,11 +113,7 @@ impl<D: Driver> Notifier<D> {
             Topic::Leadership => match serde_json::from_str::<Control>(&notification.payload) {
                 Ok(leadership) => match leadership.action.as_str() {
                     "resigned" => self.shared.river_leader_signals.resigned.notify_one(),
-                    "request_resign" => self
-                        .shared
-                        .river_leader_signals
-                        .resign_requested
-                        .notify_one(),
+                    "request_resign" => self.shared.river_leader_signals.request_resign(),
                     _ => {}
                 },
                 Err(err) => {
