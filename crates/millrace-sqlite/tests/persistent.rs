@@ -1,0 +1,328 @@
+//! Persistent workers on a SQLite file, with several clients in one process. A copy of
+//! `crates/millrace/tests/it/persistent.rs` (the PostgreSQL tests), changed only where the
+//! database's SQL differs: JSON columns (`metadata`, `errors`, `attempted_by`) are JSONB blobs
+//! read with `json()`/`->>` and written with `jsonb_insert`, times are UTC text. The guarantees
+//! with killed processes and lost connections are tested in millrace-test, on PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use millrace::{
+    BoxError, Client, ClientBuilder, Event, PersistentContext, PersistentOpts, PersistentWorker,
+};
+use millrace_driver::{Driver as _, Schema};
+use millrace_sqlite::SqliteDriver;
+use sqlx::AssertSqlSafe;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A migrated SQLite file in a directory of its own.
+struct TestDb(common::TestFile);
+
+impl TestDb {
+    async fn new() -> Self {
+        TestDb(common::TestFile::new().await)
+    }
+
+    fn driver(&self) -> SqliteDriver {
+        self.0.driver.clone()
+    }
+
+    fn pool(&self) -> &sqlx::SqlitePool {
+        self.0.driver.pool()
+    }
+
+    fn schema(&self) -> &Schema {
+        self.0.driver.schema()
+    }
+}
+
+/// Takes one off `running` when the run ends by returning or by a panic, as the PostgreSQL
+/// test's `catch_unwind` does (this crate has no `futures-util`); a run that is dropped
+/// mid-way, rather than ending, leaves it counted there too.
+struct Running<'a> {
+    running: &'a AtomicUsize,
+    ended: bool,
+}
+
+impl Running<'_> {
+    fn end(mut self) {
+        self.ended = true;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.ended && std::thread::panicking() {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Loop {
+    running: Arc<AtomicUsize>,
+    max_running: Arc<AtomicUsize>,
+    starts: Arc<AtomicUsize>,
+    fail: Arc<AtomicBool>,
+    panic: Arc<AtomicBool>,
+}
+
+impl PersistentWorker for Loop {
+    async fn run(&self, ctx: PersistentContext) -> Result<(), BoxError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let guard = Running {
+            running: &self.running,
+            ended: false,
+        };
+        let result = async {
+            if self.panic.load(Ordering::SeqCst) {
+                panic!("persistent panic");
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err::<(), BoxError>("persistent failure".into());
+            }
+            ctx.record_progress(serde_json::json!({ "attempt": ctx.attempt() }))
+                .await?;
+            ctx.cancelled().await;
+            Ok(())
+        }
+        .await;
+        guard.end();
+        result
+    }
+}
+
+fn client(db: &TestDb, id: &str, worker: Loop, opts: PersistentOpts) -> Client<SqliteDriver> {
+    ClientBuilder::persistent_worker_with(
+        Client::builder(db.driver()).id(id),
+        "looper",
+        worker,
+        opts,
+    )
+    .heartbeat_lease(Duration::from_secs(2))
+    .cancel_grace(Duration::from_millis(500))
+    .build()
+    .unwrap()
+}
+
+fn fast() -> PersistentOpts {
+    PersistentOpts::new()
+        .lease(Duration::from_secs(2))
+        .restart_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .keep_errors(3)
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let wait = async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"));
+}
+
+async fn row(db: &TestDb) -> (String, i16, serde_json::Value, i64) {
+    let job = db.schema().qualify("river_job");
+    let (state, attempt, metadata, errors): (String, i16, String, i64) =
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT state, attempt, json(metadata), coalesce(json_array_length(errors), 0) \
+             FROM {job} WHERE kind = 'millrace_persistent:looper' AND state NOT IN ('completed', 'cancelled', 'discarded')"
+        )))
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let metadata = serde_json::from_str(&metadata).unwrap();
+    (state, attempt, metadata, errors)
+}
+
+#[tokio::test]
+async fn one_instance_across_clients_starts_at_once() {
+    let db = TestDb::new().await;
+    let worker = Loop::default();
+    let clients: Vec<_> = (0..3)
+        .map(|n| client(&db, &format!("node-{n}"), worker.clone(), fast()))
+        .collect();
+    let started = Instant::now();
+    for c in &clients {
+        c.start().await.unwrap();
+    }
+    eventually("the instance runs", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "started after {:?}",
+        started.elapsed()
+    );
+    eventually("progress recorded", || async {
+        row(&db).await.2.get("progress").is_some()
+    })
+    .await;
+    let (state, attempt, metadata, _) = row(&db).await;
+    assert_eq!(state, "running");
+    assert_eq!(metadata["progress"]["attempt"], attempt);
+    // Several renewal periods later, still exactly one, never restarted.
+    tokio::time::timeout(Duration::from_secs(2), std::future::pending::<()>())
+        .await
+        .ok();
+    assert_eq!(worker.starts.load(Ordering::SeqCst), 1);
+    assert_eq!(worker.max_running.load(Ordering::SeqCst), 1);
+    for c in &clients {
+        c.stop().await.unwrap();
+    }
+    assert_eq!(worker.running.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn graceful_stop_hands_the_instance_over() {
+    let db = TestDb::new().await;
+    let worker = Loop::default();
+    let a = client(&db, "node-a", worker.clone(), fast());
+    let b = client(&db, "node-b", worker.clone(), fast());
+    let mut events = b.subscribe();
+    a.start().await.unwrap();
+    eventually("a runs it", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    b.start().await.unwrap();
+    let stopped = Instant::now();
+    a.stop().await.unwrap();
+    let moved = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(Event::PersistentWorkerStarted { client, .. }) = events.recv().await {
+                return client;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(moved, "node-b");
+    // The new holder's fencing token is higher than the old one's, handover or not.
+    eventually("the new holder's token is stored", || async {
+        row(&db).await.2["millrace:fence"] == 2
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "handover took {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(worker.max_running.load(Ordering::SeqCst), 1);
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn failures_restart_with_backoff_and_keep_the_row_bounded() {
+    let db = TestDb::new().await;
+    let worker = Loop::default();
+    worker.fail.store(true, Ordering::SeqCst);
+    let c = client(&db, "node", worker.clone(), fast());
+    c.start().await.unwrap();
+    eventually("many restarts", || async {
+        worker.starts.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    let (state, _, _, errors) = row(&db).await;
+    assert_ne!(state, "discarded", "a persistent worker is never discarded");
+    assert!(
+        errors <= 3,
+        "errors are trimmed to the most recent, got {errors}"
+    );
+    // Panics too are restarts, never crashes of the client.
+    worker.fail.store(false, Ordering::SeqCst);
+    worker.panic.store(true, Ordering::SeqCst);
+    let before = worker.starts.load(Ordering::SeqCst);
+    eventually("restarts after panics", || async {
+        worker.starts.load(Ordering::SeqCst) >= before + 2
+    })
+    .await;
+    worker.panic.store(false, Ordering::SeqCst);
+    eventually("running again", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let job = db.schema().qualify("river_job");
+    let last_error: String = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT errors ->> '$[#-1].error' FROM {job} WHERE kind = 'millrace_persistent:looper'"
+    )))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(last_error, "panic: persistent panic");
+    c.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_holder_is_taken_over_after_its_lease() {
+    let db = TestDb::new().await;
+    let worker = Loop::default();
+    let c = client(&db, "survivor", worker.clone(), fast());
+    c.start().await.unwrap();
+    eventually("it runs", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    c.stop().await.unwrap();
+    // Pretend a holder took it and died: running, last renewed just now, by a ghost.
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET state = 'running', attempt = attempt + 1, \
+         attempted_at = strftime('%Y-%m-%d %H:%M:%f', 'now'), \
+         attempted_by = jsonb_insert(coalesce(attempted_by, jsonb('[]')), '$[#]', 'ghost') \
+         WHERE kind = 'millrace_persistent:looper'"
+    )))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let c = client(&db, "survivor-2", worker.clone(), fast());
+    let started = Instant::now();
+    c.start().await.unwrap();
+    eventually("taken over", || async {
+        worker.running.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "taken over before the lease ran out: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "took {waited:?}");
+    c.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_registrations_are_typed_errors() {
+    let db = TestDb::new().await;
+    let bad_name = Client::builder(db.driver())
+        .persistent_worker("no spaces", Loop::default())
+        .build();
+    assert!(matches!(bad_name, Err(millrace::Error::Config(_))));
+    let twice = Client::builder(db.driver())
+        .persistent_worker("x", Loop::default())
+        .persistent_worker("x", Loop::default())
+        .build();
+    assert!(matches!(twice, Err(millrace::Error::Config(_))));
+    let short_lease = Client::builder(db.driver())
+        .persistent_worker_with(
+            "x",
+            Loop::default(),
+            PersistentOpts::new().lease(Duration::from_millis(10)),
+        )
+        .build();
+    assert!(matches!(short_lease, Err(millrace::Error::Config(_))));
+}
