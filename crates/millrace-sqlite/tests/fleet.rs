@@ -161,7 +161,8 @@ async fn one_leader_and_failover_when_it_stops() {
     })
     .await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        // Within moments in practice; a generous bound under load.
+        started.elapsed() < Duration::from_secs(15),
         "took {:?}",
         started.elapsed()
     );
@@ -274,7 +275,8 @@ async fn dead_clients_jobs_are_rescued_when_its_lease_runs_out() {
     let (kind, job) = wait_for_outcome(&mut events, id).await;
     assert_eq!(kind, EventKind::JobCompleted);
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        // Promised within the lease plus 2 s (4 s here); three times that under load.
+        started.elapsed() < Duration::from_secs(12),
         "rescue took {:?}",
         started.elapsed()
     );
