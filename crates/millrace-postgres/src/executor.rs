@@ -209,8 +209,16 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn table_exists(&mut self, table: &str) -> Result<bool> {
-        let name = self.driver.queries().schema.qualify(table);
-        let q = sqlx::query(AssertSqlSafe("SELECT to_regclass($1) IS NOT NULL")).bind(name);
+        // pg_class is read with the statement's snapshot. `to_regclass` goes through the
+        // backend's catalog cache, which can still hold "no such table" after another
+        // migrator committed it while this one waited on the migration lock.
+        let q = sqlx::query(AssertSqlSafe(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2)",
+        ))
+        .bind(self.driver.queries().schema.name().to_owned())
+        .bind(table.to_owned());
         let row = self.fetch_optional(q).await?;
         Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
     }
