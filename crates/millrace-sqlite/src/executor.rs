@@ -176,6 +176,14 @@ impl<'a> SqliteExecutor<'a> {
         }
     }
 
+    /// Runs one write statement in its own scope and returns the rows it changed.
+    async fn write(&mut self, q: SqliteQuery) -> Result<u64> {
+        let mut scope = self.scope().await?;
+        let changed = scope.execute(q).await?;
+        scope.finish().await?;
+        Ok(changed)
+    }
+
     async fn read_all(&mut self, q: SqliteQuery) -> Result<Vec<SqliteRow>> {
         match &mut self.conn {
             Some(conn) => q.fetch_all(&mut **conn).await,
@@ -423,9 +431,7 @@ impl Executor for SqliteExecutor<'_> {
             return Ok(0);
         }
         let q = query(&self.driver.queries().job_insert_fast).bind(insert_payload(jobs));
-        let mut scope = self.scope().await?;
-        let count = scope.execute(q).await?;
-        scope.finish().await?;
+        let count = self.write(q).await?;
         Ok(count)
     }
 
@@ -704,9 +710,7 @@ impl Executor for SqliteExecutor<'_> {
             .bind(params.client_id.clone())
             .bind(params.queue.clone())
             .bind(serde_json::to_string(&held).expect("numbers always encode"));
-        let mut scope = self.scope().await?;
-        let returned = scope.execute(q).await?;
-        scope.finish().await?;
+        let returned = self.write(q).await?;
         Ok(returned)
     }
 
@@ -838,9 +842,7 @@ impl Executor for SqliteExecutor<'_> {
             return Ok(0);
         }
         let q = query(&self.driver.queries().client_delete).bind(strings(client_ids));
-        let mut scope = self.scope().await?;
-        let deleted = scope.execute(q).await?;
-        scope.finish().await?;
+        let deleted = self.write(q).await?;
         Ok(deleted)
     }
 
@@ -877,9 +879,7 @@ impl Executor for SqliteExecutor<'_> {
             .bind(params.cancelled_before.map(encode))
             .bind(params.discarded_before.map(encode))
             .bind(params.max);
-        let mut scope = self.scope().await?;
-        let deleted = scope.execute(q).await?;
-        scope.finish().await?;
+        let deleted = self.write(q).await?;
         Ok(deleted)
     }
 
@@ -942,9 +942,7 @@ impl Executor for SqliteExecutor<'_> {
                 .bind(encode(expected))
                 .bind(encode(next_run_at)),
         };
-        let mut scope = self.scope().await?;
-        let stored = scope.execute(q).await? == 1;
-        scope.finish().await?;
+        let stored = self.write(q).await? == 1;
         Ok(stored)
     }
 
@@ -969,9 +967,7 @@ impl Executor for SqliteExecutor<'_> {
         let q = query(&self.driver.queries().persistent_renew)
             .bind(id.0)
             .bind(fence);
-        let mut scope = self.scope().await?;
-        let renewed = scope.execute(q).await? == 1;
-        scope.finish().await?;
+        let renewed = self.write(q).await? == 1;
         Ok(renewed)
     }
 
@@ -985,9 +981,7 @@ impl Executor for SqliteExecutor<'_> {
             .bind(id.0)
             .bind(fence)
             .bind(metadata.to_owned());
-        let mut scope = self.scope().await?;
-        let merged = scope.execute(q).await? == 1;
-        scope.finish().await?;
+        let merged = self.write(q).await? == 1;
         Ok(merged)
     }
 
@@ -1002,9 +996,7 @@ impl Executor for SqliteExecutor<'_> {
             .bind(encode(params.available_at))
             .bind(error)
             .bind(i64::from(params.keep_errors.max(1)));
-        let mut scope = self.scope().await?;
-        let released = scope.execute(q).await? == 1;
-        scope.finish().await?;
+        let released = self.write(q).await? == 1;
         Ok(released)
     }
 
@@ -1018,9 +1010,7 @@ impl Executor for SqliteExecutor<'_> {
             .bind(id.0)
             .bind(attempt)
             .bind(metadata.to_owned());
-        let mut scope = self.scope().await?;
-        let merged = scope.execute(q).await? == 1;
-        scope.finish().await?;
+        let merged = self.write(q).await? == 1;
         Ok(merged)
     }
 
