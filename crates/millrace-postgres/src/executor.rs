@@ -335,19 +335,20 @@ impl Executor for PgExecutor<'_> {
         }
         // Columns left out of COPY take their defaults (now()); a column is sent only when some
         // job sets it, and then jobs that leave it unset get the client's clock.
+        // Likewise metadata and tags, whose defaults are the empty object and array: leaving
+        // them out spares PostgreSQL parsing them for every row.
         let with_created = jobs.iter().any(|j| j.created_at.is_some());
         let with_scheduled = jobs.iter().any(|j| j.scheduled_at.is_some());
+        let with_metadata = jobs.iter().any(|j| j.metadata != "{}");
+        let with_tags = jobs.iter().any(|j| !j.tags.is_empty());
         let now = Timestamp::now();
-        let mut columns = vec![
-            "args",
-            "kind",
-            "max_attempts",
-            "metadata",
-            "priority",
-            "queue",
-            "state",
-            "tags",
-        ];
+        let mut columns = vec!["args", "kind", "max_attempts", "priority", "queue", "state"];
+        if with_metadata {
+            columns.push("metadata");
+        }
+        if with_tags {
+            columns.push("tags");
+        }
         if with_created {
             columns.push("created_at");
         }
@@ -366,20 +367,24 @@ impl Executor for PgExecutor<'_> {
             copy_escape(data, &job.args);
             data.push('\t');
             copy_escape(data, &job.kind);
-            let _ = write!(data, "\t{}\t", job.max_attempts);
-            copy_escape(data, &job.metadata);
-            let _ = write!(data, "\t{}\t", job.priority);
+            let _ = write!(data, "\t{}\t{}\t", job.max_attempts, job.priority);
             copy_escape(data, &job.queue);
             data.push('\t');
             data.push_str(job.state.as_str());
-            data.push_str("\t{");
-            for (i, tag) in job.tags.iter().enumerate() {
-                if i > 0 {
-                    data.push(',');
-                }
-                copy_escape(data, tag);
+            if with_metadata {
+                data.push('\t');
+                copy_escape(data, &job.metadata);
             }
-            data.push('}');
+            if with_tags {
+                data.push_str("\t{");
+                for (i, tag) in job.tags.iter().enumerate() {
+                    if i > 0 {
+                        data.push(',');
+                    }
+                    copy_escape(data, tag);
+                }
+                data.push('}');
+            }
             if with_created {
                 let _ = write!(data, "\t{}", job.created_at.unwrap_or(now));
             }
@@ -542,24 +547,25 @@ impl Executor for PgExecutor<'_> {
         &mut self,
         params: &[JobCompleteParams],
     ) -> Result<Vec<JobCompleted>> {
-        // The fast statement's fence key, id * 65536 + attempt, fits in a bigint for any id
-        // below 2^47; beyond that the general statement serves.
-        let (plain, other): (Vec<&JobCompleteParams>, Vec<&JobCompleteParams>) =
-            params.iter().partition(|p| {
-                p.outcome == JobOutcome::Completed
-                    && p.metadata_merge.is_none()
-                    && (0..1 << 47).contains(&p.id.0)
-            });
+        let (plain, other): (Vec<&JobCompleteParams>, Vec<&JobCompleteParams>) = params
+            .iter()
+            .partition(|p| p.outcome == JobOutcome::Completed && p.metadata_merge.is_none());
         let mut done = Vec::with_capacity(params.len());
-        if !plain.is_empty() {
+        // One statement per attempt number: see `job_complete_completed`.
+        let mut by_attempt: Vec<(i16, Vec<i64>)> = Vec::new();
+        for p in plain {
+            match by_attempt
+                .iter_mut()
+                .find(|(attempt, _)| *attempt == p.attempt)
+            {
+                Some((_, ids)) => ids.push(p.id.0),
+                None => by_attempt.push((p.attempt, vec![p.id.0])),
+            }
+        }
+        for (attempt, ids) in by_attempt {
             let q = query(&self.driver.queries().job_complete_completed)
-                .bind(plain.iter().map(|p| p.id.0).collect::<Vec<_>>())
-                .bind(
-                    plain
-                        .iter()
-                        .map(|p| p.id.0 * 65536 + i64::from(p.attempt))
-                        .collect::<Vec<_>>(),
-                );
+                .bind(ids)
+                .bind(attempt);
             for row in self.fetch_all(q).await? {
                 done.push(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),

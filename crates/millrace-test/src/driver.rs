@@ -210,7 +210,11 @@ pub async fn insert_fast_counts_rows<F: DriverFixture>() {
     jobs[1].tags = vec!["t_1".to_owned(), "t-2".to_owned()];
     jobs[2].scheduled_at = Some(in_secs(60));
     jobs[2].state = JobState::Scheduled;
+    jobs[3].metadata = "{\"source\":\"fast\"}".to_owned();
     assert_eq!(d.executor().job_insert_fast(&jobs).await.unwrap(), 50);
+    // Without tags or metadata in the batch, those columns take their defaults.
+    let plain: Vec<JobInsertParams> = (0..3).map(|_| job("plain", "defaults")).collect();
+    assert_eq!(d.executor().job_insert_fast(&plain).await.unwrap(), 3);
     let rows = d
         .executor()
         .job_list(&JobListParams {
@@ -219,11 +223,19 @@ pub async fn insert_fast_counts_rows<F: DriverFixture>() {
         })
         .await
         .unwrap();
-    assert_eq!(rows.len(), 50);
+    assert_eq!(rows.len(), 53);
     assert_eq!(rows[0].args["s"], "line\nbreak\ttab \\ back");
     assert_eq!(rows[1].tags, ["t_1", "t-2"]);
     assert_eq!(rows[2].state, JobState::Scheduled);
     assert!(rows[2].scheduled_at > Timestamp::now());
+    assert_eq!(rows[3].metadata["source"], "fast");
+    assert_eq!(rows[4].metadata, serde_json::json!({}));
+    for row in &rows[50..] {
+        assert_eq!(row.kind, "plain");
+        assert!(row.tags.is_empty());
+        assert_eq!(row.metadata, serde_json::json!({}));
+        assert_eq!(row.state, JobState::Available);
+    }
 }
 
 /// A fetch takes available, due jobs of its queue only, in priority, time and id order, at
@@ -396,6 +408,55 @@ pub async fn completion_is_fenced<F: DriverFixture>() {
         "no longer running"
     );
     assert_eq!(get(&d, row.id).await.state, JobState::Available);
+}
+
+/// In one batch, each completion is fenced by its own attempt: jobs at different attempts
+/// are stored together, and a stale attempt among them is left running.
+pub async fn completion_batch_fences_each_attempt<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let first = running(&d, "batch").await;
+    // A second job errors, comes back at once and runs again, at attempt 2.
+    let second = running(&d, "batch").await;
+    complete(
+        &d,
+        &second,
+        JobOutcome::Errored {
+            error: attempt_error(&second, "again"),
+            retry_at: in_secs(-1),
+            discard: false,
+        },
+    )
+    .await;
+    let mut rerun = fetch(&d, "batch", 10).await;
+    assert_eq!(rerun.len(), 1, "the errored job is due again");
+    let second = rerun.remove(0);
+    assert_eq!(second.attempt, 2);
+    let third = running(&d, "batch").await;
+    let params = |row: &JobRow, attempt: i16| JobCompleteParams {
+        id: row.id,
+        attempt,
+        outcome: JobOutcome::Completed,
+        metadata_merge: None,
+    };
+    let mut stored: Vec<JobId> = d
+        .executor()
+        .job_complete_many(&[
+            params(&first, 1),
+            params(&second, 2),
+            // Stale: the third job runs at attempt 1.
+            params(&third, 2),
+        ])
+        .await
+        .expect("complete")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, [first.id, second.id]);
+    assert_eq!(get(&d, first.id).await.state, JobState::Completed);
+    assert_eq!(get(&d, second.id).await.state, JobState::Completed);
+    assert_eq!(get(&d, third.id).await.state, JobState::Running);
 }
 
 /// A job whose cancel was requested while running ends cancelled instead of retrying,
@@ -1069,6 +1130,7 @@ macro_rules! driver_conformance {
             attempted_by_keeps_the_last_hundred,
             completion_records_each_outcome,
             completion_is_fenced,
+            completion_batch_fences_each_attempt,
             cancel_requested_turns_retry_into_cancel,
             admin_verbs_follow_river,
             list_filters_and_pages,

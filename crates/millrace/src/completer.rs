@@ -66,6 +66,11 @@ impl<D: Driver> Completer<D> {
                     }
                 }
             }
+            // Outcomes come in bursts: the jobs of one fetch finish together. Let the tasks that
+            // are ready to run hand theirs over before the batch is cut, so a burst is stored as
+            // one statement rather than a lone outcome followed by the rest. This waits for
+            // runnable tasks only, never for time, so a lone outcome is not delayed.
+            coalesce(&mut self.rx, &mut batch, config.completer_batch_max).await;
             // With no write in flight, store at once: a quiet client gets low latency. While
             // writes are in flight, gather until one of them finishes, the batch is big
             // enough, or the flush interval passes: a busy client gets big batches.
@@ -101,6 +106,27 @@ impl<D: Driver> Completer<D> {
             in_flight.spawn(store(self.shared.clone(), chunk, failing.clone()));
         }
         while in_flight.join_next().await.is_some() {}
+    }
+}
+
+/// Moves outcomes that are ready, or that runnable tasks are about to send, into `batch`:
+/// drains the channel, yields so that other tasks run, and stops once a yield brings nothing
+/// new or the batch is full.
+async fn coalesce(rx: &mut mpsc::Receiver<Completion>, batch: &mut Vec<Completion>, max: usize) {
+    loop {
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        if batch.len() >= max {
+            return;
+        }
+        tokio::task::yield_now().await;
+        if rx.is_empty() {
+            return;
+        }
     }
 }
 

@@ -56,6 +56,14 @@ impl<D: Driver> Producer<D> {
         let mut sweep_orphans = false;
 
         loop {
+            // Count finished tasks as free slots before deciding how many jobs to fetch: the
+            // select below joins one task per turn, and a fetch sized by unjoined tasks comes
+            // back small while most slots are in fact free.
+            while jobs.try_join_next().is_some() {
+                if more {
+                    want_fetch = true;
+                }
+            }
             let paused = *self.paused.borrow();
             let free = self.max_workers.saturating_sub(jobs.len());
             let ready = want_fetch && !paused && free > 0;
