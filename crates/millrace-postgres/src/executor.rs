@@ -14,6 +14,7 @@ use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
+use crate::copy::CopyLayout;
 use crate::row::{job_row, leader_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
 
@@ -150,6 +151,75 @@ fn times(values: impl Iterator<Item = Option<Timestamp>>) -> Vec<Option<jiff_sql
     values.map(|t| t.map(jiff_sqlx::Timestamp::from)).collect()
 }
 
+/// The row a fresh insert of `job` stored, given the values PostgreSQL chose; `None` when its
+/// JSON may not read back as PostgreSQL writes it.
+fn inserted_row(
+    job: &JobInsertParams,
+    id: JobId,
+    created_at: Timestamp,
+    scheduled_at: Timestamp,
+) -> Option<JobRow> {
+    if !json_reads_back_as_sent(&job.args) || !json_reads_back_as_sent(&job.metadata) {
+        return None;
+    }
+    Some(JobRow {
+        id,
+        args: serde_json::from_str(&job.args).ok()?,
+        attempt: 0,
+        attempted_at: None,
+        attempted_by: Vec::new(),
+        created_at,
+        errors: Vec::new(),
+        finalized_at: None,
+        kind: job.kind.clone(),
+        max_attempts: job.max_attempts,
+        metadata: serde_json::from_str(&job.metadata).ok()?,
+        priority: job.priority,
+        queue: job.queue.clone(),
+        scheduled_at,
+        state: job.state,
+        tags: job.tags.clone(),
+        unique_key: job.unique_key.clone(),
+        unique_states: job.unique_states,
+    })
+}
+
+/// Whether `json`, stored as jsonb and written back by PostgreSQL, reads as the same
+/// `serde_json::Value` as `json` itself. jsonb rewrites two kinds of numbers: exponents are
+/// expanded (`1e3` comes back `1000`, an integer where serde_json reads a float), and `-0`
+/// comes back `0`. Everything else (key order, duplicate keys, whitespace, escapes) reads the
+/// same.
+fn json_reads_back_as_sent(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let number = &bytes[start..i];
+                if number.iter().any(|b| matches!(b, b'e' | b'E')) || number == b"-0" {
+                    return false;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 /// How many bytes of COPY data are encoded before they are sent.
 const COPY_CHUNK: usize = 256 * 1024;
 
@@ -174,26 +244,6 @@ where
         copy.send(data.as_bytes()).await.map_err(db_error)?;
     }
     Ok(())
-}
-
-/// Escapes a value for COPY's text format.
-fn copy_escape(out: &mut String, value: &str) {
-    if !value
-        .bytes()
-        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
-        out.push_str(value);
-        return;
-    }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
 }
 
 impl Executor for PgExecutor<'_> {
@@ -290,7 +340,8 @@ impl Executor for PgExecutor<'_> {
             return Ok(Vec::new());
         }
         let queries = self.driver.queries();
-        let sql = if jobs.iter().any(|j| j.unique_key.is_some()) {
+        let unique = jobs.iter().any(|j| j.unique_key.is_some());
+        let sql = if unique {
             &queries.job_insert_many_unique
         } else {
             &queries.job_insert_many
@@ -317,82 +368,83 @@ impl Executor for PgExecutor<'_> {
                     .collect::<Vec<_>>(),
             );
         let rows = self.fetch_all(q).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(JobInsertResult {
-                    job: job_row(row)?,
-                    unique_skipped_as_duplicate: row
-                        .try_get("unique_skipped_as_duplicate")
-                        .map_err(db_error)?,
+        if unique {
+            return rows
+                .iter()
+                .map(|row| {
+                    Ok(JobInsertResult {
+                        job: job_row(row)?,
+                        unique_skipped_as_duplicate: row
+                            .try_get("unique_skipped_as_duplicate")
+                            .map_err(db_error)?,
+                    })
                 })
+                .collect();
+        }
+        // Rows come back in the order of the params (the conformance suite checks it).
+        if rows.len() != jobs.len() {
+            return Err(DriverError::Decode {
+                column: "id",
+                message: format!(
+                    "inserted {} jobs but {} rows came back",
+                    jobs.len(),
+                    rows.len()
+                ),
+            });
+        }
+        let mut results = Vec::with_capacity(jobs.len());
+        // Jobs whose JSON PostgreSQL writes back differently from how it was sent.
+        let mut reread = Vec::new();
+        for (index, (job, row)) in jobs.iter().zip(&rows).enumerate() {
+            let id = JobId(row.try_get(0).map_err(db_error)?);
+            let created_at = row
+                .try_get::<jiff_sqlx::Timestamp, _>(1)
+                .map_err(db_error)?;
+            let scheduled_at = row
+                .try_get::<jiff_sqlx::Timestamp, _>(2)
+                .map_err(db_error)?;
+            let built = inserted_row(job, id, created_at.to_jiff(), scheduled_at.to_jiff());
+            if built.is_none() {
+                reread.push((index, id));
+            }
+            results.push(built);
+        }
+        if !reread.is_empty() {
+            let stored = self
+                .job_list(&JobListParams {
+                    ids: reread.iter().map(|(_, id)| *id).collect(),
+                    limit: reread.len() as i64,
+                    ..Default::default()
+                })
+                .await?;
+            for (index, id) in reread {
+                let job = stored.iter().find(|j| j.id == id).cloned();
+                results[index] = Some(job.ok_or_else(|| DriverError::Decode {
+                    column: "id",
+                    message: format!("inserted job {id} is gone"),
+                })?);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|job| JobInsertResult {
+                job: job.expect("every row built or read back"),
+                unique_skipped_as_duplicate: false,
             })
-            .collect()
+            .collect())
     }
 
     async fn job_insert_fast(&mut self, jobs: &[JobInsertParams]) -> Result<u64> {
         if jobs.is_empty() {
             return Ok(0);
         }
-        // Columns left out of COPY take their defaults (now()); a column is sent only when some
-        // job sets it, and then jobs that leave it unset get the client's clock.
-        // Likewise metadata and tags, whose defaults are the empty object and array: leaving
-        // them out spares PostgreSQL parsing them for every row.
-        let with_created = jobs.iter().any(|j| j.created_at.is_some());
-        let with_scheduled = jobs.iter().any(|j| j.scheduled_at.is_some());
-        let with_metadata = jobs.iter().any(|j| j.metadata != "{}");
-        let with_tags = jobs.iter().any(|j| !j.tags.is_empty());
-        let now = Timestamp::now();
-        let mut columns = vec!["args", "kind", "max_attempts", "priority", "queue", "state"];
-        if with_metadata {
-            columns.push("metadata");
-        }
-        if with_tags {
-            columns.push("tags");
-        }
-        if with_created {
-            columns.push("created_at");
-        }
-        if with_scheduled {
-            columns.push("scheduled_at");
-        }
+        let layout = CopyLayout::for_jobs(jobs);
         let statement = format!(
             "COPY {} ({}) FROM STDIN",
             self.driver.queries().job_table,
-            columns.join(", ")
+            layout.columns().join(", ")
         );
-        // Rows are sent in chunks as they are encoded, so PostgreSQL parses one chunk while the
-        // next is encoded.
-        let encode = |data: &mut String, job: &JobInsertParams| {
-            use std::fmt::Write as _;
-            copy_escape(data, &job.args);
-            data.push('\t');
-            copy_escape(data, &job.kind);
-            let _ = write!(data, "\t{}\t{}\t", job.max_attempts, job.priority);
-            copy_escape(data, &job.queue);
-            data.push('\t');
-            data.push_str(job.state.as_str());
-            if with_metadata {
-                data.push('\t');
-                copy_escape(data, &job.metadata);
-            }
-            if with_tags {
-                data.push_str("\t{");
-                for (i, tag) in job.tags.iter().enumerate() {
-                    if i > 0 {
-                        data.push(',');
-                    }
-                    copy_escape(data, tag);
-                }
-                data.push('}');
-            }
-            if with_created {
-                let _ = write!(data, "\t{}", job.created_at.unwrap_or(now));
-            }
-            if with_scheduled {
-                let _ = write!(data, "\t{}", job.scheduled_at.unwrap_or(now));
-            }
-            data.push('\n');
-        };
+        let encode = |data: &mut String, job: &JobInsertParams| layout.encode(data, job);
         let result = match &mut self.conn {
             Some(conn) => {
                 let mut copy = conn.copy_in_raw(&statement).await.map_err(db_error)?;
@@ -891,4 +943,29 @@ fn bind_list(q: PgQuery, params: &JobListParams) -> PgQuery {
         .bind(params.priorities.clone())
         .bind(params.tags.clone())
         .bind(params.metadata_contains.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_reads_back_as_sent;
+
+    #[test]
+    fn numbers_that_jsonb_rewrites_are_found() {
+        for rewritten in [
+            r#"{"a":1e3}"#,
+            r#"[2E-2]"#,
+            r#"{"z":-0}"#,
+            r#"{"s":"x","n":[1,-0]}"#,
+        ] {
+            assert!(!json_reads_back_as_sent(rewritten), "{rewritten}");
+        }
+        for same in [
+            r#"{}"#,
+            r#"{"n":-12,"x":0.25,"big":123456789012345678901234567890}"#,
+            r#"{"date":"2024-01-05","hex":"3e4f","e":"1e3","esc":"\"1e3"}"#,
+            r#"{"f":-0.0,"g":-0.5,"h":10}"#,
+        ] {
+            assert!(json_reads_back_as_sent(same), "{same}");
+        }
+    }
 }

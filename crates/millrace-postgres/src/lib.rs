@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod copy;
 mod executor;
 mod listener;
 mod migrations;
@@ -26,9 +27,51 @@ use std::sync::Arc;
 use millrace_driver::{Driver, DriverError, Migration, Result, Schema};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+#[doc(hidden)]
+pub use copy::encode_copy_text;
 pub use executor::PgExecutor;
 pub use listener::PgListener;
 pub use sqlx;
+
+/// The column list to select for [`decode_job_row`], each column prefixed with `prefix`
+/// (`""`, or an alias such as `"j."`). A statement may select more columns after these.
+///
+/// ```
+/// let sql = format!(
+///     "SELECT {} FROM river_job WHERE kind = $1 ORDER BY id",
+///     millrace_postgres::job_columns("")
+/// );
+/// assert!(sql.starts_with("SELECT id, args, attempt"));
+/// ```
+pub fn job_columns(prefix: &str) -> String {
+    row::job_columns(prefix)
+}
+
+/// Decodes a `river_job` row selected with [`job_columns`], for statements of your own.
+///
+/// # Errors
+///
+/// [`DriverError::Decode`] names the column that did not decode or is missing or out of
+/// place (a row not selected with [`job_columns`]), or a state this version does not know.
+///
+/// ```no_run
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let sql = format!(
+///     "SELECT {} FROM river_job WHERE state = 'discarded' ORDER BY id LIMIT 10",
+///     millrace_postgres::job_columns("")
+/// );
+/// for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&pool).await? {
+///     let job = millrace_postgres::decode_job_row(&row)?;
+///     println!("{} {}: {:?}", job.id, job.kind, job.errors.last());
+/// }
+/// # Ok(()) }
+/// ```
+pub fn decode_job_row(row: &sqlx::postgres::PgRow) -> Result<millrace_types::JobRow> {
+    // Millrace's own statements are known to select job_columns; a caller's are checked, as
+    // the columns are read by position.
+    row::check_job_columns(row)?;
+    row::job_row(row)
+}
 
 use queries::Queries;
 

@@ -148,8 +148,11 @@ FROM unnest(
 ) AS p(args, created_at, kind, max_attempts, metadata, priority, queue, scheduled_at, state,
        tags, unique_key, unique_states)"#
         );
+        // Without unique keys every row is new and holds what was sent, so only the values
+        // PostgreSQL chose come back; the executor builds the rest of each row from its
+        // params. Sending back and decoding every column cost about a fifth of the statement.
         let job_insert_many =
-            format!("{insert_head}\nRETURNING {j_cols}, false AS unique_skipped_as_duplicate");
+            format!("{insert_head}\nRETURNING j.id, j.created_at, j.scheduled_at");
         // A duplicate returns the live row unchanged, as River's Rust crate does (River for Go
         // overwrites `kind`, which matters only under ExcludeKind). DO UPDATE rather than DO
         // NOTHING, because only DO UPDATE returns the conflicting row, and it sees the newest

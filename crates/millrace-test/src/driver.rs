@@ -160,6 +160,23 @@ pub async fn insert_many_returns_rows_in_order<F: DriverFixture>() {
     assert_eq!(rows[1].args["text"], "tab\there \\ \"quoted\" ünï");
     assert_eq!(rows[2].state, JobState::Scheduled);
     assert!(rows[2].scheduled_at > Timestamp::now());
+    // The rows returned are the rows stored, to the microsecond.
+    for row in &rows {
+        assert_eq!(*row, get(&d, row.id).await, "job {}", row.kind);
+    }
+    // Numbers and keys the way serde_json and the database each write them.
+    let mut numbers = job("numbers", "q1");
+    numbers.args =
+        r#"{"b":1.50,"a":1e3,"big":123456789012345678901234567890,"d":1,"d":2}"#.to_owned();
+    let mut zero = job("zero", "q1");
+    zero.args = r#"{"z":-0,"f":-0.0,"date":"2024-01-05","hex":"3e4f","e":"1e3"}"#.to_owned();
+    zero.metadata = r#"{"m":2E2}"#.to_owned();
+    let mut plain = job("plain", "q1");
+    plain.args = r#"{"n":-12,"x":0.25,"s":"\u00e9\"e1"}"#.to_owned();
+    let inserted = insert(&d, &[numbers, zero, plain]).await;
+    for row in &inserted {
+        assert_eq!(*row, get(&d, row.id).await, "job {}", row.kind);
+    }
 }
 
 /// A unique job whose key is live returns the live row unchanged, flagged as a duplicate;
