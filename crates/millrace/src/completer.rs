@@ -175,14 +175,18 @@ async fn store<D: Driver>(
                 }
             }
         };
-        let states: std::collections::HashMap<_, _> =
-            stored.iter().map(|s| (s.id, s.state)).collect();
         {
             let mut held = shared.held.lock().expect("lock poisoned");
             for c in &chunk {
                 held.remove(&c.row.id);
             }
         }
+        // With nobody subscribed, skip building the events: an allocation per job.
+        if shared.events.receiver_count() == 0 {
+            return;
+        }
+        let states: std::collections::HashMap<_, _> =
+            stored.iter().map(|s| (s.id, s.state)).collect();
         for c in chunk {
             let state = match states.get(&c.row.id) {
                 Some(state) => *state,
