@@ -15,7 +15,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
 use crate::copy::CopyLayout;
-use crate::row::{job_row, leader_row, parse_state, queue_row};
+use crate::row::{fetched_job_row, job_row, leader_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
 
 /// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
@@ -581,7 +581,11 @@ impl Executor for PgExecutor<'_> {
             .bind(params.now.map(jiff_sqlx::Timestamp::from))
             .bind(params.max)
             .bind(params.client_id.as_str());
-        self.fetch_all(q).await?.iter().map(job_row).collect()
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(fetched_job_row)
+            .collect()
     }
 
     async fn job_start_by_id(&mut self, id: JobId, client_id: &str) -> Result<Option<JobRow>> {

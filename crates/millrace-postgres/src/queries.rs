@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use millrace_driver::Schema;
 
-use crate::row::job_columns;
+use crate::row::{fetch_columns, job_columns};
 
 /// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
 /// reference-count bump, not a copy.
@@ -120,6 +120,7 @@ impl Queries {
         let migration = format!("{s}river_migration");
         let cols = job_columns("");
         let j_cols = job_columns("j.");
+        let fetch_cols = fetch_columns("j.");
 
         // Rows go in as parallel arrays, one element per job. Tags travel as one comma-joined
         // string per job because PostgreSQL cannot unnest an array of arrays; tags never hold
@@ -296,7 +297,7 @@ UPDATE {job} AS j SET
     attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $4::text)
 FROM locked
 WHERE j.id = locked.id
-RETURNING {j_cols}"#
+RETURNING {fetch_cols}, j.unique_states"#
         );
 
         // The common case, a batch of successes, without the general statement's CASEs and

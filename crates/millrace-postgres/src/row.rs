@@ -160,3 +160,105 @@ pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
         unique_states: unique_states.map(|bits| UniqueStates::from_bits(bits as u8)),
     })
 }
+
+/// The columns a fetch returns, with `prefix` before each. A fetched job is running and not
+/// finalized, so neither its state nor `finalized_at` is sent, and the unique mask comes back
+/// raw: each cast or column left out is work PostgreSQL does not do for every fetched row.
+pub(crate) fn fetch_columns(prefix: &str) -> String {
+    FETCH_COLUMNS
+        .iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const FETCH_COLUMNS: [&str; 15] = [
+    "id",
+    "args",
+    "attempt",
+    "attempted_at",
+    "attempted_by",
+    "created_at",
+    "errors",
+    "kind",
+    "max_attempts",
+    "metadata",
+    "priority",
+    "queue",
+    "scheduled_at",
+    "tags",
+    "unique_key",
+];
+
+/// Decodes one row of a fetch, selected with [`fetch_columns`] followed by `unique_states`.
+pub(crate) fn fetched_job_row(row: &PgRow) -> Result<JobRow> {
+    let get = |index: usize| {
+        debug_assert_eq!(
+            sqlx::Column::name(&row.columns()[index]),
+            FETCH_COLUMNS.get(index).copied().unwrap_or("unique_states"),
+        );
+        index
+    };
+    let decode = |column: &'static str| {
+        move |err: sqlx::Error| DriverError::Decode {
+            column,
+            message: err.to_string(),
+        }
+    };
+    let errors: Option<Vec<Json<AttemptError>>> = row.try_get(get(6)).map_err(decode("errors"))?;
+    Ok(JobRow {
+        id: JobId(row.try_get(get(0)).map_err(decode("id"))?),
+        args: row
+            .try_get::<Json<serde_json::Value>, _>(get(1))
+            .map_err(decode("args"))?
+            .0,
+        attempt: row.try_get(get(2)).map_err(decode("attempt"))?,
+        attempted_at: row
+            .try_get::<Option<jiff_sqlx::Timestamp>, _>(get(3))
+            .map_err(decode("attempted_at"))?
+            .map(time),
+        attempted_by: row
+            .try_get::<Option<Vec<String>>, _>(get(4))
+            .map_err(decode("attempted_by"))?
+            .unwrap_or_default(),
+        created_at: time(row.try_get(get(5)).map_err(decode("created_at"))?),
+        errors: errors
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.0)
+            .collect(),
+        finalized_at: None,
+        kind: row.try_get(get(7)).map_err(decode("kind"))?,
+        max_attempts: row.try_get(get(8)).map_err(decode("max_attempts"))?,
+        metadata: row
+            .try_get::<Json<serde_json::Value>, _>(get(9))
+            .map_err(decode("metadata"))?
+            .0,
+        priority: row.try_get(get(10)).map_err(decode("priority"))?,
+        queue: row.try_get(get(11)).map_err(decode("queue"))?,
+        scheduled_at: time(row.try_get(get(12)).map_err(decode("scheduled_at"))?),
+        state: JobState::Running,
+        tags: row.try_get(get(13)).map_err(decode("tags"))?,
+        unique_key: row.try_get(get(14)).map_err(decode("unique_key"))?,
+        unique_states: raw_unique_states(row, get(15))?,
+    })
+}
+
+/// Reads a `bit(8)` column in PostgreSQL's binary format: the bit count as a 4-byte integer,
+/// then the bits, first bit highest, as `bit(8)::int` numbers them.
+fn raw_unique_states(row: &PgRow, index: usize) -> Result<Option<UniqueStates>> {
+    let value = row.try_get_raw(index).map_err(|err| DriverError::Decode {
+        column: "unique_states",
+        message: err.to_string(),
+    })?;
+    if sqlx::ValueRef::is_null(&value) {
+        return Ok(None);
+    }
+    match value.as_bytes() {
+        Ok([0, 0, 0, 8, bits]) => Ok(Some(UniqueStates::from_bits(*bits))),
+        other => Err(DriverError::Decode {
+            column: "unique_states",
+            message: format!("expected bit(8) in binary format, got {other:?}"),
+        }),
+    }
+}

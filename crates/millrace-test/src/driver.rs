@@ -286,6 +286,19 @@ pub async fn fetch_takes_due_jobs_in_order<F: DriverFixture>() {
         fetch(&d, "default", 10).await.is_empty(),
         "scheduled jobs wait"
     );
+    // A fetched row is the stored row, unique key and mask, tags and metadata included.
+    let mut full = job("full", "full");
+    full.tags = vec!["one".to_owned()];
+    full.metadata = r#"{"m":1}"#.to_owned();
+    full.unique_key = Some(vec![1, 2, 3]);
+    full.unique_states = Some(UniqueStates::DEFAULT);
+    insert(&d, &[full]).await;
+    let fetched = fetch(&d, "full", 1).await;
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].unique_states, Some(UniqueStates::DEFAULT));
+    for row in rows.iter().chain(&rest).chain(&fetched) {
+        assert_eq!(*row, get(&d, row.id).await, "job {}", row.kind);
+    }
 }
 
 /// Two fetches at once never take the same job.
