@@ -224,3 +224,43 @@ async fn a_url_of_another_scheme_is_a_clear_error_with_status_2() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn bench_in_a_kept_schema_refuses_unfinished_jobs_of_its_kind() {
+    let dir = scratch("bench-kept");
+    let path = dir.join("kept.db");
+    let url = format!("sqlite://{}", path.display());
+    let kept = ["bench", "--database-url", &url, "--schema", "main"];
+    let run = |extra: &'static [&'static str]| {
+        let args: Vec<&str> = kept.iter().copied().chain(extra.iter().copied()).collect();
+        let dir = dir.clone();
+        async move { millrace(&dir, &args).await }
+    };
+    // Finished jobs of earlier runs stay and do not get in the way.
+    assert_success(&run(&["-n", "300"]).await, "first run");
+    assert_success(&run(&["-n", "300"]).await, "second run");
+    assert_success(
+        &run(&["--duration", "1", "--rate", "200"]).await,
+        "latency run",
+    );
+    // An unfinished job of the benchmark's kind would be worked and counted: refused.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO river_job (args, kind, max_attempts, priority, queue) \
+         VALUES ('{}', 'noop', 25, 1, 'default')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let refused = run(&["-n", "10"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("holds unfinished jobs of kind \"noop\""),
+        "{}",
+        stderr(&refused)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
