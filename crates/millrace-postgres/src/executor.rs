@@ -186,9 +186,9 @@ fn inserted_row(
 
 /// Whether `json`, stored as jsonb and written back by PostgreSQL, reads as the same
 /// `serde_json::Value` as `json` itself. jsonb rewrites two kinds of numbers: exponents are
-/// expanded (`1e3` comes back `1000`, an integer where serde_json reads a float), and `-0`
-/// comes back `0`. Everything else (key order, duplicate keys, whitespace, escapes) reads the
-/// same.
+/// expanded (`1e3` comes back `1000`, an integer where serde_json reads a float), and a
+/// negative zero (`-0`, `-0.0`) comes back without its sign. Everything else (key order,
+/// duplicate keys, whitespace, escapes) reads the same.
 fn json_reads_back_as_sent(json: &str) -> bool {
     let bytes = json.as_bytes();
     let mut i = 0;
@@ -210,7 +210,9 @@ fn json_reads_back_as_sent(json: &str) -> bool {
                     i += 1;
                 }
                 let number = &bytes[start..i];
-                if number.iter().any(|b| matches!(b, b'e' | b'E')) || number == b"-0" {
+                let negative_zero = number.first() == Some(&b'-')
+                    && number[1..].iter().all(|b| matches!(b, b'0' | b'.'));
+                if negative_zero || number.iter().any(|b| matches!(b, b'e' | b'E')) {
                     return false;
                 }
             }
@@ -967,7 +969,7 @@ mod tests {
             r#"{}"#,
             r#"{"n":-12,"x":0.25,"big":123456789012345678901234567890}"#,
             r#"{"date":"2024-01-05","hex":"3e4f","e":"1e3","esc":"\"1e3"}"#,
-            r#"{"f":-0.0,"g":-0.5,"h":10}"#,
+            r#"{"g":-0.5,"h":10,"i":-10,"j":0.0}"#,
         ] {
             assert!(json_reads_back_as_sent(same), "{same}");
         }
