@@ -7,9 +7,9 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 
-/// The columns of `river_job` that [`job_columns`] selects, in order. [`job_row`] reads them
-/// by position, which spares a name lookup per column per row on the fetch path.
-const JOB_COLUMNS: [&str; 18] = [
+/// The columns every job row starts with, read by position (which spares a name lookup per
+/// column per row on the fetch path).
+const SHARED_COLUMNS: [&str; 15] = [
     "id",
     "args",
     "attempt",
@@ -17,7 +17,6 @@ const JOB_COLUMNS: [&str; 18] = [
     "attempted_by",
     "created_at",
     "errors",
-    "finalized_at",
     "kind",
     "max_attempts",
     "metadata",
@@ -26,21 +25,44 @@ const JOB_COLUMNS: [&str; 18] = [
     "scheduled_at",
     "tags",
     "unique_key",
-    "state",
-    "unique_states",
 ];
 
+/// The columns after [`SHARED_COLUMNS`] in [`job_columns`]. The state and the unique mask are
+/// cast to types sqlx reads without extra features.
+const STORED_TAIL: [&str; 3] = ["finalized_at", "state", "unique_states"];
+
+/// How a statement's job rows end after [`SHARED_COLUMNS`].
+#[derive(Clone, Copy)]
+enum Tail {
+    /// [`job_columns`]: `finalized_at`, the state as text, the unique mask as an int.
+    Stored,
+    /// [`fetch_columns`]: the unique mask raw. A fetched job is running and not finalized, so
+    /// its state and `finalized_at` are not sent, and nothing is cast: less work for
+    /// PostgreSQL on every fetched row.
+    Fetched,
+}
+
 /// The column list every statement returning jobs selects, with `prefix` before each column
-/// (`""` or `"j."`). The state and the unique mask are cast to types sqlx reads without extra
-/// features. Statements may add columns after these.
+/// (`""` or `"j."`). Statements may add columns after these.
 pub(crate) fn job_columns(prefix: &str) -> String {
-    JOB_COLUMNS
+    SHARED_COLUMNS
         .iter()
-        .map(|c| match *c {
-            "state" => format!("{prefix}state::text AS state"),
-            "unique_states" => format!("{prefix}unique_states::int AS unique_states"),
-            c => format!("{prefix}{c}"),
-        })
+        .map(|c| format!("{prefix}{c}"))
+        .chain([
+            format!("{prefix}finalized_at"),
+            format!("{prefix}state::text AS state"),
+            format!("{prefix}unique_states::int AS unique_states"),
+        ])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The columns a fetch returns, with `prefix` before each; see [`Tail::Fetched`].
+pub(crate) fn fetch_columns(prefix: &str) -> String {
+    SHARED_COLUMNS
+        .iter()
+        .chain(&["unique_states"])
+        .map(|c| format!("{prefix}{c}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -48,7 +70,7 @@ pub(crate) fn job_columns(prefix: &str) -> String {
 /// Checks that `row` starts with the columns of [`job_columns`], in order.
 pub(crate) fn check_job_columns(row: &PgRow) -> Result<()> {
     let columns = row.columns();
-    for (index, expected) in JOB_COLUMNS.iter().enumerate() {
+    for (index, expected) in SHARED_COLUMNS.iter().chain(&STORED_TAIL).enumerate() {
         let found = columns.get(index).map(sqlx::Column::name);
         if found != Some(*expected) {
             return Err(DriverError::Decode {
@@ -63,20 +85,124 @@ pub(crate) fn check_job_columns(row: &PgRow) -> Result<()> {
     Ok(())
 }
 
-/// Reads column `index` of a job row, which must be `JOB_COLUMNS[index]`.
-fn at<'r, T>(row: &'r PgRow, index: usize) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    debug_assert_eq!(
-        sqlx::Column::name(&row.columns()[index]),
-        JOB_COLUMNS[index],
-        "job rows are selected with job_columns"
-    );
-    row.try_get(index).map_err(|err| DriverError::Decode {
-        column: JOB_COLUMNS[index],
-        message: err.to_string(),
+/// Decodes one `river_job` row selected with [`job_columns`].
+pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
+    decode_job(row, Tail::Stored)
+}
+
+/// Decodes one row of a fetch, selected with [`fetch_columns`].
+pub(crate) fn fetched_job_row(row: &PgRow) -> Result<JobRow> {
+    decode_job(row, Tail::Fetched)
+}
+
+fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
+    let at = |index| Column { row, index };
+    let tail_at = |offset: usize| Column {
+        row,
+        index: SHARED_COLUMNS.len() + offset,
+    };
+    let (finalized_at, state, unique_states) = match tail {
+        Tail::Stored => {
+            let state: &str = tail_at(1).get("state")?;
+            let state = state
+                .parse::<JobState>()
+                .map_err(|err| DriverError::Decode {
+                    column: "state",
+                    message: err.to_string(),
+                })?;
+            let bits: Option<i32> = tail_at(2).get("unique_states")?;
+            (
+                tail_at(0)
+                    .get::<Option<jiff_sqlx::Timestamp>>("finalized_at")?
+                    .map(time),
+                state,
+                bits.map(|bits| UniqueStates::from_bits(bits as u8)),
+            )
+        }
+        Tail::Fetched => (None, JobState::Running, raw_unique_states(tail_at(0))?),
+    };
+    let errors: Option<Vec<Json<AttemptError>>> = at(6).get("errors")?;
+    Ok(JobRow {
+        id: JobId(at(0).get("id")?),
+        args: at(1).get::<Json<serde_json::Value>>("args")?.0,
+        attempt: at(2).get("attempt")?,
+        attempted_at: at(3)
+            .get::<Option<jiff_sqlx::Timestamp>>("attempted_at")?
+            .map(time),
+        attempted_by: at(4)
+            .get::<Option<Vec<String>>>("attempted_by")?
+            .unwrap_or_default(),
+        created_at: time(at(5).get("created_at")?),
+        errors: errors
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.0)
+            .collect(),
+        finalized_at,
+        kind: at(7).get("kind")?,
+        max_attempts: at(8).get("max_attempts")?,
+        metadata: at(9).get::<Json<serde_json::Value>>("metadata")?.0,
+        priority: at(10).get("priority")?,
+        queue: at(11).get("queue")?,
+        scheduled_at: time(at(12).get("scheduled_at")?),
+        state,
+        tags: at(13).get("tags")?,
+        unique_key: at(14).get("unique_key")?,
+        unique_states,
     })
+}
+
+/// One column of a job row, read by position.
+#[derive(Clone, Copy)]
+struct Column<'r> {
+    row: &'r PgRow,
+    index: usize,
+}
+
+impl<'r> Column<'r> {
+    /// Decodes the column, which must be named `name` (checked in debug builds).
+    fn get<T>(self, name: &'static str) -> Result<T>
+    where
+        T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        debug_assert_eq!(
+            sqlx::Column::name(&self.row.columns()[self.index]),
+            name,
+            "job rows are selected with job_columns or fetch_columns"
+        );
+        self.row
+            .try_get(self.index)
+            .map_err(|err| DriverError::Decode {
+                column: name,
+                message: err.to_string(),
+            })
+    }
+}
+
+/// Reads a `bit(8)` column in PostgreSQL's binary format: the bit count as a 4-byte integer,
+/// then the bits, first bit highest, as `bit(8)::int` numbers them.
+fn raw_unique_states(column: Column<'_>) -> Result<Option<UniqueStates>> {
+    debug_assert_eq!(
+        sqlx::Column::name(&column.row.columns()[column.index]),
+        "unique_states"
+    );
+    let value = column
+        .row
+        .try_get_raw(column.index)
+        .map_err(|err| DriverError::Decode {
+            column: "unique_states",
+            message: err.to_string(),
+        })?;
+    if sqlx::ValueRef::is_null(&value) {
+        return Ok(None);
+    }
+    match value.as_bytes() {
+        Ok([0, 0, 0, 8, bits]) => Ok(Some(UniqueStates::from_bits(*bits))),
+        other => Err(DriverError::Decode {
+            column: "unique_states",
+            message: format!("expected bit(8) in binary format, got {other:?}"),
+        }),
+    }
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T>
@@ -122,143 +248,4 @@ pub(crate) fn queue_row(row: &PgRow) -> Result<QueueRow> {
         paused_at: get::<Option<jiff_sqlx::Timestamp>>(row, "paused_at")?.map(time),
         updated_at: time(get(row, "updated_at")?),
     })
-}
-
-/// Decodes one `river_job` row selected with [`job_columns`].
-pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
-    let state: &str = at(row, 16)?;
-    let state = state
-        .parse::<JobState>()
-        .map_err(|err| DriverError::Decode {
-            column: "state",
-            message: err.to_string(),
-        })?;
-    let errors: Option<Vec<Json<AttemptError>>> = at(row, 6)?;
-    let unique_states: Option<i32> = at(row, 17)?;
-    Ok(JobRow {
-        id: JobId(at(row, 0)?),
-        args: at::<Json<serde_json::Value>>(row, 1)?.0,
-        attempt: at(row, 2)?,
-        attempted_at: at::<Option<jiff_sqlx::Timestamp>>(row, 3)?.map(time),
-        attempted_by: at::<Option<Vec<String>>>(row, 4)?.unwrap_or_default(),
-        created_at: time(at(row, 5)?),
-        errors: errors
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.0)
-            .collect(),
-        finalized_at: at::<Option<jiff_sqlx::Timestamp>>(row, 7)?.map(time),
-        kind: at(row, 8)?,
-        max_attempts: at(row, 9)?,
-        metadata: at::<Json<serde_json::Value>>(row, 10)?.0,
-        priority: at(row, 11)?,
-        queue: at(row, 12)?,
-        scheduled_at: time(at(row, 13)?),
-        state,
-        tags: at(row, 14)?,
-        unique_key: at(row, 15)?,
-        unique_states: unique_states.map(|bits| UniqueStates::from_bits(bits as u8)),
-    })
-}
-
-/// The columns a fetch returns, with `prefix` before each. A fetched job is running and not
-/// finalized, so neither its state nor `finalized_at` is sent, and the unique mask comes back
-/// raw: each cast or column left out is work PostgreSQL does not do for every fetched row.
-pub(crate) fn fetch_columns(prefix: &str) -> String {
-    FETCH_COLUMNS
-        .iter()
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-const FETCH_COLUMNS: [&str; 15] = [
-    "id",
-    "args",
-    "attempt",
-    "attempted_at",
-    "attempted_by",
-    "created_at",
-    "errors",
-    "kind",
-    "max_attempts",
-    "metadata",
-    "priority",
-    "queue",
-    "scheduled_at",
-    "tags",
-    "unique_key",
-];
-
-/// Decodes one row of a fetch, selected with [`fetch_columns`] followed by `unique_states`.
-pub(crate) fn fetched_job_row(row: &PgRow) -> Result<JobRow> {
-    let get = |index: usize| {
-        debug_assert_eq!(
-            sqlx::Column::name(&row.columns()[index]),
-            FETCH_COLUMNS.get(index).copied().unwrap_or("unique_states"),
-        );
-        index
-    };
-    let decode = |column: &'static str| {
-        move |err: sqlx::Error| DriverError::Decode {
-            column,
-            message: err.to_string(),
-        }
-    };
-    let errors: Option<Vec<Json<AttemptError>>> = row.try_get(get(6)).map_err(decode("errors"))?;
-    Ok(JobRow {
-        id: JobId(row.try_get(get(0)).map_err(decode("id"))?),
-        args: row
-            .try_get::<Json<serde_json::Value>, _>(get(1))
-            .map_err(decode("args"))?
-            .0,
-        attempt: row.try_get(get(2)).map_err(decode("attempt"))?,
-        attempted_at: row
-            .try_get::<Option<jiff_sqlx::Timestamp>, _>(get(3))
-            .map_err(decode("attempted_at"))?
-            .map(time),
-        attempted_by: row
-            .try_get::<Option<Vec<String>>, _>(get(4))
-            .map_err(decode("attempted_by"))?
-            .unwrap_or_default(),
-        created_at: time(row.try_get(get(5)).map_err(decode("created_at"))?),
-        errors: errors
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.0)
-            .collect(),
-        finalized_at: None,
-        kind: row.try_get(get(7)).map_err(decode("kind"))?,
-        max_attempts: row.try_get(get(8)).map_err(decode("max_attempts"))?,
-        metadata: row
-            .try_get::<Json<serde_json::Value>, _>(get(9))
-            .map_err(decode("metadata"))?
-            .0,
-        priority: row.try_get(get(10)).map_err(decode("priority"))?,
-        queue: row.try_get(get(11)).map_err(decode("queue"))?,
-        scheduled_at: time(row.try_get(get(12)).map_err(decode("scheduled_at"))?),
-        state: JobState::Running,
-        tags: row.try_get(get(13)).map_err(decode("tags"))?,
-        unique_key: row.try_get(get(14)).map_err(decode("unique_key"))?,
-        unique_states: raw_unique_states(row, get(15))?,
-    })
-}
-
-/// Reads a `bit(8)` column in PostgreSQL's binary format: the bit count as a 4-byte integer,
-/// then the bits, first bit highest, as `bit(8)::int` numbers them.
-fn raw_unique_states(row: &PgRow, index: usize) -> Result<Option<UniqueStates>> {
-    let value = row.try_get_raw(index).map_err(|err| DriverError::Decode {
-        column: "unique_states",
-        message: err.to_string(),
-    })?;
-    if sqlx::ValueRef::is_null(&value) {
-        return Ok(None);
-    }
-    match value.as_bytes() {
-        Ok([0, 0, 0, 8, bits]) => Ok(Some(UniqueStates::from_bits(*bits))),
-        other => Err(DriverError::Decode {
-            column: "unique_states",
-            message: format!("expected bit(8) in binary format, got {other:?}"),
-        }),
-    }
 }

@@ -60,9 +60,9 @@ async fn rows_with_other_columns_are_refused() {
         .unwrap();
     // The same columns with two swapped, which would decode by position without the check.
     let sql = format!(
-        "SELECT id, args, attempt, attempted_at, attempted_by, created_at, errors, \
-         finalized_at, queue, max_attempts, metadata, priority, kind, scheduled_at, tags, \
-         unique_key, state::text AS state, unique_states::int AS unique_states FROM {}",
+        "SELECT id, args, attempt, attempted_at, attempted_by, created_at, errors, queue, \
+         max_attempts, metadata, priority, kind, scheduled_at, tags, unique_key, finalized_at, \
+         state::text AS state, unique_states::int AS unique_states FROM {}",
         db.schema().qualify("river_job")
     );
     let row = sqlx::query(AssertSqlSafe(sql))
