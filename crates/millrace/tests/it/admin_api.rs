@@ -1,6 +1,7 @@
 //! Administering jobs and queues, and what a worker records while it runs (issue 8): job lists
 //! by every filter, bulk deletes, job and queue updates, job output and metadata, insert-only
-//! clients. `crates/millrace-sqlite/tests/admin_api.rs` runs the same tests on SQLite.
+//! clients. Shared with the SQLite driver: `crates/millrace-sqlite/tests/admin_api.rs` compiles
+//! this file against its own `fixture`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,26 +12,11 @@ use millrace::{
     QueueConfig, QueueUpdateParams, WorkError, Worker, Workers,
 };
 use millrace_driver::{Driver as _, Executor as _, JobGetAvailableParams};
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use crate::common::set_state;
-
-type D = PgDriver;
-
-/// A transaction of the test's own, as an application would begin it.
-async fn begin(db: &TestDb) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    db.pool().begin().await.unwrap()
-}
-
-/// Finalizes a running job behind its client's back, as a rescue by another client would
-/// take it away.
-async fn take_row_away(db: &TestDb, id: JobId) {
-    set_state(db, id, JobState::Discarded).await;
-}
+use crate::fixture::{D, TestDb, begin, take_row_away};
 
 /// The longest a test waits for what it expects.
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -1,5 +1,6 @@
 //! The API surface River users reach for beyond the basics: middleware, the error handler,
-//! kind aliases, strict priorities, bounded events.
+//! kind aliases, strict priorities, bounded events. Shared with the SQLite driver:
+//! `crates/millrace-sqlite/tests/api.rs` compiles this file against its own `fixture`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,9 +10,9 @@ use millrace::{
     InsertOpts, InsertParams, InsertResult, Job, JobArgs, JobId, JobRow, JobState, QueueConfig,
     WorkError, WorkMiddleware, WorkNext, Worker, Workers,
 };
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
+
+use crate::fixture::{D, TestDb};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -122,7 +123,7 @@ impl ErrorHandler for CancelPanics {
     }
 }
 
-fn client(db: &TestDb, worker: TaskWorker) -> Client<PgDriver> {
+fn client(db: &TestDb, worker: TaskWorker) -> Client<D> {
     let order = worker.order.clone();
     let mut workers = Workers::new();
     workers.register(worker).unwrap();

@@ -7,6 +7,7 @@ mod admin_api;
 mod api;
 mod common;
 mod examples;
+mod fixture;
 mod fleet;
 mod insert;
 mod job_admin;

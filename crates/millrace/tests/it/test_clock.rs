@@ -1,6 +1,6 @@
 //! A client on a [`TestClock`] (issue 8): retries, scheduled jobs and periodic jobs follow the
-//! clock the test moves. `crates/millrace-sqlite/tests/test_clock.rs` runs the same tests on
-//! SQLite.
+//! clock the test moves. Shared with the SQLite driver:
+//! `crates/millrace-sqlite/tests/test_clock.rs` compiles this file against its own `fixture`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,12 +12,10 @@ use millrace::{
     QueueConfig, Schedule, TestClock, WorkError, Worker, Workers,
 };
 use millrace_driver::{Driver as _, Executor as _};
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-type D = PgDriver;
+use crate::fixture::{D, TestDb};
 
 /// The longest a test waits for what it expects.
 const DEADLINE: Duration = Duration::from_secs(20);
