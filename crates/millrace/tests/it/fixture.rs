@@ -1,10 +1,11 @@
 //! What the tests shared with the SQLite driver need of their database, on PostgreSQL: the
 //! driver type, a fresh database, a transaction of the test's own, and taking a running job
 //! away behind its client's back. `crates/millrace-sqlite/tests/fixture/mod.rs` is its twin;
-//! the shared tests (`api.rs`, `admin_api.rs`, `test_clock.rs`) name only these.
+//! the shared tests (`api.rs`, `admin_api.rs`, `runtime.rs`, `test_clock.rs`) name only these.
 
 use millrace::{JobId, JobState};
 pub(crate) use millrace_test::TestDb;
+use sqlx::AssertSqlSafe;
 
 use crate::common::set_state;
 
@@ -13,8 +14,31 @@ pub(crate) type D = millrace_postgres::PgDriver;
 
 /// A transaction of the test's own, as an application would begin it.
 pub(crate) async fn begin(db: &TestDb) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    db.pool().begin().await.unwrap()
+    begin_tx(&db.driver()).await.unwrap()
 }
+
+/// A transaction on `driver`'s pool, as a worker would begin it.
+pub(crate) async fn begin_tx(
+    driver: &D,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    driver.pool().begin().await
+}
+
+/// Makes a running job look taken for stuck and run again elsewhere: attempt 2, by another
+/// client.
+pub(crate) async fn run_attempt_elsewhere(db: &TestDb, id: JobId) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET attempt = 2, attempted_by = array_append(attempted_by, 'other') WHERE id = $1"
+    )))
+    .bind(id.0)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+/// Nothing to wait for before pausing a queue a client just started on: see the SQLite twin.
+pub(crate) async fn settle_before_pause(_db: &TestDb) {}
 
 /// Finalizes a running job behind its client's back, as a rescue by another client would
 /// take it away.

@@ -1,5 +1,6 @@
-//! The worker runtime against a real PostgreSQL: every outcome as River records it, stop,
-//! pause, the completion fence.
+//! The worker runtime: every outcome as River records it, stop, pause, the completion fence.
+//! Shared with the SQLite driver: `crates/millrace-sqlite/tests/runtime.rs` compiles this file
+//! against its own `fixture`, and adds a test of its own that uses the helpers here.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +10,11 @@ use millrace::{
     Client, Error, Event, EventKind, InsertOpts, Job, JobArgs, JobId, JobRow, JobState,
     QueueConfig, WorkError, Worker, Workers,
 };
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use tokio::sync::broadcast;
+
+use crate::fixture::{D, TestDb, begin_tx, run_attempt_elsewhere, settle_before_pause};
 
 /// The longest a test waits for a job's outcome.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -21,7 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// What a [`Scripted`] job does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Script {
+pub(crate) enum Script {
     Succeed,
     Fail,
     Cancel,
@@ -38,8 +39,8 @@ enum Script {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Scripted {
-    script: Script,
+pub(crate) struct Scripted {
+    pub(crate) script: Script,
 }
 
 impl JobArgs for Scripted {
@@ -74,13 +75,13 @@ impl Worker for ScriptedWorker {
     }
 }
 
-struct Running {
-    client: Client<PgDriver>,
+pub(crate) struct Running {
+    pub(crate) client: Client<D>,
     events: broadcast::Receiver<Event>,
     worker: ScriptedWorker,
 }
 
-fn builder(db: &TestDb, worker: ScriptedWorker) -> millrace::ClientBuilder<PgDriver> {
+fn builder(db: &TestDb, worker: ScriptedWorker) -> millrace::ClientBuilder<D> {
     let mut workers = Workers::new();
     workers.register(worker).expect("register");
     Client::builder(db.driver())
@@ -92,9 +93,9 @@ fn builder(db: &TestDb, worker: ScriptedWorker) -> millrace::ClientBuilder<PgDri
         .cancel_grace(Duration::from_millis(300))
 }
 
-async fn start(
+pub(crate) async fn start(
     db: &TestDb,
-    configure: impl FnOnce(millrace::ClientBuilder<PgDriver>) -> millrace::ClientBuilder<PgDriver>,
+    configure: impl FnOnce(millrace::ClientBuilder<D>) -> millrace::ClientBuilder<D>,
 ) -> Running {
     let worker = ScriptedWorker::default();
     let client = configure(builder(db, worker.clone()))
@@ -120,7 +121,7 @@ impl Running {
     }
 
     /// Waits for the next job event of `id`.
-    async fn outcome(&mut self, id: JobId) -> (EventKind, JobRow) {
+    pub(crate) async fn outcome(&mut self, id: JobId) -> (EventKind, JobRow) {
         let wait = async {
             loop {
                 match self.events.recv().await.expect("events open") {
@@ -402,14 +403,7 @@ async fn completion_is_fenced_on_the_attempt() {
     let id = rt.insert(Script::Ignore { millis: 500 }, None).await;
     wait_for_state(&rt.client, id, JobState::Running).await;
     // A rescuer takes the job for stuck and another client runs it as attempt 2 meanwhile.
-    let job = db.schema().qualify("river_job");
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {job} SET attempt = 2, attempted_by = array_append(attempted_by, 'other') WHERE id = $1"
-    )))
-    .bind(id.0)
-    .execute(db.pool())
-    .await
-    .unwrap();
+    run_attempt_elsewhere(&db, id).await;
     rt.client.stop().await.unwrap();
     // The late worker's completion of attempt 1 must not overwrite attempt 2.
     let row = rt.client.job_get(id).await.unwrap();
@@ -421,6 +415,7 @@ async fn completion_is_fenced_on_the_attempt() {
 async fn paused_queue_is_not_fetched_until_resumed() {
     let db = TestDb::new().await;
     let mut rt = start(&db, |b| b).await;
+    settle_before_pause(&db).await;
     rt.client.queue_pause("default").await.unwrap();
     let id = rt.insert(Script::Succeed, None).await;
     // Prove the pause holds by completing a job of another queue after the insert.
@@ -460,9 +455,9 @@ async fn worker_completes_its_job_in_its_own_transaction() {
     impl Worker for AuditWorker {
         type Args = Audited;
         async fn work(&self, job: Job<Audited>) -> Result<(), WorkError> {
-            let client = job.client::<PgDriver>()?;
-            let mut tx = client.driver().pool().begin().await?;
-            job.complete_tx::<PgDriver>(&mut tx).await?;
+            let client = job.client::<D>()?;
+            let mut tx = begin_tx(client.driver()).await?;
+            job.complete_tx::<D>(&mut tx).await?;
             // Visible only after commit: before it, the row is still running elsewhere.
             tx.commit().await?;
             Ok(())
@@ -524,7 +519,7 @@ async fn configuration_errors_are_typed() {
     assert!(matches!(insert_only.stop().await, Err(Error::NotStarted)));
 }
 
-async fn wait_for_state(client: &Client<PgDriver>, id: JobId, state: JobState) {
+async fn wait_for_state(client: &Client<D>, id: JobId, state: JobState) {
     let wait = async {
         loop {
             if client.job_get(id).await.unwrap().state == state {
