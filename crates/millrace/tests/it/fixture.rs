@@ -1,7 +1,8 @@
 //! What the tests shared with the SQLite driver need of their database, on PostgreSQL: the
 //! driver type, a fresh database, a transaction of the test's own, and taking a running job
 //! away behind its client's back. `crates/millrace-sqlite/tests/fixture/mod.rs` is its twin;
-//! the shared tests (`api.rs`, `admin_api.rs`, `runtime.rs`, `test_clock.rs`) name only these.
+//! the shared tests (`api.rs`, `admin_api.rs`, `persistent.rs`,
+//! `runtime.rs`, `test_clock.rs`) name only these.
 
 use millrace::{JobId, JobState};
 pub(crate) use millrace_test::TestDb;
@@ -44,4 +45,40 @@ pub(crate) async fn settle_before_pause(_db: &TestDb) {}
 /// take it away.
 pub(crate) async fn take_row_away(db: &TestDb, id: JobId) {
     set_state(db, id, JobState::Discarded).await;
+}
+
+/// The persistent worker `looper`'s live row: state, attempt, metadata and error count.
+pub(crate) async fn persistent_row(db: &TestDb) -> (String, i16, serde_json::Value, i64) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT state::text, attempt, metadata, coalesce(array_length(errors, 1), 0)::int8 \
+         FROM {job} WHERE kind = 'millrace_persistent:looper' AND state NOT IN ('completed', 'cancelled', 'discarded')"
+    )))
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+/// The last error recorded on the persistent worker `looper`'s row.
+pub(crate) async fn persistent_last_error(db: &TestDb) -> String {
+    let job = db.schema().qualify("river_job");
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT errors[array_length(errors, 1)] ->> 'error' FROM {job} WHERE kind = 'millrace_persistent:looper'"
+    )))
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+/// Pretends a holder took the persistent worker `looper` and died: running, last renewed just
+/// now, by a ghost.
+pub(crate) async fn persistent_claim_as_ghost(db: &TestDb) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET state = 'running', attempt = attempt + 1, attempted_at = now(), \
+         attempted_by = array_append(attempted_by, 'ghost') WHERE kind = 'millrace_persistent:looper'"
+    )))
+    .execute(db.pool())
+    .await
+    .unwrap();
 }

@@ -1,5 +1,7 @@
-//! Persistent workers against a real PostgreSQL, with several clients in one process. The
-//! guarantees with killed processes and lost connections are tested in millrace-test.
+//! Persistent workers, with several clients in one process. The guarantees with killed
+//! processes and lost connections are tested in millrace-test, on PostgreSQL. Shared with the
+//! SQLite driver: `crates/millrace-sqlite/tests/persistent.rs` compiles this file against its
+//! own `fixture`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,9 +10,8 @@ use std::time::{Duration, Instant};
 use millrace::{
     BoxError, Client, ClientBuilder, Event, PersistentContext, PersistentOpts, PersistentWorker,
 };
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
-use sqlx::AssertSqlSafe;
+
+use crate::fixture::{D, TestDb, persistent_claim_as_ghost, persistent_last_error, persistent_row};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -50,7 +51,7 @@ impl PersistentWorker for Loop {
     }
 }
 
-fn client(db: &TestDb, id: &str, worker: Loop, opts: PersistentOpts) -> Client<PgDriver> {
+fn client(db: &TestDb, id: &str, worker: Loop, opts: PersistentOpts) -> Client<D> {
     ClientBuilder::persistent_worker_with(
         Client::builder(db.driver()).id(id),
         "looper",
@@ -85,17 +86,6 @@ where
         .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"));
 }
 
-async fn row(db: &TestDb) -> (String, i16, serde_json::Value, i64) {
-    let job = db.schema().qualify("river_job");
-    sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT state::text, attempt, metadata, coalesce(array_length(errors, 1), 0)::int8 \
-         FROM {job} WHERE kind = 'millrace_persistent:looper' AND state NOT IN ('completed', 'cancelled', 'discarded')"
-    )))
-    .fetch_one(db.pool())
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn one_instance_across_clients_starts_at_once() {
     let db = TestDb::new().await;
@@ -119,10 +109,10 @@ async fn one_instance_across_clients_starts_at_once() {
         started.elapsed()
     );
     eventually("progress recorded", || async {
-        row(&db).await.2.get("progress").is_some()
+        persistent_row(&db).await.2.get("progress").is_some()
     })
     .await;
-    let (state, attempt, metadata, _) = row(&db).await;
+    let (state, attempt, metadata, _) = persistent_row(&db).await;
     assert_eq!(state, "running");
     assert_eq!(metadata["progress"]["attempt"], attempt);
     // Several renewal periods later, still exactly one, never restarted.
@@ -164,7 +154,7 @@ async fn graceful_stop_hands_the_instance_over() {
     assert_eq!(moved, "node-b");
     // The new holder's fencing token is higher than the old one's, handover or not.
     eventually("the new holder's token is stored", || async {
-        row(&db).await.2["millrace:fence"] == 2
+        persistent_row(&db).await.2["millrace:fence"] == 2
     })
     .await;
     assert!(
@@ -188,7 +178,7 @@ async fn failures_restart_with_backoff_and_keep_the_row_bounded() {
         worker.starts.load(Ordering::SeqCst) >= 6
     })
     .await;
-    let (state, _, _, errors) = row(&db).await;
+    let (state, _, _, errors) = persistent_row(&db).await;
     assert_ne!(state, "discarded", "a persistent worker is never discarded");
     assert!(
         errors <= 3,
@@ -207,14 +197,7 @@ async fn failures_restart_with_backoff_and_keep_the_row_bounded() {
         worker.running.load(Ordering::SeqCst) == 1
     })
     .await;
-    let job = db.schema().qualify("river_job");
-    let last_error: String = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT errors[array_length(errors, 1)] ->> 'error' FROM {job} WHERE kind = 'millrace_persistent:looper'"
-    )))
-    .fetch_one(db.pool())
-    .await
-    .unwrap();
-    assert_eq!(last_error, "panic: persistent panic");
+    assert_eq!(persistent_last_error(&db).await, "panic: persistent panic");
     c.stop().await.unwrap();
 }
 
@@ -230,14 +213,7 @@ async fn an_expired_holder_is_taken_over_after_its_lease() {
     .await;
     c.stop().await.unwrap();
     // Pretend a holder took it and died: running, last renewed just now, by a ghost.
-    let job = db.schema().qualify("river_job");
-    sqlx::query(AssertSqlSafe(format!(
-        "UPDATE {job} SET state = 'running', attempt = attempt + 1, attempted_at = now(), \
-         attempted_by = array_append(attempted_by, 'ghost') WHERE kind = 'millrace_persistent:looper'"
-    )))
-    .execute(db.pool())
-    .await
-    .unwrap();
+    persistent_claim_as_ghost(&db).await;
     let c = client(&db, "survivor-2", worker.clone(), fast());
     let started = Instant::now();
     c.start().await.unwrap();
