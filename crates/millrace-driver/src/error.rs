@@ -1,4 +1,4 @@
-use millrace_types::JobId;
+use millrace_types::{JobId, UndecodableJob};
 
 /// A driver result.
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
@@ -33,6 +33,11 @@ pub enum DriverError {
         /// What was wrong.
         message: String,
     },
+    /// A job row could not be decoded (see [`UndecodableJob`]). Verbs that read one row return
+    /// this; verbs that read many report such rows one by one instead. When the verb writes
+    /// (cancel, retry, update, delete), the write was applied: only reading the row back failed.
+    #[error("{0}")]
+    UndecodableJob(Box<UndecodableJob>),
 }
 
 impl DriverError {

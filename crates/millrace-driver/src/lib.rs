@@ -32,7 +32,7 @@ pub use schema::{InvalidSchemaName, Schema};
 pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
 
 use jiff::Timestamp;
-use millrace_types::JobRow;
+use millrace_types::{JobRead, JobRow};
 
 /// A database driver: a pool of connections plus the schema every statement names.
 ///
@@ -160,6 +160,10 @@ pub trait Executor: Send {
     ) -> impl Future<Output = Result<u64>> + Send;
 
     /// One job by id.
+    ///
+    /// Every verb that returns one job row returns [`DriverError::UndecodableJob`] for a row it
+    /// cannot decode; every verb that returns many returns such rows as `Err` entries in place,
+    /// so that one row never fails the rest.
     fn job_get_by_id(
         &mut self,
         id: millrace_types::JobId,
@@ -169,7 +173,7 @@ pub trait Executor: Send {
     fn job_list(
         &mut self,
         params: &JobListParams,
-    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
 
     /// Cancels a job: a job that is not running becomes `cancelled` at once; a running job gets
     /// `cancel_attempted_at` in its metadata and its client is told through `river_control`.
@@ -198,7 +202,7 @@ pub trait Executor: Send {
     fn job_get_available(
         &mut self,
         params: &JobGetAvailableParams,
-    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
 
     /// Marks one job running for a client, as a fetch would, whatever its queue and time,
     /// unless it is running or finalized. For test harnesses that work one given job.
@@ -294,7 +298,7 @@ pub trait Executor: Send {
         &mut self,
         client_ids: &[String],
         max: i32,
-    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
 
     /// Running jobs attempted before `horizon` (River's stuck jobs), leaving out jobs held by
     /// clients whose heartbeat lease is live.
@@ -302,7 +306,7 @@ pub trait Executor: Send {
         &mut self,
         horizon: Timestamp,
         max: i32,
-    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
 
     /// Deletes finalized jobs past their retention. Returns how many.
     fn job_delete_finalized(
@@ -383,7 +387,7 @@ pub trait Executor: Send {
     fn job_delete_many(
         &mut self,
         params: &JobListParams,
-    ) -> impl Future<Output = Result<Vec<JobRow>>> + Send;
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
 
     /// Merges `metadata` (a JSON object) into a job's metadata, whatever its state. Returns
     /// the updated row.

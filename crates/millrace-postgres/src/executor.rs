@@ -9,13 +9,13 @@ use millrace_driver::{
     JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
     PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
 };
-use millrace_types::{JobId, JobRow, JobState};
+use millrace_types::{JobId, JobRead, JobRow, JobState, job_read_id};
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
 use crate::copy::CopyLayout;
-use crate::row::{fetched_job_row, job_row, leader_row, parse_state, queue_row};
+use crate::row::{fetched_job_read, job_read, job_row, leader_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
 
 /// Runs the driver's verbs on the pool or on one connection (a caller's transaction).
@@ -420,11 +420,19 @@ impl Executor for PgExecutor<'_> {
                 })
                 .await?;
             for (index, id) in reread {
-                let job = stored.iter().find(|j| j.id == id).cloned();
-                results[index] = Some(job.ok_or_else(|| DriverError::Decode {
-                    column: "id",
-                    message: format!("inserted job {id} is gone"),
-                })?);
+                let job = match stored.iter().find(|j| job_read_id(j) == id).cloned() {
+                    Some(Ok(job)) => job,
+                    Some(Err(undecodable)) => {
+                        return Err(DriverError::UndecodableJob(Box::new(undecodable)));
+                    }
+                    None => {
+                        return Err(DriverError::Decode {
+                            column: "id",
+                            message: format!("inserted job {id} is gone"),
+                        });
+                    }
+                };
+                results[index] = Some(job);
             }
         }
         Ok(results
@@ -476,7 +484,7 @@ impl Executor for PgExecutor<'_> {
             .transpose()
     }
 
-    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
         let sql = if params.descending {
             &queries.job_list_desc
@@ -484,10 +492,10 @@ impl Executor for PgExecutor<'_> {
             &queries.job_list_asc
         };
         let q = bind_list(query(sql), params);
-        self.fetch_all(q).await?.iter().map(job_row).collect()
+        self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 
-    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
         let sql = if params.descending {
             &queries.job_delete_many_desc
@@ -495,7 +503,7 @@ impl Executor for PgExecutor<'_> {
             &queries.job_delete_many_asc
         };
         let q = bind_list(query(sql), params);
-        self.fetch_all(q).await?.iter().map(job_row).collect()
+        self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 
     async fn job_update_metadata(&mut self, id: JobId, metadata: &str) -> Result<Option<JobRow>> {
@@ -577,7 +585,7 @@ impl Executor for PgExecutor<'_> {
         }
     }
 
-    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRow>> {
+    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRead>> {
         let q = query(&self.driver.queries().job_get_available)
             .bind(params.queue.as_str())
             .bind(params.now.map(jiff_sqlx::Timestamp::from))
@@ -586,7 +594,7 @@ impl Executor for PgExecutor<'_> {
         self.fetch_all(q)
             .await?
             .iter()
-            .map(fetched_job_row)
+            .map(fetched_job_read)
             .collect()
     }
 
@@ -774,18 +782,18 @@ impl Executor for PgExecutor<'_> {
         &mut self,
         client_ids: &[String],
         max: i32,
-    ) -> Result<Vec<JobRow>> {
+    ) -> Result<Vec<JobRead>> {
         let q = query(&self.driver.queries().job_get_running_of_clients)
             .bind(client_ids.to_vec())
             .bind(i64::from(max));
-        self.fetch_all(q).await?.iter().map(job_row).collect()
+        self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 
-    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRow>> {
+    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRead>> {
         let q = query(&self.driver.queries().job_get_stuck)
             .bind(jiff_sqlx::Timestamp::from(horizon))
             .bind(i64::from(max));
-        self.fetch_all(q).await?.iter().map(job_row).collect()
+        self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 
     async fn job_delete_finalized(&mut self, params: &JobDeleteFinalizedParams) -> Result<u64> {

@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 use millrace_driver::{DriverError, LeaderRow, QueueRow, Result};
-use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
+use millrace_types::{
+    AttemptError, JobId, JobRead, JobRow, JobState, UndecodableJob, UniqueStates,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -85,14 +87,60 @@ pub(crate) fn check_job_columns(row: &PgRow) -> Result<()> {
     Ok(())
 }
 
-/// Decodes one `river_job` row selected with [`job_columns`].
+/// Decodes one `river_job` row selected with [`job_columns`], for verbs that return one row: a
+/// row that does not decode is [`DriverError::UndecodableJob`].
 pub(crate) fn job_row(row: &PgRow) -> Result<JobRow> {
-    decode_job(row, Tail::Stored)
+    job_read(row)?.map_err(|job| DriverError::UndecodableJob(Box::new(job)))
 }
 
-/// Decodes one row of a fetch, selected with [`fetch_columns`].
-pub(crate) fn fetched_job_row(row: &PgRow) -> Result<JobRow> {
-    decode_job(row, Tail::Fetched)
+/// Decodes one `river_job` row selected with [`job_columns`], for verbs that return many: a row
+/// that does not decode is reported on its own, so that it never fails the others.
+pub(crate) fn job_read(row: &PgRow) -> Result<JobRead> {
+    read_job(row, Tail::Stored)
+}
+
+/// Decodes one row of a fetch, selected with [`fetch_columns`]; see [`job_read`].
+pub(crate) fn fetched_job_read(row: &PgRow) -> Result<JobRead> {
+    read_job(row, Tail::Fetched)
+}
+
+/// Decodes a job row, or, when some column holds a value no client should have written, reads
+/// the columns whose types admit no such value and reports the row as undecodable. Fails only
+/// when even those cannot be read: a statement that did not select the job's columns.
+fn read_job(row: &PgRow, tail: Tail) -> Result<JobRead> {
+    let err = match decode_job(row, tail) {
+        Ok(job) => return Ok(Ok(job)),
+        Err(err) => err,
+    };
+    let at = |index| Column { row, index };
+    let state = match tail {
+        Tail::Stored => parse_state_text(
+            Column {
+                row,
+                index: SHARED_COLUMNS.len() + 1,
+            }
+            .get("state")?,
+        )?,
+        Tail::Fetched => JobState::Running,
+    };
+    Ok(Err(UndecodableJob {
+        id: JobId(at(0).get("id")?),
+        kind: at(7).get("kind")?,
+        queue: at(11).get("queue")?,
+        state,
+        attempt: at(2).get("attempt")?,
+        max_attempts: at(8).get("max_attempts")?,
+        error: err.to_string(),
+    }))
+}
+
+fn parse_state_text(state: &str) -> Result<JobState> {
+    state
+        .parse::<JobState>()
+        .map_err(|err| DriverError::Decode {
+            column: "state",
+            message: err.to_string(),
+        })
 }
 
 fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
@@ -103,13 +151,7 @@ fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
     };
     let (finalized_at, state, unique_states) = match tail {
         Tail::Stored => {
-            let state: &str = tail_at(1).get("state")?;
-            let state = state
-                .parse::<JobState>()
-                .map_err(|err| DriverError::Decode {
-                    column: "state",
-                    message: err.to_string(),
-                })?;
+            let state = parse_state_text(tail_at(1).get("state")?)?;
             let bits: Option<i32> = tail_at(2).get("unique_states")?;
             (
                 tail_at(0)
@@ -121,7 +163,9 @@ fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
         }
         Tail::Fetched => (None, JobState::Running, raw_unique_states(tail_at(0))?),
     };
-    let errors: Option<Vec<Json<AttemptError>>> = at(6).get("errors")?;
+    // Arrays may hold NULLs (SQL's, or JSON's `null` in `errors`) when written by hand: they
+    // carry nothing, so they are skipped rather than failing the row.
+    let errors: Option<Vec<Option<Json<Option<AttemptError>>>>> = at(6).get("errors")?;
     Ok(JobRow {
         id: JobId(at(0).get("id")?),
         args: at(1).get::<Json<serde_json::Value>>("args")?.0,
@@ -129,14 +173,12 @@ fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
         attempted_at: at(3)
             .get::<Option<jiff_sqlx::Timestamp>>("attempted_at")?
             .map(time),
-        attempted_by: at(4)
-            .get::<Option<Vec<String>>>("attempted_by")?
-            .unwrap_or_default(),
+        attempted_by: without_nulls(at(4).get::<Option<Vec<Option<String>>>>("attempted_by")?),
         created_at: time(at(5).get("created_at")?),
         errors: errors
             .unwrap_or_default()
             .into_iter()
-            .map(|e| e.0)
+            .filter_map(|e| e.and_then(|e| e.0))
             .collect(),
         finalized_at,
         kind: at(7).get("kind")?,
@@ -146,10 +188,14 @@ fn decode_job(row: &PgRow, tail: Tail) -> Result<JobRow> {
         queue: at(11).get("queue")?,
         scheduled_at: time(at(12).get("scheduled_at")?),
         state,
-        tags: at(13).get("tags")?,
+        tags: without_nulls(at(13).get::<Option<Vec<Option<String>>>>("tags")?),
         unique_key: at(14).get("unique_key")?,
         unique_states,
     })
+}
+
+fn without_nulls(values: Option<Vec<Option<String>>>) -> Vec<String> {
+    values.into_iter().flatten().flatten().collect()
 }
 
 /// One column of a job row, read by position.
@@ -221,13 +267,7 @@ fn time(t: jiff_sqlx::Timestamp) -> Timestamp {
 
 /// Reads the `state` column, selected as text.
 pub(crate) fn parse_state(row: &PgRow) -> Result<JobState> {
-    let state: String = get(row, "state")?;
-    state
-        .parse::<JobState>()
-        .map_err(|err| DriverError::Decode {
-            column: "state",
-            message: err.to_string(),
-        })
+    parse_state_text(get(row, "state")?)
 }
 
 /// Decodes one leader row.

@@ -10,14 +10,14 @@ use millrace_driver::{
     JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
     PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
 };
-use millrace_types::{JobId, JobRow, JobState};
+use millrace_types::{JobId, JobRead, JobRow, JobState, job_read_id};
 use serde::Serialize;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::error::db_error;
-use crate::row::{job_row, leader_row, parse_state, queue_row, time};
+use crate::row::{job_read, job_row, leader_row, parse_state, queue_row, time};
 use crate::time::encode;
 use crate::{SqliteDriver, notification_retention_modifier};
 
@@ -269,9 +269,11 @@ fn bind_list(q: SqliteQuery, params: &JobListParams) -> SqliteQuery {
         .bind(params.metadata_contains.clone())
 }
 
-fn sort_fetched(rows: &mut [JobRow]) {
-    rows.sort_by(|a, b| {
-        (a.priority, a.scheduled_at, a.id).cmp(&(b.priority, b.scheduled_at, b.id))
+fn sort_fetched(rows: &mut [JobRead]) {
+    // A row that did not decode has no order to keep: it is never worked, only failed.
+    rows.sort_by_key(|read| match read {
+        Ok(job) => (job.priority, Some(job.scheduled_at), job.id),
+        Err(undecodable) => (i16::MIN, None, undecodable.id),
     });
 }
 
@@ -444,7 +446,7 @@ impl Executor for SqliteExecutor<'_> {
             .transpose()
     }
 
-    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+    async fn job_list(&mut self, params: &JobListParams) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
         let sql = if params.descending {
             &queries.job_list_desc
@@ -452,10 +454,10 @@ impl Executor for SqliteExecutor<'_> {
             &queries.job_list_asc
         };
         let q = bind_list(query(sql), params);
-        self.read_all(q).await?.iter().map(job_row).collect()
+        self.read_all(q).await?.iter().map(job_read).collect()
     }
 
-    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRow>> {
+    async fn job_delete_many(&mut self, params: &JobListParams) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
         let sql = if params.descending {
             &queries.job_delete_many_desc
@@ -465,13 +467,13 @@ impl Executor for SqliteExecutor<'_> {
         let q = bind_list(query(sql), params);
         let mut scope = self.scope().await?;
         let rows = scope.fetch_all(q).await?;
-        let mut jobs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+        let mut jobs = rows.iter().map(job_read).collect::<Result<Vec<_>>>()?;
         scope.finish().await?;
         // SQLite returns deleted rows in no set order.
         if params.descending {
-            jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+            jobs.sort_by_key(|j| std::cmp::Reverse(job_read_id(j)));
         } else {
-            jobs.sort_by_key(|j| j.id);
+            jobs.sort_by_key(job_read_id);
         }
         Ok(jobs)
     }
@@ -583,7 +585,7 @@ impl Executor for SqliteExecutor<'_> {
         Ok(outcome)
     }
 
-    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRow>> {
+    async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRead>> {
         // SQLite reads a negative LIMIT as no limit at all.
         if params.max <= 0 {
             return Ok(Vec::new());
@@ -598,7 +600,7 @@ impl Executor for SqliteExecutor<'_> {
         // instead of leaving orphans.
         let mut scope = self.scope().await?;
         let rows = scope.fetch_all(q).await?;
-        let mut jobs = rows.iter().map(job_row).collect::<Result<Vec<_>>>()?;
+        let mut jobs = rows.iter().map(job_read).collect::<Result<Vec<_>>>()?;
         scope.finish().await?;
         sort_fetched(&mut jobs);
         Ok(jobs)
@@ -850,24 +852,24 @@ impl Executor for SqliteExecutor<'_> {
         &mut self,
         client_ids: &[String],
         max: i32,
-    ) -> Result<Vec<JobRow>> {
+    ) -> Result<Vec<JobRead>> {
         if client_ids.is_empty() || max <= 0 {
             return Ok(Vec::new());
         }
         let q = query(&self.driver.queries().job_get_running_of_clients)
             .bind(strings(client_ids))
             .bind(max);
-        self.read_all(q).await?.iter().map(job_row).collect()
+        self.read_all(q).await?.iter().map(job_read).collect()
     }
 
-    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRow>> {
+    async fn job_get_stuck(&mut self, horizon: Timestamp, max: i32) -> Result<Vec<JobRead>> {
         if max <= 0 {
             return Ok(Vec::new());
         }
         let q = query(&self.driver.queries().job_get_stuck)
             .bind(encode(horizon))
             .bind(max);
-        self.read_all(q).await?.iter().map(job_row).collect()
+        self.read_all(q).await?.iter().map(job_read).collect()
     }
 
     async fn job_delete_finalized(&mut self, params: &JobDeleteFinalizedParams) -> Result<u64> {

@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 use millrace_driver::{DriverError, LeaderRow, QueueRow, Result};
-use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
+use millrace_types::{JobId, JobRead, JobRow, JobState, UndecodableJob, UniqueStates};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, TypeInfo, ValueRef};
 
@@ -131,8 +131,32 @@ pub(crate) fn queue_row(row: &SqliteRow) -> Result<QueueRow> {
     })
 }
 
-/// Decodes one `river_job` row selected with [`job_columns`].
+/// Decodes one `river_job` row selected with [`job_columns`], for verbs that return one row: a
+/// row that does not decode is [`DriverError::UndecodableJob`].
 pub(crate) fn job_row(row: &SqliteRow) -> Result<JobRow> {
+    job_read(row)?.map_err(|job| DriverError::UndecodableJob(Box::new(job)))
+}
+
+/// Decodes one `river_job` row selected with [`job_columns`], for verbs that return many: a row
+/// that does not decode is reported on its own, with the columns every row can be read by, so
+/// that it never fails the others. Fails only when even those cannot be read.
+pub(crate) fn job_read(row: &SqliteRow) -> Result<JobRead> {
+    let err = match decode_job(row) {
+        Ok(job) => return Ok(Ok(job)),
+        Err(err) => err,
+    };
+    Ok(Err(UndecodableJob {
+        id: JobId(get(row, "id")?),
+        kind: get(row, "kind")?,
+        queue: get(row, "queue")?,
+        state: parse_state(row)?,
+        attempt: small(row, "attempt")?,
+        max_attempts: small(row, "max_attempts")?,
+        error: err.to_string(),
+    }))
+}
+
+fn decode_job(row: &SqliteRow) -> Result<JobRow> {
     let unique_states: Option<i64> = get(row, "unique_states")?;
     let unique_states = unique_states
         .map(|bits| {
@@ -141,14 +165,16 @@ pub(crate) fn job_row(row: &SqliteRow) -> Result<JobRow> {
                 .map_err(|_| decode_error("unique_states", format!("{bits} is not a bit mask")))
         })
         .transpose()?;
+    // Arrays written by hand may hold `null`s: they carry nothing, so they are skipped rather
+    // than failing the row.
     Ok(JobRow {
         id: JobId(get(row, "id")?),
         args: json(row, "args")?,
         attempt: small(row, "attempt")?,
         attempted_at: time_opt(row, "attempted_at")?,
-        attempted_by: json_opt::<Vec<String>>(row, "attempted_by")?.unwrap_or_default(),
+        attempted_by: without_nulls(json_opt(row, "attempted_by")?),
         created_at: time(row, "created_at")?,
-        errors: json_opt::<Vec<AttemptError>>(row, "errors")?.unwrap_or_default(),
+        errors: without_nulls(json_opt(row, "errors")?),
         finalized_at: time_opt(row, "finalized_at")?,
         kind: get(row, "kind")?,
         max_attempts: small(row, "max_attempts")?,
@@ -157,8 +183,12 @@ pub(crate) fn job_row(row: &SqliteRow) -> Result<JobRow> {
         queue: get(row, "queue")?,
         scheduled_at: time(row, "scheduled_at")?,
         state: parse_state(row)?,
-        tags: json(row, "tags")?,
+        tags: without_nulls(json_opt(row, "tags")?),
         unique_key: get(row, "unique_key")?,
         unique_states,
     })
+}
+
+fn without_nulls<T>(values: Option<Vec<Option<T>>>) -> Vec<T> {
+    values.into_iter().flatten().flatten().collect()
 }

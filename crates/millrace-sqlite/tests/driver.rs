@@ -68,6 +68,9 @@ async fn fetch(driver: &SqliteDriver, client: &str, max: i32) -> Vec<millrace_ty
         })
         .await
         .expect("fetch")
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
 }
 
 /// The user tables of the file, by name.
@@ -412,7 +415,10 @@ async fn heartbeats_expire_and_stuck_jobs_spare_live_clients() {
         .executor()
         .job_get_running_of_clients(&["dying".to_owned()], 10)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(
         of_dying.iter().map(|j| j.id).collect::<Vec<_>>(),
         [dying.id]
@@ -424,6 +430,9 @@ async fn heartbeats_expire_and_stuck_jobs_spare_live_clients() {
         .job_get_stuck(horizon, 10)
         .await
         .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
         .iter()
         .map(|j| j.id)
         .collect();

@@ -57,6 +57,9 @@ async fn count(driver: &SqliteDriver) -> usize {
         })
         .await
         .expect("list jobs")
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
         .len()
 }
 
@@ -112,7 +115,10 @@ async fn read_only_file_refuses_writes_and_keeps_its_jobs() {
         .executor()
         .job_get_available(&fetch_params("writer"))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r.attempt == 1));
 }
@@ -244,6 +250,9 @@ async fn full_disk_fails_whole_batches_and_loses_no_job() {
         })
         .await
         .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
         .remove(0);
     let outcome = JobOutcome::Errored {
         error: AttemptError {

@@ -87,6 +87,9 @@ async fn fetch<D: Driver>(driver: &D, queue: &str, max: i32) -> Vec<JobRow> {
         })
         .await
         .expect("fetch")
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
 }
 
 async fn get<D: Driver>(driver: &D, id: JobId) -> JobRow {
@@ -239,7 +242,10 @@ pub async fn insert_fast_counts_rows<F: DriverFixture>() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(rows.len(), 53);
     assert_eq!(rows[0].args["s"], "line\nbreak\ttab \\ back");
     assert_eq!(rows[1].tags, ["t_1", "t-2"]);
@@ -601,7 +607,15 @@ pub async fn list_filters_and_pages<F: DriverFixture>() {
     .await;
     let list = |params: JobListParams| {
         let d = d.clone();
-        async move { d.executor().job_list(&params).await.unwrap() }
+        async move {
+            d.executor()
+                .job_list(&params)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        }
     };
     let by_kind = list(JobListParams {
         kinds: vec!["a".into()],
@@ -674,6 +688,9 @@ pub async fn list_filters_by_ids_priorities_tags_and_metadata<F: DriverFixture>(
                 })
                 .await
                 .unwrap()
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
                 .iter()
                 .map(|r| r.id)
                 .collect::<Vec<_>>()
@@ -761,7 +778,10 @@ pub async fn delete_many_spares_running_jobs_in_list_order<F: DriverFixture>() {
         .executor()
         .job_delete_many(&params(false, 2))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(
         first.iter().map(|r| r.id).collect::<Vec<_>>(),
         [rows[0].id, rows[1].id],
@@ -772,7 +792,10 @@ pub async fn delete_many_spares_running_jobs_in_list_order<F: DriverFixture>() {
         .executor()
         .job_delete_many(&params(true, 2))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(
         newest.iter().map(|r| r.id).collect::<Vec<_>>(),
         [rows[4].id, rows[3].id],
@@ -782,13 +805,19 @@ pub async fn delete_many_spares_running_jobs_in_list_order<F: DriverFixture>() {
         .executor()
         .job_delete_many(&params(false, 100))
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), [rows[2].id]);
     assert!(
         d.executor()
             .job_delete_many(&params(false, 100))
             .await
             .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
             .is_empty()
     );
     assert_eq!(get(&d, running.id).await.state, JobState::Running);
@@ -799,7 +828,10 @@ pub async fn delete_many_spares_running_jobs_in_list_order<F: DriverFixture>() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
     let mut kinds: Vec<&str> = left.iter().map(|r| r.kind.as_str()).collect();
     kinds.sort_unstable();
     assert_eq!(

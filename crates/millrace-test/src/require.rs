@@ -528,6 +528,9 @@ async fn list(exec: &mut impl Executor, kinds: Vec<String>) -> Vec<JobRow> {
     exec.job_list(&params)
         .await
         .unwrap_or_else(|err| panic!("millrace_test: cannot list jobs: {err}"))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
 }
 
 fn inserted_one<A: JobArgs + DeserializeOwned>(

@@ -15,11 +15,13 @@
 mod attempt_error;
 mod job_row;
 mod job_state;
+mod undecodable;
 pub mod unique;
 
 pub use attempt_error::AttemptError;
 pub use job_row::{JobId, JobRow};
 pub use job_state::{JobState, ParseJobStateError};
+pub use undecodable::{JobRead, UndecodableJob, job_read_id};
 pub use unique::{UniqueKeyParts, UniqueStates};
 
 /// The queue jobs go to when no queue is given, as in River.

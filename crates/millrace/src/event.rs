@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use millrace_types::{JobRow, JobState};
+use millrace_types::{JobRow, JobState, UndecodableJob};
 
 /// Something that happened in a client, for subscribers.
 ///
@@ -66,6 +66,16 @@ pub enum Event {
     QueueResumed {
         /// The queue.
         queue: String,
+    },
+    /// This client fetched a job whose row could not be decoded (written by hand or by another
+    /// client with a value no River client writes), and recorded a failed attempt carrying the
+    /// decode error instead of working it: the job is retryable, or discarded after its last
+    /// attempt. The rest of the fetch went on as usual.
+    JobUndecodable {
+        /// What could be read of the row, and why the rest could not.
+        job: std::sync::Arc<UndecodableJob>,
+        /// The state the failed attempt left the job in.
+        state: JobState,
     },
 }
 

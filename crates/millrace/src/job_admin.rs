@@ -4,7 +4,7 @@ use millrace_driver::{
     Driver, Executor, JobCancelParams, JobDeleteOutcome, JobListParams as DriverListParams,
     JobRetryParams,
 };
-use millrace_types::{JobId, JobRow, JobState};
+use millrace_types::{JobId, JobRead, JobRow, JobState, UndecodableJob, job_read_id};
 
 use crate::{Client, Error, Result};
 
@@ -160,8 +160,35 @@ impl JobListParams {
 pub struct JobListPage {
     /// The jobs, in the list's order.
     pub jobs: Vec<JobRow>,
+    /// The rows of this page that could not be decoded (written by hand or by another client
+    /// with values no River client writes), in the list's order. They count towards the
+    /// page's limit and never fail the rest of the page.
+    pub undecodable: Vec<UndecodableJob>,
     /// The params for the next page, or `None` when this page was the last.
     pub next: Option<JobListParams>,
+}
+
+/// What [`Client::job_delete_many`] deleted.
+#[derive(Debug, Clone)]
+pub struct JobDeleteManyResult {
+    /// The deleted jobs' last rows, in the list's order.
+    pub jobs: Vec<JobRow>,
+    /// Deleted jobs whose rows could not be decoded (see [`UndecodableJob`]): deleted all the
+    /// same, reported by what could be read of them.
+    pub undecodable: Vec<UndecodableJob>,
+}
+
+/// Splits a batch into the rows that decoded and those that did not, each in order.
+fn split(reads: Vec<JobRead>) -> (Vec<JobRow>, Vec<UndecodableJob>) {
+    let mut jobs = Vec::with_capacity(reads.len());
+    let mut undecodable = Vec::new();
+    for read in reads {
+        match read {
+            Ok(job) => jobs.push(job),
+            Err(job) => undecodable.push(job),
+        }
+    }
+    (jobs, undecodable)
 }
 
 fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
@@ -195,15 +222,23 @@ fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
 }
 
 async fn list<E: Executor>(exec: &mut E, params: JobListParams) -> Result<JobListPage> {
-    let jobs = exec.job_list(&to_driver(&params)?).await?;
-    let next = match jobs.last() {
-        Some(last) if jobs.len() as i64 == params.limit => Some(params.after(last.id)),
+    let reads = exec.job_list(&to_driver(&params)?).await?;
+    let next = match reads.last() {
+        Some(last) if reads.len() as i64 == params.limit => Some(params.after(job_read_id(last))),
         _ => None,
     };
-    Ok(JobListPage { jobs, next })
+    let (jobs, undecodable) = split(reads);
+    Ok(JobListPage {
+        jobs,
+        undecodable,
+        next,
+    })
 }
 
-async fn delete_many<E: Executor>(exec: &mut E, params: JobListParams) -> Result<Vec<JobRow>> {
+async fn delete_many<E: Executor>(
+    exec: &mut E,
+    params: JobListParams,
+) -> Result<JobDeleteManyResult> {
     let driver_params = to_driver(&params)?;
     if driver_params.is_unfiltered() && !params.unfiltered {
         return Err(Error::InvalidArgument(
@@ -212,7 +247,8 @@ async fn delete_many<E: Executor>(exec: &mut E, params: JobListParams) -> Result
                 .to_owned(),
         ));
     }
-    Ok(exec.job_delete_many(&driver_params).await?)
+    let (jobs, undecodable) = split(exec.job_delete_many(&driver_params).await?);
+    Ok(JobDeleteManyResult { jobs, undecodable })
 }
 
 async fn update<E: Executor>(exec: &mut E, id: JobId, params: JobUpdateParams) -> Result<JobRow> {
@@ -272,6 +308,8 @@ impl<D: Driver> Client<D> {
     /// # Errors
     ///
     /// [`Error::JobNotFound`] when no job has the id.
+    /// A row that cannot be decoded is [`Error::Driver`] with
+    /// [`DriverError::UndecodableJob`](millrace_driver::DriverError::UndecodableJob).
     ///
     /// # Examples
     ///
@@ -313,7 +351,8 @@ impl<D: Driver> Client<D> {
             .ok_or(Error::JobNotFound(id))
     }
 
-    /// One page of jobs matching the filters, in id order.
+    /// One page of jobs matching the filters, in id order. A row that cannot be decoded never
+    /// fails the page: it is listed in [`JobListPage::undecodable`].
     ///
     /// # Errors
     ///
@@ -329,6 +368,9 @@ impl<D: Driver> Client<D> {
     ///     let page = client.job_list(p).await?;
     ///     for job in &page.jobs {
     ///         println!("{} failed: {:?}", job.id, job.errors.last());
+    ///     }
+    ///     for job in &page.undecodable {
+    ///         println!("{job}");
     ///     }
     ///     params = page.next;
     /// }
@@ -369,6 +411,9 @@ impl<D: Driver> Client<D> {
     /// # Errors
     ///
     /// [`Error::JobNotFound`] when no job has the id.
+    /// A row that cannot be decoded is [`Error::Driver`] with
+    /// [`DriverError::UndecodableJob`](millrace_driver::DriverError::UndecodableJob), after the
+    /// change was applied: only reading the row back failed.
     ///
     /// # Examples
     ///
@@ -416,6 +461,9 @@ impl<D: Driver> Client<D> {
     /// # Errors
     ///
     /// [`Error::JobNotFound`] when no job has the id.
+    /// A row that cannot be decoded is [`Error::Driver`] with
+    /// [`DriverError::UndecodableJob`](millrace_driver::DriverError::UndecodableJob), after the
+    /// change was applied: only reading the row back failed.
     ///
     /// # Examples
     ///
@@ -469,6 +517,9 @@ impl<D: Driver> Client<D> {
     ///
     /// [`Error::JobRunning`] for a running job (cancel it first), [`Error::JobNotFound`] when
     /// no job has the id.
+    /// A row that cannot be decoded is [`Error::Driver`] with
+    /// [`DriverError::UndecodableJob`](millrace_driver::DriverError::UndecodableJob), after the
+    /// change was applied: only reading the row back failed.
     ///
     /// # Examples
     ///
@@ -501,7 +552,9 @@ impl<D: Driver> Client<D> {
     }
 
     /// Deletes the jobs the filters match, running jobs excepted, at most `params.limit` per
-    /// call, returning their last rows. Call again for the next batch.
+    /// call, returning their last rows. Call again for the next batch. A deleted row that
+    /// cannot be decoded is deleted all the same and listed in
+    /// [`JobDeleteManyResult::undecodable`].
     ///
     /// # Errors
     ///
@@ -518,7 +571,7 @@ impl<D: Driver> Client<D> {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn job_delete_many(&self, params: JobListParams) -> Result<Vec<JobRow>> {
+    pub async fn job_delete_many(&self, params: JobListParams) -> Result<JobDeleteManyResult> {
         delete_many(&mut self.inner.driver.executor(), params).await
     }
 
@@ -541,7 +594,7 @@ impl<D: Driver> Client<D> {
         &self,
         conn: &mut D::Conn,
         params: JobListParams,
-    ) -> Result<Vec<JobRow>> {
+    ) -> Result<JobDeleteManyResult> {
         delete_many(&mut self.inner.driver.conn_executor(conn), params).await
     }
 
@@ -551,6 +604,9 @@ impl<D: Driver> Client<D> {
     /// # Errors
     ///
     /// [`Error::JobNotFound`]; [`Error::InvalidArgument`] for metadata that is not an object.
+    /// A row that cannot be decoded is [`Error::Driver`] with
+    /// [`DriverError::UndecodableJob`](millrace_driver::DriverError::UndecodableJob), after the
+    /// change was applied: only reading the row back failed.
     ///
     /// # Examples
     ///

@@ -79,6 +79,7 @@ mod queue_admin;
 mod queue_config;
 mod retry_policy;
 mod runtime;
+mod undecodable;
 mod worker;
 
 pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
@@ -87,7 +88,9 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
-pub use job_admin::{JOB_LIST_MAX_LIMIT, JobListPage, JobListParams, JobUpdateParams};
+pub use job_admin::{
+    JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
+};
 pub use job_args::JobArgs;
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
@@ -100,7 +103,7 @@ pub use migrate::{
 pub use millrace_driver::{Driver, Schema};
 pub use millrace_types::{
     AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,
-    UniqueStates,
+    UndecodableJob, UniqueStates,
 };
 pub use periodic::{
     METADATA_PERIODIC, METADATA_PERIODIC_JOB_ID, PeriodicJob, PeriodicJobHandle, PeriodicJobs,

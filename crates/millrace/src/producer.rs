@@ -205,7 +205,15 @@ impl<D: Driver> Producer<D> {
             })
             .await?;
         let fetched = rows.len();
+        let mut undecodable = Vec::new();
         for row in rows {
+            let row = match row {
+                Ok(row) => row,
+                Err(job) => {
+                    undecodable.push(job);
+                    continue;
+                }
+            };
             let token = self.shared.hard_stop.child_token();
             self.shared.held.lock().expect("lock poisoned").insert(
                 row.id,
@@ -219,6 +227,14 @@ impl<D: Driver> Producer<D> {
                 row,
                 token,
             ));
+        }
+        if !undecodable.is_empty()
+            && let Err(err) = crate::undecodable::fail_fetched(&self.shared, undecodable).await
+        {
+            // The rows stay running under this client, held by no task: give them back
+            // before the next fetch, which fails them again.
+            tracing::warn!(%err, "could not record the failed attempts of undecodable jobs");
+            *sweep_orphans = true;
         }
         Ok(fetched)
     }

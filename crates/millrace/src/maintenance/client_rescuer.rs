@@ -39,13 +39,22 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
         let rows: Vec<_> = rows
             .into_iter()
             .filter(|r| {
-                !r.kind
-                    .starts_with(crate::persistent::PERSISTENT_KIND_PREFIX)
+                let kind = match r {
+                    Ok(job) => &job.kind,
+                    Err(job) => &job.kind,
+                };
+                !kind.starts_with(crate::persistent::PERSISTENT_KIND_PREFIX)
             })
             .collect();
         if !rows.is_empty() {
             tracing::warn!(clients = ?dead, jobs = count, "rescuing the jobs of clients whose heartbeat lease ran out");
-            let queues: BTreeSet<String> = rows.iter().map(|r| r.queue.clone()).collect();
+            let queues: BTreeSet<String> = rows
+                .iter()
+                .map(|r| match r {
+                    Ok(job) => job.queue.clone(),
+                    Err(job) => job.queue.clone(),
+                })
+                .collect();
             rescue(
                 shared,
                 &mut exec,

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
-use millrace_types::{AttemptError, JobRow};
+use millrace_types::{AttemptError, JobRead, JobRow};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Shared;
+use crate::undecodable::failed_attempt;
 
 const BATCH: i32 = 1_000;
 
@@ -48,9 +49,14 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     let mut exec = shared.driver.executor();
     let rows = exec.job_get_stuck(horizon, BATCH).await?;
     let hour = Duration::from_secs(3600);
-    let rows: Vec<JobRow> = rows
+    let rows: Vec<JobRead> = rows
         .into_iter()
         .filter(|row| {
+            // A row that did not decode cannot be worked: River's rule (the query's horizon)
+            // alone applies.
+            let Ok(row) = row else {
+                return true;
+            };
             let Some(worker) = shared.workers.get(&row.kind) else {
                 return true;
             };
@@ -79,51 +85,72 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
 pub(crate) async fn rescue<D: Driver, E: Executor>(
     shared: &Shared<D>,
     exec: &mut E,
-    rows: Vec<JobRow>,
+    rows: Vec<JobRead>,
     kind: RescueKind,
     now: Timestamp,
 ) -> millrace_driver::Result<()> {
     let params: Vec<JobCompleteParams> = rows
         .iter()
-        .map(|row| {
-            let worker = shared.workers.get(&row.kind);
-            let client = row.attempted_by.last().map_or("", String::as_str);
-            let message = match kind {
-                RescueKind::Stuck => RESCUE_MESSAGE.to_owned(),
-                RescueKind::DeadClient => {
-                    format!("{RESCUE_MESSAGE}: client {client} stopped heartbeating")
-                }
-            };
-            let retry_at = match kind {
-                RescueKind::DeadClient => now,
-                RescueKind::Stuck => worker
-                    .and_then(|w| w.next_retry(row))
-                    .unwrap_or_else(|| shared.config.retry_policy.next_retry(row, now)),
-            };
-            let count = row
-                .metadata
-                .get(RESCUE_COUNT_KEY)
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0)
-                + 1;
-            JobCompleteParams {
-                id: row.id,
-                attempt: row.attempt,
-                outcome: JobOutcome::Errored {
-                    error: AttemptError {
-                        at: row.attempted_at.unwrap_or(now),
-                        attempt: i32::from(row.attempt),
-                        error: message,
-                        trace: String::new(),
-                    },
-                    retry_at,
-                    discard: row.attempt >= row.max_attempts
-                        || (kind == RescueKind::Stuck && worker.is_none()),
-                },
-                metadata_merge: Some(serde_json::json!({ RESCUE_COUNT_KEY: count }).to_string()),
+        .map(|row| match row {
+            Ok(row) => rescue_params(shared, row, kind, now),
+            Err(job) => {
+                let message = match kind {
+                    RescueKind::Stuck => RESCUE_MESSAGE.to_owned(),
+                    RescueKind::DeadClient => {
+                        format!("{RESCUE_MESSAGE}: its client stopped heartbeating")
+                    }
+                };
+                let retry_at = (kind == RescueKind::DeadClient).then_some(now);
+                let unknown = kind == RescueKind::Stuck && shared.workers.get(&job.kind).is_none();
+                failed_attempt(job, format!("{message}; {job}"), retry_at, unknown, now)
             }
         })
         .collect();
     exec.job_complete_many(&params).await?;
     Ok(())
+}
+
+/// The fenced completion that rescues one decoded row.
+fn rescue_params<D: Driver>(
+    shared: &Shared<D>,
+    row: &JobRow,
+    kind: RescueKind,
+    now: Timestamp,
+) -> JobCompleteParams {
+    let worker = shared.workers.get(&row.kind);
+    let client = row.attempted_by.last().map_or("", String::as_str);
+    let message = match kind {
+        RescueKind::Stuck => RESCUE_MESSAGE.to_owned(),
+        RescueKind::DeadClient => {
+            format!("{RESCUE_MESSAGE}: client {client} stopped heartbeating")
+        }
+    };
+    let retry_at = match kind {
+        RescueKind::DeadClient => now,
+        RescueKind::Stuck => worker
+            .and_then(|w| w.next_retry(row))
+            .unwrap_or_else(|| shared.config.retry_policy.next_retry(row, now)),
+    };
+    let count = row
+        .metadata
+        .get(RESCUE_COUNT_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0)
+        + 1;
+    JobCompleteParams {
+        id: row.id,
+        attempt: row.attempt,
+        outcome: JobOutcome::Errored {
+            error: AttemptError {
+                at: row.attempted_at.unwrap_or(now),
+                attempt: i32::from(row.attempt),
+                error: message,
+                trace: String::new(),
+            },
+            retry_at,
+            discard: row.attempt >= row.max_attempts
+                || (kind == RescueKind::Stuck && worker.is_none()),
+        },
+        metadata_merge: Some(serde_json::json!({ RESCUE_COUNT_KEY: count }).to_string()),
+    }
 }
