@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
 use crate::error::db_error;
-use crate::row::{job_read, job_row, leader_row, parse_state, queue_row, time};
+use crate::row::{decoded, job_read, job_row, leader_row, parse_state, queue_row, time};
 use crate::time::encode;
 use crate::{SqliteDriver, notification_retention_modifier};
 
@@ -487,10 +487,10 @@ impl Executor for SqliteExecutor<'_> {
             .fetch_optional(q)
             .await?
             .as_ref()
-            .map(job_row)
+            .map(job_read)
             .transpose()?;
         scope.finish().await?;
-        Ok(job)
+        job.map(decoded).transpose()
     }
 
     async fn queue_list(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<QueueRow>> {
@@ -536,13 +536,17 @@ impl Executor for SqliteExecutor<'_> {
         let updated = scope.fetch_optional(q).await?;
         let job = match updated {
             Some(row) => {
-                let job = job_row(&row)?;
-                if job.state == JobState::Running {
+                let job = job_read(&row)?;
+                let (id, state, queue) = match &job {
+                    Ok(job) => (job.id, job.state, &job.queue),
+                    Err(job) => (job.id, job.state, &job.queue),
+                };
+                if state == JobState::Running {
                     // Its client cancels the worker on this notification.
                     let payload = serde_json::json!({
                         "action": "cancel",
-                        "job_id": job.id.0,
-                        "queue": job.queue,
+                        "job_id": id.0,
+                        "queue": queue,
                     })
                     .to_string();
                     Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own)
@@ -550,10 +554,12 @@ impl Executor for SqliteExecutor<'_> {
                 }
                 Some(job)
             }
-            None => Self::job_in_scope(driver, &mut scope, params.id).await?,
+            None => Self::job_in_scope(driver, &mut scope, params.id)
+                .await?
+                .map(Ok),
         };
         scope.finish().await?;
-        Ok(job)
+        job.map(decoded).transpose()
     }
 
     async fn job_retry(&mut self, params: &JobRetryParams) -> Result<Option<JobRow>> {
@@ -563,23 +569,34 @@ impl Executor for SqliteExecutor<'_> {
             .bind(params.now.map(encode));
         let mut scope = self.scope().await?;
         let job = match scope.fetch_optional(q).await? {
-            Some(row) => Some(job_row(&row)?),
-            None => Self::job_in_scope(driver, &mut scope, params.id).await?,
+            Some(row) => Some(job_read(&row)?),
+            None => Self::job_in_scope(driver, &mut scope, params.id)
+                .await?
+                .map(Ok),
         };
         scope.finish().await?;
-        Ok(job)
+        job.map(decoded).transpose()
     }
 
     async fn job_delete(&mut self, id: JobId) -> Result<JobDeleteOutcome> {
         let driver = self.driver;
         let q = query(&driver.queries().job_delete).bind(id.0);
         let mut scope = self.scope().await?;
-        let outcome = match scope.fetch_optional(q).await? {
-            Some(row) => JobDeleteOutcome::Deleted(job_row(&row)?),
-            None => match Self::job_in_scope(driver, &mut scope, id).await? {
-                Some(job) => JobDeleteOutcome::Running(job),
-                None => JobDeleteOutcome::NotFound,
-            },
+        let deleted = scope
+            .fetch_optional(q)
+            .await?
+            .as_ref()
+            .map(job_read)
+            .transpose()?;
+        if let Some(job) = deleted {
+            // Committed before the row is decoded: one that does not decode is deleted all
+            // the same.
+            scope.finish().await?;
+            return Ok(JobDeleteOutcome::Deleted(decoded(job)?));
+        }
+        let outcome = match Self::job_in_scope(driver, &mut scope, id).await? {
+            Some(job) => JobDeleteOutcome::Running(job),
+            None => JobDeleteOutcome::NotFound,
         };
         scope.finish().await?;
         Ok(outcome)

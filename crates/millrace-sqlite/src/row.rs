@@ -134,7 +134,14 @@ pub(crate) fn queue_row(row: &SqliteRow) -> Result<QueueRow> {
 /// Decodes one `river_job` row selected with [`job_columns`], for verbs that return one row: a
 /// row that does not decode is [`DriverError::UndecodableJob`].
 pub(crate) fn job_row(row: &SqliteRow) -> Result<JobRow> {
-    job_read(row)?.map_err(|job| DriverError::UndecodableJob(Box::new(job)))
+    decoded(job_read(row)?)
+}
+
+/// A row of [`job_read`] as the result of a verb that returns one row. Writes read their row
+/// with [`job_read`] and call this once their transaction is committed, so that a row that
+/// does not decode fails the reply, not the write.
+pub(crate) fn decoded(read: JobRead) -> Result<JobRow> {
+    read.map_err(|job| DriverError::UndecodableJob(Box::new(job)))
 }
 
 /// Decodes one `river_job` row selected with [`job_columns`], for verbs that return many: a row

@@ -82,3 +82,56 @@ pub(crate) async fn persistent_claim_as_ghost(db: &TestDb) {
     .await
     .unwrap();
 }
+
+/// Values no River client writes but PostgreSQL's `river_job` can hold, as `SET` clauses by
+/// name: the hostile rows of `hostile_rows.rs`.
+pub(crate) fn hostile_values() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "errors_without_fields",
+            r#"errors = ARRAY['{"trace":"by hand"}'::jsonb]"#,
+        ),
+        (
+            "errors_with_nulls",
+            r#"errors = ARRAY[NULL, 'null'::jsonb, '{"at":"2024-01-01T00:00:00Z","attempt":1,"error":"kept"}'::jsonb]"#,
+        ),
+        ("tags_with_null", "tags = ARRAY['a', NULL]::varchar[]"),
+        (
+            "attempted_by_with_null",
+            "attempted_by = ARRAY[NULL, 'elsewhere']::text[]",
+        ),
+        (
+            "errors_at_not_a_time",
+            r#"errors = ARRAY['{"at":"yesterday","attempt":1,"error":"x"}'::jsonb]"#,
+        ),
+        ("scheduled_at_minus_infinity", "scheduled_at = '-infinity'"),
+        (
+            "created_at_past_9999",
+            "created_at = '10000-01-01 00:00:00+00'",
+        ),
+    ]
+}
+
+/// Runs `UPDATE river_job SET {set} WHERE id = {id}`, as another client or a hand might.
+pub(crate) async fn set_raw(db: &TestDb, id: JobId, set: &str) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET {set} WHERE id = $1"
+    )))
+    .bind(id.0)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+/// Makes a job look stuck by River's rule: running for a day under a client Millrace does not
+/// know.
+pub(crate) async fn make_stuck(db: &TestDb, id: JobId) {
+    set_raw(
+        db,
+        id,
+        "state = 'running', attempt = 1, attempted_at = now() - interval '1 day', \
+         attempted_by = ARRAY['a-river-client']",
+    )
+    .await;
+}
