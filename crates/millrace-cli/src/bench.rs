@@ -73,7 +73,9 @@ enum Scenario {
     #[command(
         after_help = "The last line is machine-readable: kill_failover_p50_ms=… \
 kill_failover_max_ms=… stop_handover_p50_ms=… stop_handover_max_ms=… two_instances=… trials=… \
-lease_s=…. Exit status: 0 on success, 1 when two instances were seen, 2 on error."
+lease_s=…. Exit status: 0 on success (and when stdout is closed early), 1 when two instances \
+were seen, 2 on error or a flag out of range, 130 after SIGINT and 143 after SIGTERM; the \
+benchmark's own schema is dropped on every one of these."
     )]
     Persistent(PersistentArgs),
 }
