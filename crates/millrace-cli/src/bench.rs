@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Subcommand};
 use millrace::{
     Client, Driver, Event, EventKind, InsertManyParams, JOB_LIST_MAX_LIMIT, Job, JobArgs, JobId,
@@ -28,7 +29,31 @@ use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::bench_persistent::PersistentArgs;
-use crate::database::{DatabaseUrl, SqliteUrl, sqlite_schema};
+use crate::database::{DatabaseUrl, SqliteUrl, postgres_options, sqlite_schema};
+use crate::output::{errln, outln};
+use crate::signals::Signals;
+
+/// The longest `--duration` of the latency mode, in seconds: a day.
+const MAX_DURATION_SECS: f64 = 86_400.0;
+
+/// How long the benchmark's client may take to stop, on every way out, before the benchmark
+/// deletes its schema or file anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses `--duration`: seconds, above 0 and at most a day. `f64` parses `nan`, `inf` and
+/// negative numbers, none of which is a duration.
+fn parse_duration(value: &str) -> Result<f64, String> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|_| "not a number of seconds".to_owned())?;
+    if secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION_SECS {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "must be a number of seconds above 0 and at most {MAX_DURATION_SECS}"
+        ))
+    }
+}
 
 /// `millrace bench`: the job modes, or a scenario given as a subcommand.
 #[derive(Debug, Args)]
@@ -48,7 +73,9 @@ enum Scenario {
     #[command(
         after_help = "The last line is machine-readable: kill_failover_p50_ms=… \
 kill_failover_max_ms=… stop_handover_p50_ms=… stop_handover_max_ms=… two_instances=… trials=… \
-lease_s=…. Exit status: 0 on success, 1 when two instances were seen, 2 on error."
+lease_s=…. Exit status: 0 on success (and when stdout is closed early), 1 when two instances \
+were seen, 2 on error or a flag out of range, 130 after SIGINT and 143 after SIGTERM; the \
+benchmark's own schema is dropped on every one of these."
     )]
     Persistent(PersistentArgs),
 }
@@ -74,34 +101,57 @@ pub(crate) struct BenchArgs {
     /// the end; `--schema main` uses (and keeps) the named file itself.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
-    /// Insert COUNT no-op jobs first, then work them all (throughput mode).
-    #[arg(short = 'n', long = "count", value_name = "COUNT", conflicts_with_all = ["duration", "rate"])]
+    /// Insert COUNT no-op jobs first, then work them all (throughput mode); 1 to
+    /// 1,000,000,000.
+    #[arg(
+        short = 'n',
+        long = "count",
+        value_name = "COUNT",
+        conflicts_with_all = ["duration", "rate"],
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000)
+    )]
     count: Option<u64>,
     /// Insert through the ordinary insert_many path instead of COPY (on SQLite, instead of
     /// insert_many_fast's one batched INSERT).
     #[arg(long)]
     insert_many: bool,
-    /// Run a steady producer for this many seconds (latency mode).
-    #[arg(long, value_name = "SECS", requires = "rate")]
+    /// Run a steady producer for this many seconds (latency mode): above 0, at most 86,400
+    /// (a day), fractions allowed.
+    #[arg(long, value_name = "SECS", requires = "rate", value_parser = parse_duration)]
     duration: Option<f64>,
-    /// Jobs per second of the steady producer.
-    #[arg(long, value_name = "JOBS_PER_SEC", requires = "duration")]
+    /// Jobs per second of the steady producer: 1 to 1,000,000.
+    #[arg(
+        long,
+        value_name = "JOBS_PER_SEC",
+        requires = "duration",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
     rate: Option<u64>,
-    /// Workers of the benchmark queue.
-    #[arg(long, default_value_t = 2_000)]
+    /// Workers of the benchmark queue: 1 to 10,000, as River allows.
+    #[arg(
+        long,
+        default_value_t = 2_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=QueueConfig::MAX_WORKERS_LIMIT as u64)
+    )]
     max_workers: usize,
-    /// Least time between fetches, in milliseconds (River's default is 100).
-    #[arg(long, value_name = "MS", default_value_t = 2)]
+    /// Least time between fetches, in milliseconds (River's default is 100): 0 to 60,000.
+    #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     fetch_cooldown_ms: u64,
-    /// Poll interval when no notification arrives, in milliseconds (River's default is 1000).
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    /// Poll interval when no notification arrives, in milliseconds (River's default is 1000):
+    /// 1 to 60,000.
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     fetch_poll_ms: u64,
-    /// Database connections of the client's pool. Defaults to 20 on PostgreSQL, and to the
-    /// driver's own pool on SQLite.
-    #[arg(long, value_name = "N")]
+    /// Database connections of the client's pool: 1 to 1,000. Defaults to 20 on PostgreSQL,
+    /// and to the driver's own pool on SQLite.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pool_size: Option<u32>,
-    /// Jobs per insert statement.
-    #[arg(long, default_value_t = 10_000)]
+    /// Jobs per insert statement: 1 to 100,000. The latency mode inserts at most this many
+    /// at a time too.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
     insert_batch: usize,
 }
 
@@ -155,22 +205,37 @@ impl Summary {
 
 impl BenchArgs {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
+        if let (Some(secs), Some(rate)) = (self.duration, self.rate) {
+            if (secs * rate as f64).round() < 1.0 {
+                bail!(
+                    "--duration {secs} at --rate {rate} inserts no job: give a longer duration \
+                     or a higher rate"
+                );
+            }
+        }
+        // From here on SIGINT and SIGTERM end the benchmark through its cleanup, which deletes
+        // its schema or file, rather than killing it.
+        let mut signals = Signals::new()?;
         let summary = match DatabaseUrl::parse(&self.database_url)? {
-            DatabaseUrl::Postgres(url) => self.on_postgres(&url).await?,
-            DatabaseUrl::Sqlite(url) => self.on_sqlite(&url).await?,
+            DatabaseUrl::Postgres(url) => self.on_postgres(&url, &mut signals).await?,
+            DatabaseUrl::Sqlite(url) => self.on_sqlite(&url, &mut signals).await?,
         };
-        println!("{}", summary.line());
-        Ok(())
+        outln!("{}", summary.line())
     }
 
-    async fn on_postgres(&self, url: &str) -> anyhow::Result<Summary> {
+    async fn on_postgres(&self, url: &str, signals: &mut Signals) -> anyhow::Result<Summary> {
         let pool_size = self.pool_size.unwrap_or(20);
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await
-            .context("could not connect to the database given by --database-url")?;
+        let opts = signals.interruptible(postgres_options(url)).await?;
+        let pool = signals
+            .interruptible(async {
+                PgPoolOptions::new()
+                    .max_connections(pool_size)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .context("could not connect to the database given by --database-url")
+            })
+            .await?;
         let (schema, owned) = match &self.schema {
             Some(name) => (Schema::new(name).context("invalid --schema")?, false),
             None => (
@@ -178,20 +243,29 @@ impl BenchArgs {
                 true,
             ),
         };
-        exec(
-            &pool,
-            &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name()),
-        )
-        .await?;
-        let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
-        let result = self.bench(driver, pool_size).await;
-        if owned {
-            exec(&pool, &format!("DROP SCHEMA \"{}\" CASCADE", schema.name())).await?;
+        let result = async {
+            let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
+            signals.interruptible(exec(&pool, &create)).await?;
+            let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
+            self.bench(driver, pool_size, signals).await
         }
-        result
+        .await;
+        if !owned {
+            return result;
+        }
+        // On every way out: the benchmark's schema is its own, and a user's database is left
+        // as it was found.
+        let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.name());
+        let dropped = tokio::select! {
+            dropped = exec(&pool, &drop) => dropped,
+            signal = signals.recv() => Err(anyhow::anyhow!(
+                "{signal} while dropping the benchmark's schema: it is left behind; run {drop}"
+            )),
+        };
+        keep_first_error(result, dropped)
     }
 
-    async fn on_sqlite(&self, url: &SqliteUrl) -> anyhow::Result<Summary> {
+    async fn on_sqlite(&self, url: &SqliteUrl, signals: &mut Signals) -> anyhow::Result<Summary> {
         let schema = sqlite_schema(self.schema.as_deref())?;
         // A file of the benchmark's own, on the same disk as the named one; an in-memory
         // database is the benchmark's own already.
@@ -204,25 +278,44 @@ impl BenchArgs {
             _ => None,
         };
         let target = owned.as_ref().unwrap_or(url);
-        let driver = match self.pool_size {
-            Some(size) => target.open_pool(size).await?,
-            None => target.open(true).await?,
+        let result = async {
+            let driver = signals
+                .interruptible(async {
+                    match self.pool_size {
+                        Some(size) => target.open_pool(size).await,
+                        None => target.open(true).await,
+                    }
+                })
+                .await?
+                .with_schema(schema);
+            let pool_size = driver.pool().options().get_max_connections();
+            let result = self.bench(driver.clone(), pool_size, signals).await;
+            driver.pool().close().await;
+            result
         }
-        .with_schema(schema);
-        let pool_size = driver.pool().options().get_max_connections();
-        let result = self.bench(driver.clone(), pool_size).await;
-        driver.pool().close().await;
-        if let Some(path) = owned.as_ref().and_then(SqliteUrl::path) {
-            remove_sqlite_file(path)?;
-        }
-        result
+        .await;
+        // On every way out, as on PostgreSQL.
+        let removed = match owned.as_ref().and_then(SqliteUrl::path) {
+            Some(path) => remove_sqlite_file(path),
+            None => Ok(()),
+        };
+        keep_first_error(result, removed)
     }
 
-    async fn bench<D: Driver>(&self, driver: D, pool_size: u32) -> anyhow::Result<Summary> {
-        Migrator::new(driver.clone())
-            .migrate_up(MigrateOpts::default())
-            .await
-            .context("could not migrate the benchmark database")?;
+    async fn bench<D: Driver>(
+        &self,
+        driver: D,
+        pool_size: u32,
+        signals: &mut Signals,
+    ) -> anyhow::Result<Summary> {
+        signals
+            .interruptible(async {
+                Migrator::new(driver.clone())
+                    .migrate_up(MigrateOpts::default())
+                    .await
+                    .context("could not migrate the benchmark database")
+            })
+            .await?;
         let mut workers = Workers::new();
         workers.register(NoopWorker)?;
         let fast_insert = if driver.name() == "postgres" {
@@ -234,9 +327,26 @@ impl BenchArgs {
             .workers(workers)
             .queue("default", QueueConfig::new().max_workers(self.max_workers))
             .fetch_cooldown(Duration::from_millis(self.fetch_cooldown_ms))
-            .fetch_poll_interval(Duration::from_millis(self.fetch_poll_ms.max(1)))
+            .fetch_poll_interval(Duration::from_millis(self.fetch_poll_ms))
             .build()?;
-        println!(
+        let measured = signals
+            .interruptible(self.measure(&client, pool_size, fast_insert))
+            .await;
+        // Every way out stops the client first (the modes stop it themselves when all goes
+        // well): its tasks would otherwise go on using the schema or file deleted next.
+        match client.stop_with_timeout(STOP_TIMEOUT).await {
+            Ok(()) | Err(millrace::Error::NotStarted) => measured,
+            Err(err) => keep_first_error(measured, Err(err.into())),
+        }
+    }
+
+    async fn measure<D: Driver>(
+        &self,
+        client: &Client<D>,
+        pool_size: u32,
+        fast_insert: &str,
+    ) -> anyhow::Result<Summary> {
+        outln!(
             "settings: max_workers={} fetch_cooldown={}ms fetch_poll={}ms pool={pool_size} insert_batch={} insert={}",
             self.max_workers,
             self.fetch_cooldown_ms,
@@ -247,7 +357,7 @@ impl BenchArgs {
             } else {
                 fast_insert
             },
-        );
+        )?;
         // A kept schema (--schema) may hold jobs of earlier runs, or anybody's jobs of the
         // benchmark's kind. Unfinished ones would be worked and counted, so refuse them;
         // finished ones are left out of the figures by id.
@@ -266,7 +376,7 @@ impl BenchArgs {
             )
             .await?;
         if let Some(job) = unfinished.jobs.first() {
-            anyhow::bail!(
+            bail!(
                 "the benchmark's schema holds unfinished jobs of kind {:?} (job {} is {}); \
                  the benchmark would work them: use another --schema",
                 Noop::KIND,
@@ -284,16 +394,18 @@ impl BenchArgs {
         let counter = tokio::spawn(count_completions(client.subscribe(), completed.clone()));
         let cpu_before = cpu_time();
         let summary = match (self.count, self.duration, self.rate) {
-            (Some(n), _, _) => self.throughput(&client, n, &completed).await?,
+            (Some(n), _, _) => self.throughput(client, n, &completed).await,
             (None, Some(secs), Some(rate)) => {
-                self.latency(&client, secs, rate, &completed, last_before)
-                    .await?
+                self.latency(client, secs, rate, &completed, last_before)
+                    .await
             }
-            _ => anyhow::bail!("give -n COUNT, or --duration SECS with --rate JOBS_PER_SEC"),
+            _ => Err(anyhow::anyhow!(
+                "give -n COUNT, or --duration SECS with --rate JOBS_PER_SEC"
+            )),
         };
-        let jobs = completed.load(Ordering::Relaxed).max(1);
         counter.abort();
-        let mut summary = summary;
+        let mut summary = summary?;
+        let jobs = completed.load(Ordering::Relaxed).max(1);
         if let (Some(before), Some(after)) = (cpu_before, cpu_time()) {
             summary.add(
                 "cpu_us_per_job",
@@ -325,11 +437,11 @@ impl BenchArgs {
             inserted += batch;
         }
         let insert_time = started.elapsed();
-        println!(
+        outln!(
             "inserted {n} jobs in {:.2}s ({:.0} jobs/s)",
             insert_time.as_secs_f64(),
             n as f64 / insert_time.as_secs_f64()
-        );
+        )?;
         let work_started = Instant::now();
         client.start().await?;
         progress_until(completed, n, work_started).await;
@@ -361,7 +473,10 @@ impl BenchArgs {
         let mut last_report = Instant::now();
         while inserted < total {
             tick.tick().await;
-            let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+            let due = ((started.elapsed().as_secs_f64() * rate as f64) as u64)
+                .min(total)
+                // A producer that fell behind catches up in batches of --insert-batch.
+                .min(inserted + self.insert_batch as u64);
             if due > inserted {
                 let jobs = (inserted..due).map(|_| InsertManyParams::new(Noop {}));
                 client.insert_many(jobs).await?;
@@ -369,11 +484,11 @@ impl BenchArgs {
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
-                println!(
+                outln!(
                     "{:>6.1}s inserted {inserted} completed {}",
                     started.elapsed().as_secs_f64(),
                     completed.load(Ordering::Relaxed)
-                );
+                )?;
             }
         }
         progress_until(completed, total, started).await;
@@ -405,18 +520,18 @@ impl BenchArgs {
             page = listed.next;
         }
         let ms = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        println!(
+        outln!(
             "pickup (insert to start): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
             ms(&pickup, 0.5),
             ms(&pickup, 0.95),
             ms(&pickup, 0.99)
-        );
-        println!(
+        )?;
+        outln!(
             "end to end (insert to completion): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
             ms(&end_to_end, 0.5),
             ms(&end_to_end, 0.95),
             ms(&end_to_end, 0.99)
-        );
+        )?;
         let mut summary = Summary::default();
         summary.add("pickup_p95_ms", ms(&pickup, 0.95));
         summary.add("p50_ms", ms(&end_to_end, 0.5));
@@ -458,11 +573,27 @@ async fn progress_until(completed: &AtomicU64, target: u64, since: Instant) {
         if last_print.elapsed() >= Duration::from_secs(1) {
             last_print = Instant::now();
             let done = completed.load(Ordering::Relaxed);
-            eprintln!(
+            errln!(
                 "{:>6.1}s completed {done}/{target} ({:.0} jobs/s)",
                 since.elapsed().as_secs_f64(),
                 done as f64 / since.elapsed().as_secs_f64()
             );
+        }
+    }
+}
+
+/// The first error of a step and its cleanup; a cleanup that also failed is noted on stderr,
+/// so neither is lost.
+fn keep_first_error<T>(
+    result: anyhow::Result<T>,
+    cleanup: anyhow::Result<()>,
+) -> anyhow::Result<T> {
+    match (result, cleanup) {
+        (result, Ok(())) => result,
+        (Ok(_), Err(err)) => Err(err),
+        (Err(err), Err(cleanup)) => {
+            errln!("warning: {cleanup:#}");
+            Err(err)
         }
     }
 }

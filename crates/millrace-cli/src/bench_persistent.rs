@@ -27,7 +27,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
 
-use crate::database::DatabaseUrl;
+use crate::database::{DatabaseUrl, postgres_options};
+use crate::output::{errln, outln};
+use crate::signals::Signals;
 
 /// The kind of the demo's persistent worker.
 const TICKER_KIND: &str = "millrace_persistent:ticker";
@@ -57,14 +59,16 @@ pub(crate) struct PersistentArgs {
     /// creates a schema of its own and drops it at the end.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
-    /// How many times to measure each of failover after SIGKILL and handover after SIGINT.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    /// How many times to measure each of failover after SIGKILL and handover after SIGINT:
+    /// 1 to 1,000.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     trials: u32,
-    /// The persistent worker's lease (and the demos' heartbeat lease), in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    /// The persistent worker's lease (and the demos' heartbeat lease), in seconds: 1 to
+    /// 3,600, as `millrace demo --lease` accepts.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     lease: u64,
-    /// How many `millrace demo` processes make up the fleet.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..))]
+    /// How many `millrace demo` processes make up the fleet: 2 to 32.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=32))]
     clients: u32,
 }
 
@@ -80,12 +84,16 @@ impl PersistentArgs {
         if let DatabaseUrl::Sqlite(_) = DatabaseUrl::parse(&self.database_url)? {
             bail!("millrace bench persistent runs on PostgreSQL only: give a postgres:// URL");
         }
+        // From here on SIGINT and SIGTERM end the benchmark through its cleanup: the demos
+        // are killed and the schema dropped.
+        let mut signals = Signals::new()?;
+        let opts = signals
+            .interruptible(postgres_options(&self.database_url))
+            .await?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(&self.database_url)
-            .await
-            .context("could not connect to the database given by --database-url")?;
+            .connect_lazy_with(opts);
         let (schema, owned) = match &self.schema {
             Some(name) => (Schema::new(name).context("invalid --schema")?, false),
             None => (
@@ -93,39 +101,52 @@ impl PersistentArgs {
                 true,
             ),
         };
-        exec(
-            &pool,
-            &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name()),
-        )
-        .await?;
-        let result = async {
+        let work = async {
+            exec(
+                &pool,
+                &format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name()),
+            )
+            .await?;
             // Migrated here, so the demos, started one after another, find nothing to do.
             Migrator::new(PgDriver::new(pool.clone()).with_schema(schema.clone()))
                 .migrate_up(MigrateOpts::default())
                 .await
                 .context("could not migrate the benchmark schema")?;
             self.bench(&pool, &schema).await
-        }
-        .await;
+        };
+        // A signal drops the fleet, whose demos are killed with it, and the sampler.
+        let result = signals.interruptible(work).await;
         if owned {
-            exec(&pool, &format!("DROP SCHEMA \"{}\" CASCADE", schema.name())).await?;
+            let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", schema.name());
+            let dropped = tokio::select! {
+                dropped = exec(&pool, &drop) => dropped,
+                signal = signals.recv() => Err(anyhow::anyhow!(
+                    "{signal} while dropping the benchmark's schema: it is left behind; run {drop}"
+                )),
+            };
+            match (&result, dropped) {
+                (_, Ok(())) => {}
+                (Ok(_), Err(err)) => return Err(err),
+                (Err(_), Err(err)) => errln!("warning: {err:#}"),
+            }
         }
         let report = result?;
         let kill = Stats::of(&report.kill_failover);
         let stop = Stats::of(&report.stop_handover);
-        println!(
+        outln!(
             "kill failover (SIGKILL of the holder to another's start): p50 {} ms, max {} ms \
              (promised: within the lease plus 2 s, {} ms)",
             kill.p50_ms,
             kill.max_ms,
             (self.lease + 2) * 1000
-        );
-        println!(
+        )?;
+        outln!(
             "stop handover (the holder's stop to another's start): p50 {} ms, max {} ms \
              (promised: within 2000 ms)",
-            stop.p50_ms, stop.max_ms
-        );
-        println!(
+            stop.p50_ms,
+            stop.max_ms
+        )?;
+        outln!(
             "kill_failover_p50_ms={} kill_failover_max_ms={} stop_handover_p50_ms={} \
              stop_handover_max_ms={} two_instances={} trials={} lease_s={}",
             kill.p50_ms,
@@ -135,7 +156,7 @@ impl PersistentArgs {
             report.two_instances,
             self.trials,
             self.lease
-        );
+        )?;
         Ok(if report.two_instances == 0 {
             ExitCode::SUCCESS
         } else {
@@ -150,13 +171,13 @@ impl PersistentArgs {
         // reported as an error rather than as a figure.
         let failover_deadline = promised_failover * 3;
         let exit_deadline = Duration::from_secs(30);
-        println!(
+        outln!(
             "settings: clients={} trials={} lease={}s schema={}",
             self.clients,
             self.trials,
             self.lease,
             schema.name()
-        );
+        )?;
 
         let sampler = DbSampler::start(pool.clone(), schema);
         let mut fleet = Fleet::new(
@@ -181,11 +202,11 @@ impl PersistentArgs {
                 .wait_start(spawned, None, failover_deadline)
                 .await
                 .context("no demo started the instance")?;
-            println!(
+            outln!(
                 "the instance started on {} {} ms after the first demo was spawned",
                 fleet.procs[first].client_id,
                 ms(at - spawned)
-            );
+            )?;
             fleet.settle(SETTLE).await?;
 
             let mut report = Report {
@@ -207,13 +228,13 @@ impl PersistentArgs {
                         format!("trial {trial}: no demo took the instance over after SIGKILL")
                     })?;
                 let failover = at - killed_at;
-                println!(
+                outln!(
                     "trial {trial}/{}: SIGKILL of {}; {} started the instance {} ms later",
                     self.trials,
                     fleet.procs[holder].client_id,
                     fleet.procs[next].client_id,
                     ms(failover)
-                );
+                )?;
                 report.kill_failover.push(failover);
                 fleet.wait_exit(holder, exit_deadline).await?;
                 fleet.spawn().await?;
@@ -233,7 +254,7 @@ impl PersistentArgs {
                     })?;
                 // A start before the stop is counted as two instances by the fleet's watch.
                 let handover = started.saturating_duration_since(stopped);
-                println!(
+                outln!(
                     "trial {trial}/{}: SIGINT of {}, stopped {} ms later; {} started the \
                      instance {} ms after the stop",
                     self.trials,
@@ -241,7 +262,7 @@ impl PersistentArgs {
                     ms(stopped - asked),
                     fleet.procs[next].client_id,
                     ms(handover)
-                );
+                )?;
                 report.stop_handover.push(handover);
                 fleet.wait_exit(holder, exit_deadline).await?;
                 fleet.spawn().await?;
@@ -255,15 +276,15 @@ impl PersistentArgs {
         let samples = sampler.stop();
         fleet.shutdown().await;
         let mut report = result?;
-        println!(
+        outln!(
             "lines: {} starts, {} while another process held the instance; {} pairs of lines \
              read out of order (by at most {} ms)",
             fleet.starts.len(),
             fleet.overlaps,
             fleet.reordered,
             ms(fleet.max_reorder)
-        );
-        println!(
+        )?;
+        outln!(
             "database: {} samples, at most {} running and {} live rows of {TICKER_KIND} \
              ({} rows at most in all), {} moments with two, {} failed samples",
             samples.samples,
@@ -272,7 +293,7 @@ impl PersistentArgs {
             samples.max_rows,
             samples.violations,
             samples.errors
-        );
+        )?;
         report.two_instances = fleet.overlaps + samples.violations;
         Ok(report)
     }
@@ -545,7 +566,8 @@ impl Fleet {
             let late = at.saturating_duration_since(s.at);
             if late > LINE_ORDER_SLACK {
                 self.overlaps += 1;
-                println!(
+                // A closed stdout is reported by the next line the benchmark checks.
+                let _ = outln!(
                     "TWO INSTANCES: {} started the instance {} ms before {} stopped it",
                     self.procs[s.started].client_id,
                     ms(late),
@@ -567,9 +589,11 @@ impl Fleet {
         self.suspicions = kept;
         for s in expired {
             self.overlaps += 1;
-            println!(
+            // A closed stdout is reported by the next line the benchmark checks.
+            let _ = outln!(
                 "TWO INSTANCES: {} started the instance while {} held it",
-                self.procs[s.started].client_id, self.procs[s.holder].client_id
+                self.procs[s.started].client_id,
+                self.procs[s.holder].client_id
             );
         }
     }
@@ -796,7 +820,8 @@ impl DbSampler {
                         let two = running > 1 || live > 1;
                         if two && !violating {
                             s.violations += 1;
-                            println!(
+                            // A closed stdout is reported by the next line the benchmark checks.
+                            let _ = outln!(
                                 "TWO INSTANCES in the database: {running} running and {live} live rows"
                             );
                         }
@@ -812,6 +837,14 @@ impl DbSampler {
     fn stop(self) -> Samples {
         self.task.abort();
         self.samples.lock().expect("lock poisoned").clone()
+    }
+}
+
+/// A benchmark stopped by a signal drops the sampler unstopped: its task would otherwise go on
+/// querying the schema that is dropped next.
+impl Drop for DbSampler {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -1,13 +1,20 @@
-//! What a `--database-url` names: a PostgreSQL server or a SQLite file, and the SQLite side of
-//! opening it. Each command builds its own PostgreSQL pool, as it always has.
+//! What a `--database-url` names: a PostgreSQL server or a SQLite file, how to reach the
+//! server, and the SQLite side of opening it. Each command builds its own PostgreSQL pool from
+//! [`postgres_options`].
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use clap::ValueEnum;
 use millrace::Schema;
 use millrace_sqlite::SqliteDriver;
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+/// How long the first connection to PostgreSQL may take before the command gives up.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every message about an unusable URL ends with.
 const URL_FORMS: &str = "use postgres://… for PostgreSQL, or sqlite://PATH (sqlite:///PATH when absolute) for a SQLite file";
@@ -60,6 +67,37 @@ impl DatabaseUrl {
             DatabaseUrl::Sqlite(_) => Engine::Sqlite,
         }
     }
+}
+
+/// Parses a PostgreSQL URL and opens one connection with it, to fail fast with the reason.
+///
+/// A pool reports a refused connection only as "pool timed out", after its acquire timeout
+/// (it retries refused connections, taking them for a server that is starting); one plain
+/// connection first says at once why it failed, and where it tried.
+///
+/// # Errors
+///
+/// When the URL does not parse, or the connection fails or takes longer than
+/// [`CONNECT_TIMEOUT`]. Messages name the host and port, never the URL, which may hold a
+/// password.
+pub(crate) async fn postgres_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let opts: PgConnectOptions = url.parse().context("invalid --database-url")?;
+    let at = match opts.get_socket() {
+        Some(socket) => format!("socket {}", socket.display()),
+        None if opts.get_host().contains(':') => {
+            format!("[{}]:{}", opts.get_host(), opts.get_port())
+        }
+        None => format!("{}:{}", opts.get_host(), opts.get_port()),
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
+        .await
+        .map_err(|_| anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+        .and_then(|conn| Ok(conn?))
+        .with_context(|| format!("could not connect to PostgreSQL at {at} (--database-url)"))?
+        .close()
+        .await
+        .ok();
+    Ok(opts)
 }
 
 /// `[A-Za-z][A-Za-z0-9+.-]*`, as RFC 3986 spells a scheme.

@@ -16,7 +16,18 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::database::{DatabaseUrl, sqlite_schema};
+use crate::database::{DatabaseUrl, postgres_options, sqlite_schema};
+use crate::output::{StdoutClosed, chain, outln};
+use crate::signals::Signals;
+
+/// The first wait after a failed insert; it doubles with each failure in a row, up to
+/// [`INSERT_RETRY_MAX`]. The runtime's producer and completer back off the same way.
+const INSERT_RETRY_MIN: Duration = Duration::from_millis(50);
+/// The longest wait between inserts that fail.
+const INSERT_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Failures in a row after which an error that is not a lost connection ends the demo: such
+/// an error (a dropped table, a revoked privilege) does not pass by itself, unlike a blip.
+const INSERT_MAX_FAILURES: u32 = 5;
 
 /// The database the demo uses when none is given: a SQLite file in the current folder, so a
 /// fresh machine needs no database server.
@@ -35,18 +46,30 @@ pub(crate) struct DemoArgs {
     /// millrace_demo. On SQLite only main, the file itself, is accepted.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
-    /// Stop by itself after this many seconds (default: run until Ctrl-C).
-    #[arg(long, value_name = "SECS")]
+    /// Stop by itself after this many seconds, 1 to 86,400 (default: run until Ctrl-C or
+    /// SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: Option<u64>,
-    /// Example jobs inserted per second.
-    #[arg(long, default_value_t = 5)]
+    /// Example jobs inserted per second: 1 to 1,000.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     rate: u32,
-    /// Lease of the demo's persistent worker and of its heartbeat, in seconds: how soon
-    /// another demo takes over the instance and the jobs of a demo that was killed.
-    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    /// Lease of the demo's persistent worker and of its heartbeat, in seconds (1 to 3,600):
+    /// how soon another demo takes over the instance and the jobs of a demo that was killed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=3_600)
+    )]
     lease: u64,
-    /// Interval of the demo's periodic job, in seconds (one job per tick across all demos).
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    /// Interval of the demo's periodic job, in seconds, 1 to 86,400 (one job per tick across
+    /// all demos).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
     periodic_secs: u64,
 }
 
@@ -185,10 +208,11 @@ impl DemoArgs {
             DatabaseUrl::Postgres(url) => {
                 let name = self.schema.as_deref().unwrap_or(DEFAULT_PG_SCHEMA);
                 let schema = Schema::new(name).context("invalid --schema")?;
+                let opts = postgres_options(&url).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect(&url)
+                    .connect_with(opts)
                     .await
                     .context("could not connect to the database given by --database-url")?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
@@ -207,9 +231,15 @@ impl DemoArgs {
         }
     }
 
+    /// Inserts the example jobs at `--rate`, printing each. A failed insert is retried with
+    /// backoff rather than ending the demo, as the runtime rides out a connection blip: a
+    /// warning when inserts start failing, and a note when they work again.
     async fn insert_stream<D: Driver>(&self, client: &Client<D>) -> anyhow::Result<()> {
-        let period = Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1)));
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.rate));
         let mut tick = tokio::time::interval(period);
+        // After an outage, go on at the rate rather than inserting the missed jobs at once.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut failures = 0u32;
         for n in 0u64.. {
             tick.tick().await;
             let job = match n % 10 {
@@ -231,14 +261,38 @@ impl DemoArgs {
                 }),
             };
             let kind = job.kind().to_owned();
-            let inserted = client.insert_many([job]).await?.remove(0);
+            let mut inserted = match client.insert_many([job]).await {
+                Ok(inserted) => inserted,
+                Err(err) => {
+                    failures += 1;
+                    let connection =
+                        matches!(&err, millrace::Error::Driver(err) if err.is_connection());
+                    if !connection && failures >= INSERT_MAX_FAILURES {
+                        return Err(err)
+                            .context(format!("inserting failed {failures} times in a row"));
+                    }
+                    if failures == 1 {
+                        tracing::warn!(error = %chain(&err), "inserting failed; retrying with backoff");
+                    }
+                    let backoff = INSERT_RETRY_MIN
+                        .saturating_mul(1 << failures.min(6))
+                        .min(INSERT_RETRY_MAX);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            if failures > 0 {
+                tracing::info!(failures, "inserting resumed");
+                failures = 0;
+            }
+            let inserted = inserted.remove(0);
             if inserted.unique_skipped_as_duplicate {
-                println!(
+                outln!(
                     "duplicate  {kind:<22} job {} covers this minute already; skipped",
                     inserted.job.id
-                );
+                )?;
             } else {
-                println!("inserted   {kind:<22} job {}", inserted.job.id);
+                outln!("inserted   {kind:<22} job {}", inserted.job.id)?;
             }
         }
         Ok(())
@@ -256,14 +310,16 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     workers.register(WaitForUploadWorker)?;
     workers.register(HourlyReportWorker)?;
     workers.register(PeriodicTickWorker)?;
-    let lease = Duration::from_secs(args.lease.max(1));
+    // Listening from the start, so a signal during the start-up stops the demo gracefully too.
+    let mut signals = Signals::new()?;
+    let lease = Duration::from_secs(args.lease);
     let client = Client::builder(driver)
         .workers(workers)
         .persistent_worker_with("ticker", Ticker, PersistentOpts::new().lease(lease))
         .heartbeat_lease(lease)
         .periodic_job(
             PeriodicJob::new(
-                Schedule::interval(Duration::from_secs(args.periodic_secs.max(1))),
+                Schedule::interval(Duration::from_secs(args.periodic_secs)),
                 || (PeriodicTick {}, None),
             )
             .id("demo_periodic_tick"),
@@ -271,26 +327,30 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
         .queue("default", QueueConfig::new().max_workers(20))
         .fetch_cooldown(Duration::from_millis(20))
         .build()?;
-    println!(
+    outln!(
         "millrace demo: client {} on {on}, inserting {} jobs/s (Ctrl-C to stop)",
         client.id(),
         args.rate
-    );
+    )?;
     let mut events = client.subscribe();
     client.start().await?;
 
-    let printer = tokio::spawn(async move {
+    // The printer ends early only when stdout was closed, which stops the demo.
+    let mut printer = tokio::spawn(async move {
         loop {
-            match events.recv().await {
+            let printed = match events.recv().await {
                 Ok(event) => print_event(&event),
-                Err(RecvError::Lagged(n)) => println!("(skipped {n} events)"),
+                Err(RecvError::Lagged(n)) => outln!("(skipped {n} events)"),
                 Err(RecvError::Closed) => return,
+            };
+            if printed.is_err() {
+                return;
             }
         }
     });
 
     let inserting = args.insert_stream(&client);
-    // Ctrl-C stops the demo gracefully, with or without a duration.
+    // Ctrl-C or SIGTERM stops the demo gracefully, with or without a duration.
     let stop_signal = async {
         let duration = async {
             match args.duration {
@@ -300,19 +360,27 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
         };
         tokio::select! {
             () = duration => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = signals.recv() => {}
         }
     };
+    let mut printer_done = false;
     let result = tokio::select! {
         result = inserting => result,
         () = stop_signal => Ok(()),
+        _ = &mut printer => {
+            printer_done = true;
+            Err(StdoutClosed.into())
+        }
     };
-    println!("stopping: letting running jobs finish");
+    // A closed stdout only loses the line: the demo stops either way, with status 0.
+    let _ = outln!("stopping: letting running jobs finish");
     client.stop().await?;
     // The printer ends once the client's events close; give it a moment to print the last
     // ones (the persistent worker's `stopped` line among them).
     drop(client);
-    let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    if !printer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    }
     result
 }
 
@@ -325,7 +393,7 @@ async fn migrate<D: Driver>(driver: &D) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_event(event: &Event) {
+fn print_event(event: &Event) -> anyhow::Result<()> {
     match event {
         Event::Job {
             kind,
@@ -348,22 +416,22 @@ fn print_event(event: &Event) {
                 ),
                 _ => String::new(),
             };
-            println!(
+            outln!(
                 "{what:<10} {:<22} job {} attempt {} in {} ms{detail}",
                 job.kind,
                 job.id,
                 job.attempt,
                 duration.as_millis()
-            );
+            )
         }
         Event::PersistentWorkerStarted { name, client, .. } => {
-            println!("persistent-worker {name} started client={client}");
+            outln!("persistent-worker {name} started client={client}")
         }
         Event::PersistentWorkerStopped { name, client, .. } => {
-            println!("persistent-worker {name} stopped client={client}");
+            outln!("persistent-worker {name} stopped client={client}")
         }
-        Event::QueuePaused { queue } => println!("paused     queue {queue}"),
-        Event::QueueResumed { queue } => println!("resumed    queue {queue}"),
-        _ => {}
+        Event::QueuePaused { queue } => outln!("paused     queue {queue}"),
+        Event::QueueResumed { queue } => outln!("resumed    queue {queue}"),
+        _ => Ok(()),
     }
 }

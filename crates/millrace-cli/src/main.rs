@@ -6,10 +6,16 @@ mod bench_persistent;
 mod database;
 mod demo;
 mod migrate;
+mod output;
+mod signals;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::prelude::*;
+
+use crate::output::errln;
 
 /// Millrace: a fast, River-compatible job queue for PostgreSQL and SQLite.
 #[derive(Debug, Parser)]
@@ -27,25 +33,33 @@ enum Command {
     #[command(
         after_help = "The last line is machine-readable: jobs_per_sec=… work_jobs_per_sec=… \
 insert_jobs_per_sec=… pickup_p95_ms=… p50_ms=… p95_ms=… p99_ms=… cpu_us_per_job=… peak_rss_mb=… \
-(fields a mode does not measure are left out). Exit status: 0 on success, 2 on error. \
+(fields a mode does not measure are left out). Exit status: 0 on success (and when stdout is \
+closed early, as by `| head`), 2 on error or a flag out of range, 130 after SIGINT and 143 after \
+SIGTERM; the benchmark's own schema or file is deleted on every one of these. \
 `millrace bench persistent` measures persistent-worker failover instead (PostgreSQL only); see \
 its --help."
     )]
     Bench(bench::BenchCommand),
     /// Insert and work a stream of example jobs, printing what happens: on a SQLite file in
     /// the current folder unless given a database URL.
-    #[command(after_help = "Exit status: 0 after a clean stop, 2 on error.")]
+    #[command(
+        after_help = "Exit status: 0 after a clean stop (Ctrl-C or SIGTERM, or stdout closed early, \
+as by `| head`), 2 on error or a flag out of range."
+    )]
     Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
+    // Clap prints a flag out of range with the flag and the accepted range, and exits 2.
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,millrace=info".into()),
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,millrace=info".into());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .with_filter(filter_fn(|meta| !is_returned_error(meta))),
         )
-        .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,7 +67,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: could not start the async runtime: {err}");
+            errln!("error: could not start the async runtime: {err}");
             return ExitCode::from(2);
         }
     };
@@ -66,9 +80,30 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(2)
-        }
+        // The reader chose to stop reading (`| head`): not a failure of the command. Status 0,
+        // as ripgrep does, rather than the 141 of a process SIGPIPE kills, which would fail
+        // scripts under `set -o pipefail` for reading only what they needed.
+        Err(err) if output::is_stdout_closed(&err) => ExitCode::SUCCESS,
+        Err(err) => match signals::interrupted_by(&err) {
+            Some(signal) => {
+                errln!("{err:#}");
+                ExitCode::from(signal.exit_code())
+            }
+            None => {
+                errln!("error: {}", output::chain(err.as_ref()));
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// Events logged by `#[tracing::instrument(err)]` on the library's entry points (the
+/// migrator's): an ERROR event whose only field is `error`. The command prints the same
+/// error, with its causes, as it exits, so the log line would say it twice.
+fn is_returned_error(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+        && *meta.level() == tracing::Level::ERROR
+        && meta.target().starts_with("millrace")
+        && meta.fields().len() == 1
+        && meta.fields().field("error").is_some()
 }

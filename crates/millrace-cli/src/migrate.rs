@@ -4,9 +4,8 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use millrace::{
     Driver, MigrateOpts, MigrateReport, MigrationDirection, MigrationStatus, Migrator, Schema,
@@ -14,14 +13,10 @@ use millrace::{
 };
 use millrace_postgres::PgDriver;
 use millrace_sqlite::SqliteDriver;
-use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::database::{DatabaseUrl, Engine, sqlite_schema};
-
-/// How long connecting to the database may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::database::{CONNECT_TIMEOUT, DatabaseUrl, Engine, postgres_options, sqlite_schema};
 
 const EXIT_STATUS: &str = "Exit status: 0 on success, 2 on error.";
 const VALIDATE_EXIT_STATUS: &str =
@@ -109,18 +104,7 @@ impl DatabaseArgs {
 
     async fn postgres(&self, url: &str) -> anyhow::Result<Migrator<PgDriver>> {
         let schema = schema(self.schema.as_deref())?;
-        // The message leaves the URL out: it may hold a password.
-        let opts: PgConnectOptions = url.parse().context("invalid --database-url")?;
-        // A pool reports a refused connection only as a timeout, after 30 s; one plain
-        // connection first says why it failed.
-        tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
-            .await
-            .map_err(|_| anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
-            .and_then(|conn| Ok(conn?))
-            .context("could not connect to the database given by --database-url")?
-            .close()
-            .await
-            .ok();
+        let opts = postgres_options(url).await?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(CONNECT_TIMEOUT)
@@ -197,16 +181,16 @@ fn schema(name: Option<&str>) -> anyhow::Result<Schema> {
     }
 }
 
+/// The highest migration version a flag accepts. Versions are numbered with three digits, as
+/// River's migration files are (`NNN_name`); the migrator then refuses a version the line
+/// does not have, naming the line's range.
+const MAX_VERSION: i64 = 999;
+
 /// Options shared by migrate-up and migrate-down.
 #[derive(Debug, Args)]
 pub(crate) struct StepArgs {
-    /// Migrate to this version of the line: up, later versions stay pending (7 keeps River's
-    /// schema usable by Go clients older than version 8); down, the version left applied
-    /// (0 or -1 reverts everything).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    target_version: Option<i64>,
-    /// Run at most this many versions.
-    #[arg(long, value_name = "N")]
+    /// Run at most this many versions (1 to 999).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=999))]
     max_steps: Option<usize>,
     /// Print the SQL that would run, and run nothing.
     #[arg(long)]
@@ -214,12 +198,12 @@ pub(crate) struct StepArgs {
 }
 
 impl StepArgs {
-    fn opts(&self, line: Option<&str>) -> MigrateOpts {
+    fn opts(&self, line: Option<&str>, target_version: Option<i64>) -> MigrateOpts {
         let mut opts = MigrateOpts::new().dry_run(self.dry_run);
         if let Some(line) = line {
             opts = opts.line(line);
         }
-        if let Some(version) = self.target_version {
+        if let Some(version) = target_version {
             opts = opts.target_version(version);
         }
         if let Some(steps) = self.max_steps {
@@ -236,6 +220,10 @@ pub(crate) struct MigrateUpArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     steps: StepArgs,
+    /// Migrate to this version of the line (1 to 999); later versions stay pending (7 keeps
+    /// River's schema usable by Go clients older than version 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=MAX_VERSION))]
+    target_version: Option<i64>,
     /// Migrate one line only: main (River's schema) or millrace. --target-version then
     /// applies to it.
     #[arg(long, value_name = "LINE")]
@@ -252,7 +240,7 @@ impl MigrateUpArgs {
         };
         let migrator = self.db.migrator(missing).await?;
         let report = migrator
-            .migrate_up(self.steps.opts(self.line.as_deref()))
+            .migrate_up(self.steps.opts(self.line.as_deref(), self.target_version))
             .await?;
         print_report(&report)
     }
@@ -265,6 +253,15 @@ pub(crate) struct MigrateDownArgs {
     db: DatabaseArgs,
     #[command(flatten)]
     steps: StepArgs,
+    /// Revert down to this version of the line, which stays applied (1 to 999); 0 or -1
+    /// reverts everything.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i64).range(-1..=MAX_VERSION)
+    )]
+    target_version: Option<i64>,
     /// The line to revert: main (River's schema) or millrace. Defaults to main.
     #[arg(long, value_name = "LINE")]
     line: Option<String>,
@@ -275,7 +272,7 @@ impl MigrateDownArgs {
     pub(crate) async fn run(self) -> anyhow::Result<()> {
         let migrator = self.db.migrator(Missing::Fail).await?;
         let report = migrator
-            .migrate_down(self.steps.opts(self.line.as_deref()))
+            .migrate_down(self.steps.opts(self.line.as_deref(), self.target_version))
             .await?;
         print_report(&report)
     }
@@ -350,8 +347,13 @@ impl MigrateListArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["version", "all"])))]
 pub(crate) struct MigrateGetArgs {
-    /// The versions to print (repeat it, or separate them with commas).
-    #[arg(long, value_name = "N", value_delimiter = ',')]
+    /// The versions to print, 1 to 999 (repeat it, or separate them with commas).
+    #[arg(
+        long,
+        value_name = "N",
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(i64).range(1..=MAX_VERSION)
+    )]
     version: Vec<i64>,
     /// Print every version of the line.
     #[arg(long)]
@@ -439,9 +441,9 @@ impl MigrateGetArgs {
 pub(crate) struct ValidateArgs {
     #[command(flatten)]
     db: DatabaseArgs,
-    /// Require River's line main only up to this version (7 for fleets with Go clients older
-    /// than version 8).
-    #[arg(long, value_name = "N")]
+    /// Require River's line main only up to this version, 1 to 999 (7 for fleets with Go
+    /// clients older than version 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=MAX_VERSION))]
     target_version: Option<i64>,
 }
 
@@ -500,7 +502,7 @@ mod tests {
         .unwrap() else {
             panic!("not migrate-down");
         };
-        assert_eq!(down.steps.target_version, Some(-1));
+        assert_eq!(down.target_version, Some(-1));
         assert_eq!(down.db.schema.as_deref(), Some("jobs"));
 
         let MigrateCommand::MigrateGet(get) = parse(&[
