@@ -40,7 +40,8 @@ pub(crate) fn service<D: Driver>(
 }
 
 async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
-    let now = Timestamp::now();
+    // The client's clock, as for every time it computes, so a test clock sees the rescue.
+    let now = shared.config.now();
     let after = shared.config.rescue_stuck_jobs_after();
     let Ok(horizon) = now.checked_sub(after) else {
         return Ok(());
@@ -73,9 +74,10 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     Ok(())
 }
 
-/// Records a rescue as River does: an error entry, `river:rescue_count` + 1, then a retry (at
-/// once for a dead client), or a discard after the last attempt or for an unknown kind. Fenced
-/// like any completion, so a job that finished meanwhile keeps its outcome.
+/// Records a rescue as River does: an error entry stamped `now`, the time of the rescue by the
+/// client's clock, `river:rescue_count` + 1, then a retry (at once for a dead client), or a
+/// discard after the last attempt or for an unknown kind. Fenced like any completion, so a job
+/// that finished meanwhile keeps its outcome.
 pub(crate) async fn rescue<D: Driver, E: Executor>(
     shared: &Shared<D>,
     exec: &mut E,
@@ -111,7 +113,9 @@ pub(crate) async fn rescue<D: Driver, E: Executor>(
                 attempt: row.attempt,
                 outcome: JobOutcome::Errored {
                     error: AttemptError {
-                        at: row.attempted_at.unwrap_or(now),
+                        // The time of the rescue, not of the attempt, as River's rescuer
+                        // records it (issue 21).
+                        at: now,
                         attempt: i32::from(row.attempt),
                         error: message,
                         trace: String::new(),
