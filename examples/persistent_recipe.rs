@@ -5,11 +5,17 @@
 //! It works: across two clients only one copy runs, and each tick of the periodic job while it
 //! runs is a duplicate skipped. The mistakes this recipe invites are refused with clear
 //! errors: a billion `max_attempts` (stored as smallint), and a by-state list without
-//! `pending`. Prefer the one-call API (`examples/persistent_worker.rs`), which also takes a
-//! dead holder's instance over within its lease and hands it over at once on a graceful stop.
+//! `pending`, also in the periodic job's own options, when the client is built. Prefer the
+//! one-call API (`examples/persistent_worker.rs`), which hands its instance over at once on a
+//! graceful stop; here a stopped copy waits for the next start.
+//!
+//! Across processes: run `node` in three terminals and `kill -9` the one that prints
+//! "consuming". Its heartbeat lease (15 s by default) runs out, its job is rescued, and one of
+//! the other two takes it over; at no time do two copies run.
 //!
 //! ```text
 //! cargo run -p millrace --example persistent_recipe
+//! cargo run -p millrace --example persistent_recipe -- node a   # and b, c
 //! ```
 
 use std::error::Error;
@@ -106,10 +112,18 @@ impl Worker for ConsumeStreamWorker {
     }
 }
 
+/// The periodic job that keeps one copy of the long-running job alive.
+fn periodic() -> PeriodicJob {
+    PeriodicJob::new(Schedule::interval(TICK), || (ConsumeStream {}, None)).run_on_start(true)
+}
+
+/// A client with the worker and the periodic job. A client whose heartbeat lease runs out
+/// (its process died) has its running jobs rescued by another client, which then works them.
 fn client(
     driver: PgDriver,
     id: &str,
     worker: ConsumeStreamWorker,
+    heartbeat_lease: Duration,
 ) -> Result<Client<PgDriver>, Box<dyn Error>> {
     let mut workers = Workers::new();
     workers.register(worker)?;
@@ -119,12 +133,32 @@ fn client(
         .queue(QUEUE_DEFAULT, QueueConfig::new())
         .fetch_poll_interval(Duration::from_millis(100))
         .cancel_grace(Duration::from_millis(500))
-        .periodic_job(
-            PeriodicJob::new(Schedule::interval(TICK), || (ConsumeStream {}, None))
-                .run_on_start(true),
-        )
+        .heartbeat_lease(heartbeat_lease)
+        .periodic_job(periodic())
         .build()?;
     Ok(client)
+}
+
+/// Millrace's default heartbeat lease, which the in-process scenario keeps.
+const HEARTBEAT_LEASE: Duration = Duration::from_secs(15);
+
+/// Runs one process of a fleet on `schema`, which must be migrated: a client with the worker
+/// and the periodic job, until Ctrl-C or until the process is killed.
+pub async fn node(
+    pool: PgPool,
+    schema: Schema,
+    id: &str,
+    heartbeat_lease: Duration,
+) -> Result<(), Box<dyn Error>> {
+    let driver = PgDriver::new(pool).with_schema(schema);
+    let client = client(driver, id, ConsumeStreamWorker::default(), heartbeat_lease)?;
+    client.start().await?;
+    println!("node {id}: started, heartbeat lease {heartbeat_lease:?}; stop with Ctrl-C");
+    tokio::signal::ctrl_c().await?;
+    // The loop ends only when its token fires: stop hard (see `run`).
+    client.stop_and_cancel().await?;
+    println!("node {id}: stopped");
+    Ok(())
 }
 
 /// Runs the scenario on `schema`, which must be migrated; returns an error when an outcome is
@@ -133,8 +167,8 @@ pub async fn run(pool: PgPool, schema: Schema) -> Result<(), Box<dyn Error>> {
     let driver = PgDriver::new(pool).with_schema(schema);
     let worker = ConsumeStreamWorker::default();
     // Two clients, as two processes would be, each with the worker and the periodic job.
-    let a = client(driver.clone(), "node-a", worker.clone())?;
-    let b = client(driver, "node-b", worker.clone())?;
+    let a = client(driver.clone(), "node-a", worker.clone(), HEARTBEAT_LEASE)?;
+    let b = client(driver.clone(), "node-b", worker.clone(), HEARTBEAT_LEASE)?;
     a.start().await?;
     b.start().await?;
 
@@ -210,6 +244,34 @@ pub async fn run(pool: PgPool, schema: Schema) -> Result<(), Box<dyn Error>> {
         }
     }
 
+    // The same mistake in the periodic job's options is refused when the client is built,
+    // not logged at every tick.
+    let mistaken = PeriodicJob::new(Schedule::interval(TICK), || {
+        let opts = InsertOpts::new().unique(UniqueOpts::new().by_state([
+            JobState::Available,
+            JobState::Running,
+            JobState::Retryable,
+            JobState::Scheduled,
+        ]));
+        (ConsumeStream {}, Some(opts))
+    });
+    match Client::builder(driver).periodic_job(mistaken).build() {
+        Err(MillraceError::InvalidInsert(message)) => {
+            println!("periodic job without pending: {message}");
+            ensure(
+                message.contains("missing pending"),
+                format!("the message does not name the missing state: {message}"),
+            )?;
+        }
+        other => {
+            return Err(format!(
+                "a periodic job without pending was not refused: {:?}",
+                other.map(|_| "built")
+            )
+            .into());
+        }
+    }
+
     // 4. The loop only ends when its token fires: a soft stop would wait for ever, so stop
     // hard. The job goes back to `available`, its attempt given back, for the next start.
     tokio::time::timeout(DEADLINE, async {
@@ -274,6 +336,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Migrator::new(PgDriver::new(pool.clone()).with_schema(schema.clone()))
         .migrate_up(MigrateOpts::default())
         .await?;
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("node") {
+        let id = format!("recipe-{}", args.next().unwrap_or_else(|| "a".to_owned()));
+        return node(pool, schema, &id, HEARTBEAT_LEASE).await;
+    }
     // Every run starts from an empty job table: the job an earlier run stopped would still be
     // there, and the periodic job's first insert would be a duplicate of it.
     sqlx::query(AssertSqlSafe(format!(

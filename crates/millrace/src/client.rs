@@ -239,6 +239,27 @@ impl<D: Driver> ClientBuilder<D> {
 
     /// Adds a periodic job; see [`PeriodicJob`]. Periodic jobs are scheduled by one Millrace
     /// client of the fleet at a time (the holder of the Millrace lease).
+    ///
+    /// [`build`](ClientBuilder::build) checks the job each periodic job inserts as
+    /// [`Client::insert`] would, so invalid options fail the build instead of every run.
+    ///
+    /// ```
+    /// # fn example(driver: millrace_postgres::PgDriver) {
+    /// use std::time::Duration;
+    /// use millrace::{Client, Error, InsertOpts, JobArgs, PeriodicJob, Schedule};
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Report {}
+    /// impl JobArgs for Report {
+    ///     const KIND: &'static str = "report";
+    /// }
+    ///
+    /// let every_minute = Schedule::interval(Duration::from_secs(60));
+    /// let bad = PeriodicJob::new(every_minute, || (Report {}, Some(InsertOpts::new().priority(9))));
+    /// let built = Client::builder(driver).periodic_job(bad).build();
+    /// assert!(matches!(built, Err(Error::InvalidInsert(_))));
+    /// # }
+    /// ```
     pub fn periodic_job(mut self, job: PeriodicJob) -> Self {
         self.periodic_jobs.push(job);
         self
@@ -373,7 +394,9 @@ impl<D: Driver> ClientBuilder<D> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the invalid setting.
+    /// [`Error::Config`] naming the invalid setting. [`Error::InvalidInsert`] or
+    /// [`Error::ArgsEncode`], as [`Client::insert`] returns them, naming the periodic job whose
+    /// job an insert would refuse.
     pub fn build(self) -> Result<Client<D>> {
         if let Some(queue) = &self.insert_opts.queue {
             crate::insert::validate_queue(queue)
@@ -435,7 +458,10 @@ impl<D: Driver> ClientBuilder<D> {
             }
             persistent.push(entry);
         }
-        let periodic = PeriodicJobs::new(Arc::new(PeriodicRegistry::default()));
+        let periodic = PeriodicJobs::new(Arc::new(PeriodicRegistry::new(
+            self.insert_opts.clone(),
+            self.test_clock.clone(),
+        )));
         for job in self.periodic_jobs {
             periodic.add(job)?;
         }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::insert::InsertManyParams;
 use crate::runtime::Shared;
-use crate::{Client, Error, InsertOpts, JobArgs, Result};
+use crate::{Client, Error, InsertOpts, JobArgs, Result, TestClock};
 
 /// Metadata key marking jobs a periodic job inserted, as River does.
 pub const METADATA_PERIODIC: &str = "periodic";
@@ -188,6 +188,24 @@ impl PeriodicJob {
         self
     }
 
+    /// Resolves one run's job as the enqueuer will insert it, so that options or args an
+    /// insert would refuse are refused when the job is added, with the insert's own error,
+    /// instead of failing at every run with only a log line to show for it (issue 21).
+    fn validate(&self, client_opts: &InsertOpts, now: Timestamp) -> Result<()> {
+        let params = self.params();
+        match params.resolve(client_opts, now) {
+            Ok(_) => Ok(()),
+            Err(Error::InvalidInsert(message)) => {
+                let which = match &self.id {
+                    Some(id) => format!("periodic job {id:?}"),
+                    None => format!("periodic job of kind {:?}", params.kind()),
+                };
+                Err(Error::InvalidInsert(format!("{which}: {message}")))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     fn params(&self) -> InsertManyParams {
         let mut meta = serde_json::Map::new();
         meta.insert(METADATA_PERIODIC.to_owned(), true.into());
@@ -203,13 +221,26 @@ impl PeriodicJob {
 pub struct PeriodicJobHandle(u64);
 
 /// The periodic jobs of a client, shared with its scheduling service.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PeriodicRegistry {
     jobs: Mutex<(u64, Vec<(u64, PeriodicJob)>)>,
     pub(crate) changed: Notify,
+    /// The client's insert options, which each run's job inherits, to validate jobs with.
+    insert_opts: InsertOpts,
+    /// The client's test clock, if any: the time a job is validated at, as it is inserted at.
+    clock: Option<TestClock>,
 }
 
 impl PeriodicRegistry {
+    pub(crate) fn new(insert_opts: InsertOpts, clock: Option<TestClock>) -> Self {
+        PeriodicRegistry {
+            jobs: Mutex::default(),
+            changed: Notify::new(),
+            insert_opts,
+            clock,
+        }
+    }
+
     fn snapshot(&self) -> Vec<(u64, PeriodicJob)> {
         self.jobs.lock().expect("lock poisoned").1.clone()
     }
@@ -244,11 +275,25 @@ impl PeriodicJobs {
 
     /// Adds a periodic job.
     ///
+    /// The job's closure is called once here, and the job it returns is checked as an insert
+    /// checks it, with the client's insert options, so that a mistake (a unique by-state list
+    /// without `pending`, a priority out of range, an invalid queue or kind...) is refused now
+    /// rather than logged at every run. A closure that returns different options on later
+    /// calls is checked again at each run.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] when another periodic job has the same id, or the id is empty or
-    /// 128 bytes or more.
+    /// 128 bytes or more. [`Error::InvalidInsert`] or [`Error::ArgsEncode`], as
+    /// [`Client::insert`] returns them, when the job's options or args are invalid; the message
+    /// names the periodic job.
     pub fn add(&self, job: PeriodicJob) -> Result<PeriodicJobHandle> {
+        let now = self
+            .registry
+            .clock
+            .as_ref()
+            .map_or_else(Timestamp::now, TestClock::now);
+        job.validate(&self.registry.insert_opts, now)?;
         let mut jobs = self.registry.jobs.lock().expect("lock poisoned");
         if let Some(id) = &job.id {
             if id.is_empty() || id.len() >= 128 {

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
@@ -55,14 +54,8 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
                     Err(job) => job.queue.clone(),
                 })
                 .collect();
-            rescue(
-                shared,
-                &mut exec,
-                rows,
-                RescueKind::DeadClient,
-                Timestamp::now(),
-            )
-            .await?;
+            let now = shared.config.now();
+            rescue(shared, &mut exec, rows, RescueKind::DeadClient, now).await?;
             let queues: BTreeSet<&str> = queues.iter().map(String::as_str).collect();
             super::job_scheduler::notify_queues(shared, &mut exec, &queues).await?;
         }

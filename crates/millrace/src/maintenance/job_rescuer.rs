@@ -41,7 +41,8 @@ pub(crate) fn service<D: Driver>(
 }
 
 async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
-    let now = Timestamp::now();
+    // The client's clock, as for every time it computes, so a test clock sees the rescue.
+    let now = shared.config.now();
     let after = shared.config.rescue_stuck_jobs_after();
     let Ok(horizon) = now.checked_sub(after) else {
         return Ok(());
@@ -79,9 +80,10 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     Ok(())
 }
 
-/// Records a rescue as River does: an error entry, `river:rescue_count` + 1, then a retry (at
-/// once for a dead client), or a discard after the last attempt or for an unknown kind. Fenced
-/// like any completion, so a job that finished meanwhile keeps its outcome.
+/// Records a rescue as River does: an error entry stamped `now`, the time of the rescue by the
+/// client's clock, `river:rescue_count` + 1, then a retry (at once for a dead client), or a
+/// discard after the last attempt or for an unknown kind. Fenced like any completion, so a job
+/// that finished meanwhile keeps its outcome.
 pub(crate) async fn rescue<D: Driver, E: Executor>(
     shared: &Shared<D>,
     exec: &mut E,
@@ -94,12 +96,7 @@ pub(crate) async fn rescue<D: Driver, E: Executor>(
         .map(|row| match row {
             Ok(row) => rescue_params(shared, row, kind, now),
             Err(job) => {
-                let message = match kind {
-                    RescueKind::Stuck => RESCUE_MESSAGE.to_owned(),
-                    RescueKind::DeadClient => {
-                        format!("{RESCUE_MESSAGE}: its client stopped heartbeating")
-                    }
-                };
+                let message = rescue_message(kind, None);
                 let retry_at = (kind == RescueKind::DeadClient).then_some(now);
                 let unknown = kind == RescueKind::Stuck && shared.workers.get(&job.kind).is_none();
                 failed_attempt(job, format!("{message}; {job}"), retry_at, unknown, now)
@@ -110,6 +107,19 @@ pub(crate) async fn rescue<D: Driver, E: Executor>(
     Ok(())
 }
 
+/// River's message for a rescue, naming the dead client when the row could be read.
+fn rescue_message(kind: RescueKind, client: Option<&str>) -> String {
+    match (kind, client) {
+        (RescueKind::Stuck, _) => RESCUE_MESSAGE.to_owned(),
+        (RescueKind::DeadClient, Some(client)) => {
+            format!("{RESCUE_MESSAGE}: client {client} stopped heartbeating")
+        }
+        (RescueKind::DeadClient, None) => {
+            format!("{RESCUE_MESSAGE}: its client stopped heartbeating")
+        }
+    }
+}
+
 /// The fenced completion that rescues one decoded row.
 fn rescue_params<D: Driver>(
     shared: &Shared<D>,
@@ -118,13 +128,10 @@ fn rescue_params<D: Driver>(
     now: Timestamp,
 ) -> JobCompleteParams {
     let worker = shared.workers.get(&row.kind);
-    let client = row.attempted_by.last().map_or("", String::as_str);
-    let message = match kind {
-        RescueKind::Stuck => RESCUE_MESSAGE.to_owned(),
-        RescueKind::DeadClient => {
-            format!("{RESCUE_MESSAGE}: client {client} stopped heartbeating")
-        }
-    };
+    let message = rescue_message(
+        kind,
+        Some(row.attempted_by.last().map_or("", String::as_str)),
+    );
     let retry_at = match kind {
         RescueKind::DeadClient => now,
         RescueKind::Stuck => worker
@@ -142,7 +149,8 @@ fn rescue_params<D: Driver>(
         attempt: row.attempt,
         outcome: JobOutcome::Errored {
             error: AttemptError {
-                at: row.attempted_at.unwrap_or(now),
+                // The time of the rescue, not of the attempt, as River's rescuer records it.
+                at: now,
                 attempt: i32::from(row.attempt),
                 error: message,
                 trace: String::new(),

@@ -38,6 +38,23 @@ pub(crate) async fn run_attempt_elsewhere(db: &TestDb, id: JobId) {
     .unwrap();
 }
 
+/// Makes a job look taken by `client` `ago` ago (by the database's clock) and still running
+/// there: attempt 1, `client` its only `attempted_by`.
+pub(crate) async fn claim_as(db: &TestDb, id: JobId, client: &str, ago: std::time::Duration) {
+    let job = db.schema().qualify("river_job");
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET state = 'running', attempt = 1, \
+         attempted_at = now() - make_interval(secs => $2), attempted_by = ARRAY[$3] WHERE id = $1"
+    )))
+    .bind(id.0)
+    .bind(ago.as_secs_f64())
+    .bind(client)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+}
+
 /// Nothing to wait for before pausing a queue a client just started on: see the SQLite twin.
 pub(crate) async fn settle_before_pause(_db: &TestDb) {}
 

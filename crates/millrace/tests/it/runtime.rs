@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use millrace::{
     Client, Error, Event, EventKind, InsertOpts, Job, JobArgs, JobId, JobRow, JobState,
-    QueueConfig, WorkError, Worker, Workers,
+    PeriodicJob, QueueConfig, Schedule, UniqueOpts, WorkError, Worker, Workers,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
@@ -517,6 +517,102 @@ async fn configuration_errors_are_typed() {
     let insert_only = Client::builder(db.driver()).build().unwrap();
     assert!(matches!(insert_only.start().await, Err(Error::NoWorkers)));
     assert!(matches!(insert_only.stop().await, Err(Error::NotStarted)));
+}
+
+/// Issue 21: the job a periodic job inserts is checked when the client is built, and refused
+/// with the error a direct insert of it gives, instead of an error logged at every run.
+#[tokio::test]
+async fn periodic_job_options_are_refused_when_the_client_is_built() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct BadKind {}
+    impl JobArgs for BadKind {
+        const KIND: &'static str = "bad kind";
+    }
+
+    let db = TestDb::new().await;
+    let every = Schedule::interval(Duration::from_secs(60));
+    let periodic = |opts: InsertOpts| {
+        PeriodicJob::new(every.clone(), move || {
+            let args = Scripted {
+                script: Script::Succeed,
+            };
+            (args, Some(opts.clone()))
+        })
+        .id("recipe")
+    };
+    let without_pending = UniqueOpts::new().by_state([
+        JobState::Available,
+        JobState::Running,
+        JobState::Retryable,
+        JobState::Scheduled,
+    ]);
+    let insert_only = Client::builder(db.driver()).build().unwrap();
+    let cases = [
+        (InsertOpts::new().unique(without_pending), "missing pending"),
+        (InsertOpts::new().priority(9), "priority"),
+        (
+            InsertOpts::new().max_attempts(1_000_000_000),
+            "max_attempts",
+        ),
+        (InsertOpts::new().max_attempts(0), "max_attempts"),
+        (InsertOpts::new().queue("Not A Queue"), "queue name"),
+    ];
+    for (opts, names) in cases {
+        let direct = insert_only
+            .insert(
+                Scripted {
+                    script: Script::Succeed,
+                },
+                Some(opts.clone()),
+            )
+            .await;
+        let Err(Error::InvalidInsert(direct)) = direct else {
+            panic!("a direct insert with {opts:?} was not refused: {direct:?}");
+        };
+        let built = Client::builder(db.driver())
+            .periodic_job(periodic(opts.clone()))
+            .build();
+        match built {
+            Err(Error::InvalidInsert(message)) => {
+                assert_eq!(message, format!("periodic job \"recipe\": {direct}"));
+                assert!(message.contains(names), "{message}");
+            }
+            other => panic!("a periodic job with {opts:?} was not refused: {other:?}"),
+        }
+    }
+
+    // A kind an insert refuses, on a periodic job without an id.
+    let bad_kind = PeriodicJob::new(every.clone(), || (BadKind {}, None));
+    match Client::builder(db.driver()).periodic_job(bad_kind).build() {
+        Err(Error::InvalidInsert(message)) => {
+            assert!(
+                message.starts_with("periodic job of kind \"bad kind\": kind"),
+                "{message}"
+            );
+        }
+        other => panic!("a periodic job of an invalid kind was not refused: {other:?}"),
+    }
+
+    // The client's insert options are the job's too, so they are checked with it.
+    let inherited = Client::builder(db.driver())
+        .insert_opts(InsertOpts::new().priority(0))
+        .periodic_job(periodic(InsertOpts::new()))
+        .build();
+    assert!(
+        matches!(&inherited, Err(Error::InvalidInsert(m)) if m.contains("priority")),
+        "{inherited:?}"
+    );
+
+    // Added to a built client, the same check applies, and nothing is added.
+    let client = Client::builder(db.driver())
+        .periodic_job(periodic(InsertOpts::new().priority(2)))
+        .build()
+        .unwrap();
+    let added = client
+        .periodic_jobs()
+        .add(periodic(InsertOpts::new().priority(5)).id("later"));
+    assert!(matches!(added, Err(Error::InvalidInsert(_))), "{added:?}");
+    assert_eq!(client.periodic_jobs().len(), 1);
 }
 
 async fn wait_for_state(client: &Client<D>, id: JobId, state: JobState) {

@@ -15,7 +15,7 @@ use millrace_driver::{Driver as _, Executor as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::fixture::{D, TestDb};
+use crate::fixture::{D, TestDb, claim_as};
 
 /// The longest a test waits for what it expects.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -249,4 +249,72 @@ async fn an_hourly_periodic_job_inserts_its_next_run_once_the_clock_advances() {
         MILLI
     ));
     c.client.stop().await.unwrap();
+}
+
+/// Issue 21: a rescue's attempt error is stamped with the client's clock at the rescue, as
+/// River's rescuer stamps it, not with the time the rescued attempt started; for a dead
+/// client's job (the Millrace rescuer) and a stuck job (River's rescuer) alike.
+#[tokio::test]
+async fn rescues_are_stamped_with_the_clock_at_the_rescue() {
+    let db = TestDb::new().await;
+    // Half an hour ahead of the system clock, so a time taken from the system or the database
+    // cannot pass for the test clock's.
+    let clock = TestClock::new(Timestamp::now() + SignedDuration::from_mins(30));
+    let mut workers = Workers::new();
+    workers.register(FlakyWorker::default()).unwrap();
+    let client = Client::builder(db.driver())
+        .test_clock(clock.clone())
+        .workers(workers)
+        .queue(millrace::QUEUE_DEFAULT, QueueConfig::new())
+        .fetch_poll_interval(Duration::from_millis(50))
+        .maintenance_interval(Duration::from_millis(100))
+        .heartbeat_lease(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let of_dead = client
+        .insert(Flaky { failures: 0 }, None)
+        .await
+        .unwrap()
+        .job
+        .id;
+    let stuck = client
+        .insert(Flaky { failures: 0 }, None)
+        .await
+        .unwrap()
+        .job
+        .id;
+    // A Millrace client took one job two minutes ago and died: its lease has run out. A River
+    // client (no heartbeat) took the other two hours ago, past RescueStuckJobsAfter.
+    claim_as(&db, of_dead, "ghost", Duration::from_secs(120)).await;
+    claim_as(&db, stuck, "river-go", 2 * HOUR).await;
+    db.driver()
+        .executor()
+        .client_heartbeat("ghost", Duration::ZERO)
+        .await
+        .unwrap();
+    client.start().await.unwrap();
+
+    for id in [of_dead, stuck] {
+        let rescued = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let row = client.job_get(id).await.unwrap();
+                if !row.errors.is_empty() {
+                    return row;
+                }
+                // Polling a row: a rescue sends no event.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("job {id} was not rescued within {DEADLINE:?}"));
+        let error = &rescued.errors[0];
+        assert!(error.error.contains("rescued"), "{error:?}");
+        assert_eq!(
+            error.at,
+            clock.now(),
+            "job {id}: stamped at the rescue by the test clock, attempted at {:?}",
+            rescued.attempted_at
+        );
+    }
+    client.stop().await.unwrap();
 }
