@@ -2,6 +2,7 @@
 //! outcome, as a live picture of the runtime. It runs on a SQLite file in the current folder
 //! unless given a database URL, and the same code runs on either driver.
 
+use millrace_driver::Backoff;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,8 +21,8 @@ use crate::database::{DatabaseUrl, postgres_options, sqlite_schema};
 use crate::output::{StdoutClosed, chain, outln};
 use crate::signals::Signals;
 
-/// The first wait after a failed insert; it doubles with each failure in a row, up to
-/// [`INSERT_RETRY_MAX`]. The runtime's producer and completer back off the same way.
+/// The first wait after a failed insert; it doubles with each failure in a row, with jitter,
+/// up to [`INSERT_RETRY_MAX`]: the runtime's own [`Backoff`].
 const INSERT_RETRY_MIN: Duration = Duration::from_millis(50);
 /// The longest wait between inserts that fail.
 const INSERT_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -239,7 +240,7 @@ impl DemoArgs {
         let mut tick = tokio::time::interval(period);
         // After an outage, go on at the rate rather than inserting the missed jobs at once.
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(INSERT_RETRY_MIN, INSERT_RETRY_MAX);
         for n in 0u64.. {
             tick.tick().await;
             let job = match n % 10 {
@@ -264,7 +265,8 @@ impl DemoArgs {
             let mut inserted = match client.insert_many([job]).await {
                 Ok(inserted) => inserted,
                 Err(err) => {
-                    failures += 1;
+                    let delay = backoff.next_delay();
+                    let failures = backoff.failures();
                     let connection =
                         matches!(&err, millrace::Error::Driver(err) if err.is_connection());
                     if !connection && failures >= INSERT_MAX_FAILURES {
@@ -274,16 +276,13 @@ impl DemoArgs {
                     if failures == 1 {
                         tracing::warn!(error = %chain(&err), "inserting failed; retrying with backoff");
                     }
-                    let backoff = INSERT_RETRY_MIN
-                        .saturating_mul(1 << failures.min(6))
-                        .min(INSERT_RETRY_MAX);
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             };
-            if failures > 0 {
-                tracing::info!(failures, "inserting resumed");
-                failures = 0;
+            if backoff.failures() > 0 {
+                tracing::info!(failures = backoff.failures(), "inserting resumed");
+                backoff.reset();
             }
             let inserted = inserted.remove(0);
             if inserted.unique_skipped_as_duplicate {

@@ -16,12 +16,14 @@
 //! assert!(Schema::new("bad name").is_err());
 //! ```
 
+mod backoff;
 mod error;
 mod params;
 mod schema;
 
 use std::future::Future;
 
+pub use backoff::Backoff;
 pub use error::{DriverError, Result};
 pub use millrace_types as types;
 pub use params::*;

@@ -68,7 +68,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use millrace_driver::{Driver, Migration, Result, Schema};
+use millrace_driver::{Backoff, Driver, Migration, Result, Schema};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
@@ -238,7 +238,7 @@ impl SqliteDriver {
     ///
     /// As [`SqliteDriver::open`].
     pub async fn open_with(options: SqliteConnectOptions) -> Result<Self> {
-        let mut attempt = 0;
+        let mut backoff = busy_backoff();
         loop {
             // Switching a new file to WAL takes a lock the busy timeout does not wait for, so
             // two processes creating one file at once may see SQLITE_BUSY here.
@@ -248,9 +248,8 @@ impl SqliteDriver {
                 .await
             {
                 Ok(pool) => return Ok(Self::new(pool)),
-                Err(err) if is_busy(&err) && attempt < BUSY_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(busy_backoff(attempt)).await;
+                Err(err) if is_busy(&err) && backoff.failures() < BUSY_RETRIES => {
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(err) => return Err(db_error(err)),
             }
@@ -268,14 +267,17 @@ impl SqliteDriver {
 
     /// Begins a write transaction: `BEGIN IMMEDIATE`, retried while the database is busy.
     pub(crate) async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>> {
-        let mut attempt = 0;
+        let mut backoff = busy_backoff();
         loop {
             match self.pool.begin_with("BEGIN IMMEDIATE").await {
                 Ok(tx) => return Ok(tx),
-                Err(err) if is_busy(&err) && attempt < BUSY_RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(attempt, "database busy; beginning the write again");
-                    tokio::time::sleep(busy_backoff(attempt)).await;
+                Err(err) if is_busy(&err) && backoff.failures() < BUSY_RETRIES => {
+                    let delay = backoff.next_delay();
+                    tracing::debug!(
+                        attempt = backoff.failures(),
+                        "database busy; beginning the write again"
+                    );
+                    tokio::time::sleep(delay).await;
                 }
                 Err(err) => return Err(db_error(err)),
             }
@@ -300,8 +302,10 @@ fn main_schema() -> Schema {
     Schema::new("main").expect("main is a valid schema name")
 }
 
-fn busy_backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50).saturating_mul(1 << attempt.min(5))
+/// The backoff while the database is busy: jittered, so that processes that collided do not
+/// collide again.
+fn busy_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_millis(1600))
 }
 
 impl Driver for SqliteDriver {

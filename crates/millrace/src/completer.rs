@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
+use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{JobRow, JobState};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -153,28 +153,25 @@ async fn store<D: Driver>(
                 metadata_merge: c.metadata_merge.clone(),
             })
             .collect();
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let stored = loop {
             match shared.driver.executor().job_complete_many(&params).await {
                 Ok(stored) => {
-                    if failures > 0 && failing.swap(false, AcqRel) {
+                    if backoff.failures() > 0 && failing.swap(false, AcqRel) {
                         tracing::info!(jobs = params.len(), "completions stored after retrying");
                     }
                     break stored;
                 }
                 Err(err) => {
-                    if failures == 0 && !failing.swap(true, AcqRel) {
+                    if backoff.failures() == 0 && !failing.swap(true, AcqRel) {
                         tracing::warn!(%err, jobs = params.len(), "storing completions failed; retrying");
                     }
-                    failures += 1;
-                    if !err.is_connection() && failures >= MAX_STATEMENT_FAILURES {
+                    let delay = backoff.next_delay();
+                    if !err.is_connection() && backoff.failures() >= MAX_STATEMENT_FAILURES {
                         tracing::error!(%err, jobs = params.len(), "dropping completions after repeated failures; the jobs will be rescued");
                         break Vec::new();
                     }
-                    let backoff = RETRY_MIN
-                        .saturating_mul(1 << failures.min(6))
-                        .min(RETRY_MAX);
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(delay).await;
                 }
             }
         };

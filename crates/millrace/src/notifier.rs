@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::{Driver, Listener, Notification, Topic};
+use millrace_driver::{Backoff, Driver, Listener, Notification, Topic};
 use millrace_types::JobId;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,8 @@ struct Insert {
     queue: String,
 }
 
+/// The bounds of the reconnect backoff.
+const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl<D: Driver> Notifier<D> {
@@ -46,22 +48,19 @@ impl<D: Driver> Notifier<D> {
     }
 
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         loop {
             let result = tokio::select! {
                 _ = stop.cancelled() => return,
-                result = self.listen(&mut failures) => result,
+                result = self.listen(&mut backoff) => result,
             };
             if let Err(err) = result {
-                if failures == 0 {
+                if backoff.failures() == 0 {
                     tracing::warn!(%err, "notification listener failed; polling until it reconnects");
                 }
-                failures += 1;
                 // Anything sent meanwhile is lost: producers poll now rather than wait.
                 self.shared.wake_all();
-                let backoff = Duration::from_millis(100)
-                    .saturating_mul(1 << failures.min(6))
-                    .min(RETRY_MAX);
+                let backoff = backoff.next_delay();
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -70,7 +69,7 @@ impl<D: Driver> Notifier<D> {
         }
     }
 
-    async fn listen(&self, failures: &mut u32) -> millrace_driver::Result<()> {
+    async fn listen(&self, backoff: &mut Backoff) -> millrace_driver::Result<()> {
         let mut listener = self.shared.driver.listener().await?;
         listener.listen(Topic::Insert).await?;
         listener.listen(Topic::Control).await?;
@@ -78,9 +77,9 @@ impl<D: Driver> Notifier<D> {
         if let Some(ready) = self.ready.lock().expect("lock poisoned").take() {
             let _ = ready.send(());
         }
-        if *failures > 0 {
+        if backoff.failures() > 0 {
             tracing::info!("notification listener reconnected");
-            *failures = 0;
+            backoff.reset();
             self.shared.wake_all();
         }
         loop {

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use jiff::Timestamp;
-use millrace_driver::{Driver, Executor, PersistentClaimParams, PersistentReleaseParams, Topic};
+use millrace_driver::{
+    Backoff, Driver, Executor, PersistentClaimParams, PersistentReleaseParams, Topic,
+};
 use millrace_types::{AttemptError, JobId, JobRow, JobState};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -93,8 +95,9 @@ pub struct PersistentOpts {
     /// How long a holder that stopped renewing keeps the instance before another client may
     /// take it over. Defaults to 15 s.
     pub lease: Duration,
-    /// The first restart delay after a failure; it doubles per consecutive failure. Defaults
-    /// to 1 s.
+    /// The first restart delay after a failure; it doubles per consecutive failure, and each
+    /// delay gets random jitter of up to as much again (capped at the longest), so that
+    /// instances failing together do not restart in lockstep. Defaults to 1 s.
     pub backoff_min: Duration,
     /// The longest restart delay. Defaults to 60 s.
     pub backoff_max: Duration,
@@ -338,7 +341,8 @@ pub(crate) struct Keeper<D: Driver> {
     shared: Arc<Shared<D>>,
     entry: PersistentEntry,
     wake: Arc<Notify>,
-    failures: u32,
+    /// The restart delay after consecutive failures.
+    restarts: Backoff,
 }
 
 /// How a held instance ended.
@@ -353,11 +357,12 @@ enum Ended {
 
 impl<D: Driver> Keeper<D> {
     pub(crate) fn new(shared: Arc<Shared<D>>, entry: PersistentEntry, wake: Arc<Notify>) -> Self {
+        let restarts = Backoff::new(entry.opts.backoff_min, entry.opts.backoff_max);
         Keeper {
             shared,
             entry,
             wake,
-            failures: 0,
+            restarts,
         }
     }
 
@@ -524,7 +529,7 @@ impl<D: Driver> Keeper<D> {
         let ran_for = started.elapsed();
         let (error, delay) = match &ended {
             Ended::Returned(Ok(())) => {
-                self.failures = 0;
+                self.restarts.reset();
                 (None, self.entry.opts.backoff_min)
             }
             Ended::Returned(Err(err)) => (
@@ -577,19 +582,12 @@ impl<D: Driver> Keeper<D> {
         }
     }
 
-    /// The restart delay after a failure: doubling per consecutive failure, capped; a run that
-    /// lasted longer than the cap starts the count again.
+    /// The restart delay after a failure: doubling per consecutive failure with jitter, capped;
+    /// a run that lasted longer than the cap starts the count again.
     fn backoff(&mut self, ran_for: Duration) -> Duration {
         if ran_for > self.entry.opts.backoff_max {
-            self.failures = 0;
+            self.restarts.reset();
         }
-        let delay = self
-            .entry
-            .opts
-            .backoff_min
-            .saturating_mul(1u32 << self.failures.min(20))
-            .min(self.entry.opts.backoff_max);
-        self.failures = self.failures.saturating_add(1);
-        delay
+        self.restarts.next_delay()
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::{Driver, Executor, JobGetAvailableParams, JobReturnOrphansParams};
+use millrace_driver::{Backoff, Driver, Executor, JobGetAvailableParams, JobReturnOrphansParams};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -18,7 +18,7 @@ pub(crate) struct Producer<D: Driver> {
     paused: watch::Receiver<bool>,
 }
 
-/// How long to wait before fetching again after a failed fetch, doubling up to the cap.
+/// The bounds of the backoff before fetching again after a failed fetch.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
@@ -52,7 +52,7 @@ impl<D: Driver> Producer<D> {
         let mut want_fetch = true;
         // Whether the last fetch filled every free slot, so more jobs probably wait.
         let mut more = false;
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
         let mut sweep_orphans = false;
 
         loop {
@@ -71,10 +71,10 @@ impl<D: Driver> Producer<D> {
                 want_fetch = false;
                 match self.fetch(free, &mut jobs, &mut sweep_orphans).await {
                     Ok(fetched) => {
-                        if failures > 0 {
+                        if backoff.failures() > 0 {
                             tracing::info!("fetching works again");
+                            backoff.reset();
                         }
-                        failures = 0;
                         more = fetched == free;
                         next_fetch = Instant::now() + config.fetch_cooldown;
                         if more {
@@ -82,17 +82,13 @@ impl<D: Driver> Producer<D> {
                         }
                     }
                     Err(err) => {
-                        if failures == 0 {
+                        if backoff.failures() == 0 {
                             tracing::warn!(%err, "fetch failed; retrying with backoff");
                         }
                         if err.is_connection() {
                             sweep_orphans = true;
                         }
-                        let backoff = RETRY_MIN
-                            .saturating_mul(1 << failures.min(6))
-                            .min(RETRY_MAX);
-                        failures += 1;
-                        next_fetch = Instant::now() + backoff;
+                        next_fetch = Instant::now() + backoff.next_delay();
                         want_fetch = true;
                     }
                 }
