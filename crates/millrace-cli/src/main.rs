@@ -12,6 +12,7 @@ mod signals;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use millrace::logging::{self, LogFormat};
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::prelude::*;
 
@@ -21,8 +22,17 @@ use crate::output::errln;
 #[derive(Debug, Parser)]
 #[command(name = "millrace", version, about, long_about = None)]
 struct Cli {
+    /// How log lines on standard error are written: `text` (coloured only on a terminal and
+    /// without NO_COLOR) or `json` (one object a line, the job's id, kind, queue and attempt
+    /// under "span"). RUST_LOG chooses what is logged.
+    #[arg(long, global = true, env = "MILLRACE_LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,8 +65,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,millrace=info".into());
     tracing_subscriber::registry()
         .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+            logging::layer(cli.log_format)
                 .with_filter(filter)
                 .with_filter(filter_fn(|meta| !is_returned_error(meta))),
         )

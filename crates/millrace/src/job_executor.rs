@@ -12,6 +12,7 @@ use millrace_driver::{Driver, Executor, JobOutcome};
 use millrace_types::{AttemptError, JobRow};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::Workers;
 use crate::completer::Completion;
@@ -72,7 +73,19 @@ pub(crate) async fn run_job<D: Driver>(
         merge: Some(merge),
         ..JobRunState::default()
     });
-    let (outcome, duration) = execute(&env, &row, token, run.clone()).await;
+    // Every event of the run (the worker's own among them) carries the job: in text logs after
+    // the span's name, in JSON logs under `span`.
+    let span = tracing::info_span!(
+        "job",
+        job_id = id.0,
+        kind = %row.kind,
+        queue = %row.queue,
+        attempt
+    );
+    let (outcome, duration) = execute(&env, &row, token, run.clone())
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| log_outcome(&outcome));
     let completion = Completion {
         completed_in_tx: run.completed_in_tx.load(Ordering::Acquire),
         metadata_merge: output_merge(&run),
@@ -236,6 +249,18 @@ fn outcome(
             attempt_error(format!("panic: {message}"), trace),
             Some(&message),
         ),
+    }
+}
+
+/// Logs a failed attempt: a warning when the job will be retried, an error when it is
+/// discarded. Other outcomes are what the job asked for, and are left to events.
+fn log_outcome(outcome: &JobOutcome) {
+    if let JobOutcome::Errored { error, discard, .. } = outcome {
+        if *discard {
+            tracing::error!(error = %error.error, "job failed on its last attempt; discarded");
+        } else {
+            tracing::warn!(error = %error.error, "job failed; it will be retried");
+        }
     }
 }
 

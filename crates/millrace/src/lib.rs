@@ -67,6 +67,8 @@ mod job_admin;
 mod job_args;
 mod job_executor;
 mod leader;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod maintenance;
 mod middleware;
 mod migrate;
