@@ -60,6 +60,7 @@ mod clock;
 mod completer;
 mod error;
 mod event;
+mod health;
 mod heartbeat;
 mod insert;
 mod insert_opts;
@@ -88,6 +89,7 @@ pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
 pub use clock::TestClock;
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
+pub use health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use job_admin::{

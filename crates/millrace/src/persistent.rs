@@ -345,6 +345,35 @@ pub(crate) struct Keeper<D: Driver> {
     restarts: Backoff,
 }
 
+/// Marks a persistent worker as run by this client, for the health report, for as long as it
+/// lives.
+struct HeldMark<D: Driver> {
+    shared: Arc<Shared<D>>,
+    name: String,
+}
+
+impl<D: Driver> HeldMark<D> {
+    fn new(shared: &Arc<Shared<D>>, name: &str) -> Self {
+        shared
+            .persistent_held
+            .lock()
+            .expect("lock poisoned")
+            .insert(name.to_owned());
+        HeldMark {
+            shared: shared.clone(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl<D: Driver> Drop for HeldMark<D> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.shared.persistent_held.lock() {
+            held.remove(&self.name);
+        }
+    }
+}
+
 /// How a held instance ended.
 enum Ended {
     Returned(std::result::Result<(), BoxError>),
@@ -444,6 +473,8 @@ impl<D: Driver> Keeper<D> {
             }),
         };
         tracing::info!(client = %client_id, attempt, "persistent worker started");
+        // Until the instance has ended, whichever way hold returns.
+        let _held = HeldMark::new(&self.shared, &self.entry.name);
         let _ = self.shared.events.send(Event::PersistentWorkerStarted {
             name: self.entry.name.clone(),
             client: client_id.clone(),

@@ -69,7 +69,9 @@ impl<D: Driver> Producer<D> {
             let ready = want_fetch && !paused && free > 0;
             if ready && Instant::now() >= next_fetch {
                 want_fetch = false;
-                match self.fetch(free, &mut jobs, &mut sweep_orphans).await {
+                let result = self.fetch(free, &mut jobs, &mut sweep_orphans).await;
+                self.record_fetch(result.is_ok());
+                match result {
                     Ok(fetched) => {
                         if backoff.failures() > 0 {
                             tracing::info!("fetching works again");
@@ -125,6 +127,18 @@ impl<D: Driver> Producer<D> {
                 "could not give back the jobs of a fetch whose reply was lost; they stay \
                  running until rescued"
             );
+        }
+    }
+
+    /// Records a fetch's result for the health report.
+    fn record_fetch(&self, ok: bool) {
+        let mut fetches = self.shared.fetches.lock().expect("lock poisoned");
+        let record = fetches.entry(self.queue.clone()).or_default();
+        if ok {
+            record.last_ok_at = Some(self.shared.config.now());
+            record.failures = 0;
+        } else {
+            record.failures = record.failures.saturating_add(1);
         }
     }
 

@@ -117,6 +117,10 @@ pub(crate) struct Shared<D: Driver> {
     pub(crate) keeper_wakes: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
     /// Notifications for the River leader elector.
     pub(crate) river_leader_signals: Arc<LeaderSignals>,
+    /// Each producer's last fetch, for the health report.
+    pub(crate) fetches: Mutex<std::collections::BTreeMap<String, crate::health::FetchRecord>>,
+    /// The persistent workers this client runs an instance of now, for the health report.
+    pub(crate) persistent_held: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl<D: Driver> Shared<D> {
@@ -201,6 +205,10 @@ pub(crate) struct Runtime<D: Driver> {
     pub(crate) completer_done: CancellationToken,
     pub(crate) services: Vec<JoinHandle<()>>,
     pub(crate) services_stop: CancellationToken,
+    /// Whether this client leads River's maintenance, for the health report.
+    pub(crate) river_leader: watch::Receiver<bool>,
+    /// Whether this client holds Millrace's lease, for the health report.
+    pub(crate) millrace_leader: watch::Receiver<bool>,
 }
 
 impl<D: Driver> Runtime<D> {
@@ -233,6 +241,8 @@ impl<D: Driver> Runtime<D> {
             river_leader_signals: Arc::new(LeaderSignals::default()),
             keeper_wakes: Mutex::new(HashMap::new()),
             pause_generation: std::sync::atomic::AtomicU64::new(0),
+            fetches: Mutex::new(Default::default()),
+            persistent_held: Mutex::new(Default::default()),
         });
         let completer_done = CancellationToken::new();
         let completer =
@@ -244,6 +254,9 @@ impl<D: Driver> Runtime<D> {
             completer_done,
             services: Vec::new(),
             services_stop: CancellationToken::new(),
+            // Replaced by the electors' own once they start, below.
+            river_leader: watch::channel(false).1,
+            millrace_leader: watch::channel(false).1,
             shared,
         };
         for (name, queue) in queues {
@@ -284,6 +297,7 @@ impl<D: Driver> Runtime<D> {
         ));
 
         let (river_tx, river_rx) = watch::channel(false);
+        self.river_leader = river_rx.clone();
         let river = Elector::new(
             shared.clone(),
             LeaderTable::River,
@@ -307,6 +321,7 @@ impl<D: Driver> Runtime<D> {
         )));
 
         let (millrace_tx, millrace_rx) = watch::channel(false);
+        self.millrace_leader = millrace_rx.clone();
         let millrace = Elector::new(
             shared.clone(),
             LeaderTable::Millrace,

@@ -152,3 +152,14 @@ pub(crate) async fn make_stuck(db: &TestDb, id: JobId) {
     )
     .await;
 }
+
+/// A driver whose database cannot be reached: a pool that connects lazily to a port nothing
+/// listens on.
+pub(crate) fn unreachable_driver() -> D {
+    let options: sqlx::postgres::PgConnectOptions =
+        "postgres://postgres@127.0.0.1:1/test".parse().unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy_with(options);
+    millrace_postgres::PgDriver::new(pool)
+}

@@ -9,6 +9,7 @@ mod common;
 mod examples;
 mod fixture;
 mod fleet;
+mod health;
 mod hostile_rows;
 mod insert;
 mod job_admin;
