@@ -38,6 +38,20 @@ pub(crate) async fn run_attempt_elsewhere(db: &TestDb, id: JobId) {
     .unwrap();
 }
 
+/// Overwrites a job's metadata by raw SQL with `json`, which need not be an object, as a
+/// hand-written statement or another tool would.
+pub(crate) async fn set_metadata_raw(db: &TestDb, id: JobId, json: &str) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET metadata = $2::jsonb WHERE id = $1"
+    )))
+    .bind(id.0)
+    .bind(json)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
 /// Nothing to wait for before pausing a queue a client just started on: see the SQLite twin.
 pub(crate) async fn settle_before_pause(_db: &TestDb) {}
 
