@@ -498,6 +498,46 @@ async fn completion_is_fenced_on_the_attempt() {
     assert_eq!(row.attempt, 2);
 }
 
+// Issue 13, item 4: a completion the fence kept out used to be dropped without a word.
+#[tokio::test]
+async fn fenced_out_completion_is_reported_and_leaves_the_row() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b.job_timeout(None)).await;
+    let id = rt.insert(Script::Ignore { millis: 500 }, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    // A rescue takes the job and another client runs it as attempt 2 while the worker runs.
+    run_attempt_elsewhere(&db, id).await;
+    let wait = async {
+        loop {
+            match rt.events.recv().await.unwrap() {
+                Event::CompletionsFencedOut { jobs } => return jobs,
+                Event::Job { kind, job, .. } if job.id == id => {
+                    panic!("a fenced-out completion reported as {kind:?}")
+                }
+                _ => {}
+            }
+        }
+    };
+    let jobs = tokio::time::timeout(DEADLINE, wait)
+        .await
+        .expect("the fenced-out completion is reported");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, id);
+    assert_eq!(
+        jobs[0].attempt, 1,
+        "the event names the attempt that was fenced out"
+    );
+    rt.client.stop().await.unwrap();
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(
+        row.state,
+        JobState::Running,
+        "left as the other side left it"
+    );
+    assert_eq!(row.attempt, 2);
+    assert_eq!(row.attempted_by.last().map(String::as_str), Some("other"));
+}
+
 #[tokio::test]
 async fn paused_queue_is_not_fetched_until_resumed() {
     let db = TestDb::new().await;
