@@ -12,6 +12,7 @@ mod fleet;
 mod insert;
 mod job_admin;
 mod migrate;
+mod outage;
 mod persistent;
 mod runtime;
 mod test_clock;
