@@ -290,7 +290,9 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     });
 
     let inserting = args.insert_stream(&client);
-    // Ctrl-C stops the demo gracefully, with or without a duration.
+    // Listening from the start, so no signal falls between the first and the second wait.
+    let mut signals = StopSignals::new()?;
+    // Ctrl-C or SIGTERM stops the demo gracefully, with or without a duration.
     let stop_signal = async {
         let duration = async {
             match args.duration {
@@ -300,20 +302,67 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
         };
         tokio::select! {
             () = duration => {}
-            _ = tokio::signal::ctrl_c() => {}
+            () = signals.next() => {}
         }
     };
     let result = tokio::select! {
         result = inserting => result,
         () = stop_signal => Ok(()),
     };
-    println!("stopping: letting running jobs finish");
-    client.stop().await?;
+    println!("stopping: letting running jobs finish (Ctrl-C again to exit at once)");
+    // Whoever sends a second signal wants out now, whatever the stop is waiting for. What is
+    // left unfinished is the rescuers' to return: the heartbeat and leases expire.
+    tokio::select! {
+        stopped = client.stop() => stopped?,
+        () = signals.next() => {
+            eprintln!("millrace demo: second signal, exiting without waiting for the stop");
+            std::process::exit(130);
+        }
+    }
     // The printer ends once the client's events close; give it a moment to print the last
     // ones (the persistent worker's `stopped` line among them).
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
     result
+}
+
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM, which service managers and container runtimes send
+/// to stop a process.
+struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("could not listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("could not listen for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Waits for the next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// Migrates the database; demos started at once on a new database take turns.
@@ -364,6 +413,14 @@ fn print_event(event: &Event) {
         }
         Event::QueuePaused { queue } => println!("paused     queue {queue}"),
         Event::QueueResumed { queue } => println!("resumed    queue {queue}"),
+        Event::CompletionsFencedOut { jobs } => {
+            for job in jobs {
+                println!(
+                    "fenced-out {:<22} job {} attempt {} (rescued meanwhile; runs again)",
+                    job.kind, job.id, job.attempt
+                );
+            }
+        }
         _ => {}
     }
 }
