@@ -16,51 +16,68 @@ use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
+
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Forward,
+    /// A dead network path: nothing is forwarded any more, new connections are accepted
+    /// and never answered. Nothing fails; everything hangs.
+    Blackhole,
+    /// A server that is down: every connection is closed, new ones at once.
+    Refuse,
+}
 
 /// A TCP proxy to the test database's server that can be cut.
 struct Proxy {
     port: u16,
-    cut: CancellationToken,
+    mode: watch::Sender<Mode>,
 }
 
 impl Proxy {
     async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let cut = CancellationToken::new();
-        let cut_accepts = cut.clone();
+        let (mode, _) = watch::channel(Mode::Forward);
+        let modes = mode.clone();
         tokio::spawn(async move {
             let mut blackholed = Vec::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if cut_accepts.is_cancelled() {
-                    // Accepted, never answered: the client's connect hangs.
-                    blackholed.push(inbound);
-                    continue;
+                match *modes.borrow() {
+                    Mode::Forward => {}
+                    Mode::Blackhole => {
+                        blackholed.push(inbound);
+                        continue;
+                    }
+                    Mode::Refuse => continue,
                 }
                 let upstream = upstream.clone();
-                let cut = cut_accepts.clone();
+                let mut mode = modes.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        // Keep both ends open and forward nothing: queries in flight hang.
-                        () = cut.cancelled() => std::future::pending::<()>().await,
+                        changed = async { mode.wait_for(|m| *m != Mode::Forward).await.map(|m| *m) } => {
+                            if let Ok(Mode::Blackhole) = changed {
+                                // Keep both ends open and forward nothing.
+                                std::future::pending::<()>().await;
+                            }
+                        }
                     }
                 });
             }
         });
-        Proxy { port, cut }
+        Proxy { port, mode }
     }
 
-    /// Cuts every connection, present and future.
-    fn cut(&self) {
-        self.cut.cancel();
+    fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
     }
 }
 
@@ -93,6 +110,12 @@ impl PersistentWorker for Looper {
     }
 }
 
+/// The address of the test database's server.
+fn upstream(db: &TestDb) -> String {
+    let options = PgConnectOptions::from_str(db.url()).unwrap();
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
 /// A driver on the test's schema whose connections all go through `proxy`.
 async fn driver_through(db: &TestDb, proxy: &Proxy) -> PgDriver {
     let options = PgConnectOptions::from_str(db.url())
@@ -121,11 +144,7 @@ async fn running_jobs(db: &TestDb) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_during_an_outage_returns_within_its_bound() {
     let db = TestDb::new().await;
-    let upstream = {
-        let options = PgConnectOptions::from_str(db.url()).unwrap();
-        format!("{}:{}", options.get_host(), options.get_port())
-    };
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(upstream(&db)).await;
     let bound = Duration::from_secs(1);
     let mut workers = Workers::new();
     workers.register(BriefWorker).unwrap();
@@ -164,7 +183,7 @@ async fn stop_during_an_outage_returns_within_its_bound() {
 
     // The jobs finish during the outage, so their outcomes, the orphan sweep, the instance's
     // release, the resignations and the heartbeat's deletion all meet a dead database.
-    proxy.cut();
+    proxy.set(Mode::Blackhole);
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(60), client.stop())
         .await
@@ -180,5 +199,133 @@ async fn stop_during_an_outage_returns_within_its_bound() {
         running_jobs(&db).await,
         5,
         "outcomes that could not be stored leave the rows for the rescuers"
+    );
+}
+
+/// Waits for its token (a heartbeat that cannot be renewed fires it), then fails.
+#[derive(Debug, Serialize, Deserialize)]
+struct Patient {}
+
+impl JobArgs for Patient {
+    const KIND: &'static str = "outage_patient";
+}
+
+struct PatientWorker;
+
+impl Worker for PatientWorker {
+    type Args = Patient;
+
+    async fn work(&self, job: Job<Patient>) -> Result<(), WorkError> {
+        job.cancelled().await;
+        Err(WorkError::msg("stopped by its token"))
+    }
+}
+
+async fn state_of(db: &TestDb, id: millrace::JobId) -> String {
+    let job = db.schema().qualify("river_job");
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT state::text FROM {job} WHERE id = $1"
+    )))
+    .bind(id.0)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let wait = async {
+        // Polling the row: no event tells another client's rescue.
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within 30 s"));
+}
+
+// Issue 13, item 4: an outage longer than the heartbeat lease, end to end and measured (the
+// figures in the README's section on heartbeats come from this test's output).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_longer_than_the_heartbeat_lease_reports_the_fenced_out_completion() {
+    let db = TestDb::new().await;
+    let lease = Duration::from_secs(2);
+    let workers = || {
+        let mut workers = Workers::new();
+        workers.register(PatientWorker).unwrap();
+        workers
+    };
+    // The survivor: on the database directly, it leads and rescues; it works another queue.
+    let survivor = Client::builder(db.driver())
+        .workers(workers())
+        .queue("elsewhere", QueueConfig::new())
+        .heartbeat_lease(lease)
+        .build()
+        .unwrap();
+    survivor.start().await.unwrap();
+    let proxy = Proxy::start(upstream(&db)).await;
+    let client = Client::builder(driver_through(&db, &proxy).await)
+        .workers(workers())
+        .queue("default", QueueConfig::new())
+        .heartbeat_lease(lease)
+        .job_timeout(None)
+        .cancel_grace(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut events = client.subscribe();
+    client.start().await.unwrap();
+    let id = client.insert(Patient {}, None).await.unwrap().job.id;
+    wait_until("the job starts", || async {
+        state_of(&db, id).await == "running"
+    })
+    .await;
+
+    proxy.set(Mode::Refuse);
+    let cut = Instant::now();
+    wait_until("the survivor rescues the job", || async {
+        state_of(&db, id).await != "running"
+    })
+    .await;
+    let rescued = cut.elapsed();
+    proxy.set(Mode::Forward);
+    let fenced_out = async {
+        loop {
+            if let Event::CompletionsFencedOut { jobs } = events.recv().await.unwrap() {
+                return jobs;
+            }
+        }
+    };
+    let jobs = tokio::time::timeout(Duration::from_secs(30), fenced_out)
+        .await
+        .expect("the late completion is reported as fenced out");
+    let reported = cut.elapsed();
+    eprintln!(
+        "heartbeat lease {lease:?}: job rescued {rescued:?} after the outage began; \
+         the late completion reported fenced out {reported:?} after it began \
+         ({:?} after the database returned)",
+        reported - rescued
+    );
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].id, jobs[0].attempt), (id, 1));
+    // The lease, plus the survivor's one-second rescue pass, plus a margin.
+    assert!(
+        rescued < lease + Duration::from_secs(3),
+        "rescued after {rescued:?}"
+    );
+    client.stop_and_cancel().await.unwrap();
+    survivor.stop().await.unwrap();
+    let row = survivor.job_get(id).await.unwrap();
+    assert!(
+        row.errors.iter().all(|e| e.error != "stopped by its token"),
+        "the fenced-out outcome left no trace on the row: {:?}",
+        row.errors
+    );
+    assert!(
+        row.errors[0].error.contains("stopped heartbeating"),
+        "{:?}",
+        row.errors
     );
 }
