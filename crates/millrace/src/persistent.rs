@@ -585,7 +585,21 @@ impl<D: Driver> Keeper<D> {
             keep_errors: self.entry.opts.keep_errors,
         };
         let mut exec = self.shared.driver.executor();
-        match exec.persistent_release(&params).await {
+        let released = {
+            let release = exec.persistent_release(&params);
+            tokio::pin!(release);
+            let stop = &self.shared.soft_stop;
+            loop {
+                tokio::select! {
+                    released = &mut release => break released,
+                    // A stop that begins while the release of an instance that ended by
+                    // itself hangs must not wait for it: from here on it only waits on the
+                    // database, which the stop bounds.
+                    _ = stop.cancelled(), if self.work.is_some() => drop(self.work.take()),
+                }
+            }
+        };
+        match released {
             Ok(_) => {
                 if delay.is_zero() && self.shared.driver.supports_listen_notify() {
                     // Handed over: other clients' keepers claim it at once.
