@@ -18,7 +18,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::database::{DatabaseUrl, postgres_options, sqlite_schema};
-use crate::output::{StdoutClosed, chain, outln};
+use crate::output::{StdoutClosed, chain, errln, outln};
 use crate::signals::Signals;
 
 /// The first wait after a failed insert; it doubles with each failure in a row, with jitter,
@@ -372,8 +372,16 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
         }
     };
     // A closed stdout only loses the line: the demo stops either way, with status 0.
-    let _ = outln!("stopping: letting running jobs finish");
-    client.stop().await?;
+    let _ = outln!("stopping: letting running jobs finish (Ctrl-C again to exit at once)");
+    // Whoever sends a second signal wants out now, whatever the stop is waiting for. What is
+    // left unfinished is the rescuers' to return: the heartbeat and leases expire.
+    tokio::select! {
+        stopped = client.stop() => stopped?,
+        signal = signals.recv() => {
+            errln!("millrace demo: second {signal}, exiting without waiting for the stop");
+            std::process::exit(i32::from(signal.exit_code()));
+        }
+    }
     // The printer ends once the client's events close; give it a moment to print the last
     // ones (the persistent worker's `stopped` line among them).
     drop(client);
@@ -431,6 +439,17 @@ fn print_event(event: &Event) -> anyhow::Result<()> {
         }
         Event::QueuePaused { queue } => outln!("paused     queue {queue}"),
         Event::QueueResumed { queue } => outln!("resumed    queue {queue}"),
+        Event::CompletionsFencedOut { jobs } => {
+            for job in jobs {
+                outln!(
+                    "fenced-out {:<22} job {} attempt {} (rescued meanwhile; runs again)",
+                    job.kind,
+                    job.id,
+                    job.attempt
+                )?;
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

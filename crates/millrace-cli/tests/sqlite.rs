@@ -264,3 +264,77 @@ async fn bench_in_a_kept_schema_refuses_unfinished_jobs_of_its_kind() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `signal` (`INT`, `TERM`) to the process `pid`.
+fn send_signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+// Issue 13, item 3: a second Ctrl-C used to be ignored while the stop waited on the database.
+#[tokio::test]
+async fn demo_exits_at_once_on_a_second_signal() {
+    use sqlx::Connection as _;
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = scratch("second-signal");
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_millrace"))
+        .args(["demo", "--rate", "50"])
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn millrace demo");
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let started = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("completed ") {
+                return;
+            }
+        }
+        panic!("the demo ended before working a job");
+    };
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .expect("the demo works a job within a minute");
+    // Keep draining its output, so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // Hold the write lock, so the stop waits on the database: the outcomes, the persistent
+    // instance's release and the heartbeat's deletion all need to write.
+    let url = format!("sqlite://{}", dir.join("millrace-demo.sqlite").display());
+    let mut lock = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let pid = demo.id().expect("the demo runs");
+    send_signal(pid, "INT");
+    let first = tokio::time::timeout(Duration::from_millis(700), demo.wait()).await;
+    assert!(
+        first.is_err(),
+        "the stop should be waiting on the locked database, yet the demo ended: {first:?}"
+    );
+    let second = std::time::Instant::now();
+    send_signal(pid, "INT");
+    let status = tokio::time::timeout(Duration::from_secs(3), demo.wait())
+        .await
+        .expect("a second signal ends the demo at once")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        second.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        second.elapsed()
+    );
+    drop(lock);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,21 @@ pub use schema::{InvalidSchemaName, Schema};
 /// one with every claim, anywhere in the fleet, and is never given back.
 pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
 
+/// The metadata key under which a job's metadata is kept when it is not a JSON object and
+/// an outcome writes a key into it (a snooze's `snoozes` count, recorded output).
+///
+/// River's clients always write an object, but a row written by hand or by another tool may
+/// hold an array, a string, a number or `null`. Merging a key into such a value would make it
+/// an array that grows by one element per merge (PostgreSQL's `jsonb ||`), and the key could
+/// never be read back, so a snooze would never be counted. Instead the drivers first replace
+/// the value by the object `{"millrace:replaced_metadata": <old value>}`, then merge. Outcomes
+/// that write no key (a success, a retry) leave the metadata as it is.
+///
+/// ```
+/// assert_eq!(millrace_driver::REPLACED_METADATA_KEY, "millrace:replaced_metadata");
+/// ```
+pub const REPLACED_METADATA_KEY: &str = "millrace:replaced_metadata";
+
 use jiff::Timestamp;
 use millrace_types::{JobRead, JobRow};
 

@@ -2,9 +2,20 @@
 
 use std::sync::Arc;
 
-use millrace_driver::Schema;
+use millrace_driver::{REPLACED_METADATA_KEY, Schema};
 
 use crate::row::{fetch_columns, job_columns};
+
+/// `metadata` (a jsonb expression) as an object to merge keys into. `jsonb ||` on an array,
+/// a string, a number or `null` appends instead of merging, so every merge would grow the
+/// value and the merged key could never be read back; such a value is kept whole under
+/// [`REPLACED_METADATA_KEY`] instead.
+fn metadata_object(metadata: &str) -> String {
+    format!(
+        "(CASE WHEN jsonb_typeof({metadata}) = 'object' THEN {metadata} \
+         ELSE jsonb_build_object('{REPLACED_METADATA_KEY}', {metadata}) END)"
+    )
+}
 
 /// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
 /// reference-count bump, not a copy.
@@ -223,7 +234,7 @@ updated AS (
         state = CASE WHEN l.state = 'running' THEN j.state ELSE 'cancelled' END,
         finalized_at = CASE WHEN l.state = 'running' THEN j.finalized_at
                             ELSE coalesce($2::timestamptz, now()) END,
-        metadata = j.metadata
+        metadata = {j_metadata}
             || jsonb_build_object('cancel_attempted_at', coalesce($2::timestamptz, now()))
     FROM locked AS l
     WHERE j.id = l.id AND l.state NOT IN ('cancelled', 'completed', 'discarded')
@@ -236,7 +247,8 @@ notified AS (
 )
 SELECT {cols} FROM updated WHERE (SELECT count(*) FROM notified) >= 0
 UNION ALL
-SELECT {cols} FROM {job} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)"#
+SELECT {cols} FROM {job} WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)"#,
+            j_metadata = metadata_object("j.metadata"),
         );
 
         // Mirrors River's JobRetry: any job that is not running becomes available now; a job
@@ -330,9 +342,15 @@ RETURNING {j_cols}"#
         // than retried, snoozed or returned; a retry or snooze due within 5 s is available at
         // once (the fetch still waits for its time), as in River.
         let end_state = "CASE \
-            WHEN p.state IN ('retryable', 'scheduled', 'available') AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled' \
+            WHEN p.state IN ('retryable', 'scheduled', 'available') AND jsonb_typeof(j.metadata) = 'object' \
+                 AND j.metadata ? 'cancel_attempted_at' THEN 'cancelled' \
             WHEN p.state IN ('retryable', 'scheduled') AND p.scheduled_at <= now() + interval '5 seconds' THEN 'available' \
             ELSE p.state END";
+        // Metadata is rewritten only by outcomes that write a key (a snooze's count, output,
+        // a rescue's count), so a retry leaves a foreign value as it is. The count starts
+        // again at 1 when `snoozes` is not a number, rather than failing the whole batch on
+        // a cast.
+        let metadata = metadata_object("j.metadata");
         let job_complete_many = format!(
             r#"
 UPDATE {job} AS j SET
@@ -344,9 +362,12 @@ UPDATE {job} AS j SET
     errors = CASE WHEN p.error IS NULL THEN j.errors ELSE array_append(j.errors, p.error) END,
     attempt = CASE WHEN p.give_back THEN greatest(j.attempt - 1, 0) ELSE j.attempt END,
     metadata = CASE WHEN p.snooze
-                    THEN j.metadata || jsonb_build_object('snoozes', coalesce((j.metadata ->> 'snoozes')::bigint, 0) + 1)
+                    THEN {metadata} || jsonb_build_object('snoozes',
+                        CASE WHEN jsonb_typeof(j.metadata -> 'snoozes') = 'number'
+                             THEN (j.metadata ->> 'snoozes')::numeric ELSE 0 END + 1)
+                         || coalesce(p.metadata_merge, '{{}}'::jsonb)
+                    WHEN p.metadata_merge IS NOT NULL THEN {metadata} || p.metadata_merge
                     ELSE j.metadata END
-               || coalesce(p.metadata_merge, '{{}}'::jsonb)
 FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::timestamptz[], $5::jsonb[],
             $6::boolean[], $7::boolean[], $8::jsonb[])
     AS p(id, attempt, state, scheduled_at, error, give_back, snooze, metadata_merge)
@@ -380,7 +401,7 @@ UPDATE {job} AS j SET
     state = CASE WHEN c.id IS NULL THEN 'available' ELSE 'discarded' END::{s}river_job_state,
     finalized_at = CASE WHEN c.id IS NULL THEN NULL ELSE now() END,
     metadata = CASE WHEN c.id IS NULL THEN j.metadata
-                    ELSE j.metadata || '{{"unique_key_conflict": "scheduler_discarded"}}'::jsonb END
+                    ELSE {metadata} || '{{"unique_key_conflict": "scheduler_discarded"}}'::jsonb END
 FROM due AS d LEFT JOIN conflicts AS c ON c.id = d.id
 WHERE j.id = d.id
 RETURNING j.id, j.queue, j.state::text AS state"#
@@ -530,7 +551,8 @@ UPDATE {job} AS j SET
 WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> 'millrace:fence')::bigint = $2"#
         );
         let job_merge_metadata = format!(
-            "UPDATE {job} SET metadata = metadata || $3::jsonb WHERE id = $1 AND state = 'running' AND attempt = $2"
+            "UPDATE {job} AS j SET metadata = {metadata} || $3::jsonb \
+             WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"
         );
 
         Queries {
@@ -567,7 +589,7 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> 'millrace:fence')::b
             job_delete_many_asc: job_delete_many(">", "ASC"),
             job_delete_many_desc: job_delete_many("<", "DESC"),
             job_update_metadata: format!(
-                "UPDATE {job} SET metadata = metadata || $2::jsonb WHERE id = $1 RETURNING {cols}"
+                "UPDATE {job} AS j SET metadata = {metadata} || $2::jsonb WHERE j.id = $1 RETURNING {j_cols}"
             )
             .into(),
             queue_list: format!(

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use millrace_driver::{LeaderTable, Schema};
+use millrace_driver::{LeaderTable, REPLACED_METADATA_KEY, Schema};
 
 use crate::row::job_columns;
 use crate::time::NOW;
@@ -48,6 +48,17 @@ fn attempted_by_appended(job: &str, client: &str) -> String {
                       WHERE e.key >= json_array_length({job}.attempted_by) - 99) \
                 ELSE coalesce({job}.attempted_by, jsonb('[]')) END, \
             '$[#]', {client})"
+    )
+}
+
+/// `metadata` (a JSON expression) as an object to merge keys into, as on PostgreSQL: an
+/// array, a string, a number or `null` is kept whole under [`REPLACED_METADATA_KEY`].
+/// SQLite's `jsonb_set` would silently leave such a value as it is (so a snooze would never
+/// be counted), and a merge through `json_each` would turn an array's indexes into keys.
+fn metadata_object(metadata: &str) -> String {
+    format!(
+        "(CASE WHEN json_type({metadata}) = 'object' THEN {metadata} \
+         ELSE jsonb_object('{REPLACED_METADATA_KEY}', json({metadata})) END)"
     )
 }
 
@@ -324,9 +335,10 @@ RETURNING {cols}"#
 UPDATE {job} SET
     state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     finalized_at = CASE WHEN state = 'running' THEN finalized_at ELSE ?2 END,
-    metadata = jsonb_set(metadata, '$.cancel_attempted_at', ?3)
+    metadata = jsonb_set({metadata}, '$.cancel_attempted_at', ?3)
 WHERE id = ?1 AND state NOT IN ('cancelled', 'completed', 'discarded')
-RETURNING {cols}"#
+RETURNING {cols}"#,
+            metadata = metadata_object("metadata"),
         );
 
         // Mirrors River's JobRetry: any job that is not running becomes available now; a job
@@ -390,10 +402,20 @@ RETURNING {cols}"#,
                      AND p.scheduled_at <= strftime('%Y-%m-%d %H:%M:%f', 'now', '+5 seconds') \
                      THEN 'available' \
                 ELSE p.state END)";
-        let snoozed_metadata = "(CASE WHEN p.snooze \
-            THEN jsonb_set(j.metadata, '$.snoozes', coalesce(j.metadata ->> '$.snoozes', 0) + 1) \
-            ELSE j.metadata END)";
-        let merged_metadata = shallow_merge(snoozed_metadata, "p.metadata_merge");
+        // As on PostgreSQL: metadata is rewritten only by outcomes that write a key, and the
+        // count starts again at 1 when `snoozes` is not a number.
+        let metadata = metadata_object("j.metadata");
+        let snoozed_metadata = format!(
+            "(CASE WHEN p.snooze \
+                THEN jsonb_set({metadata}, '$.snoozes', \
+                    CASE WHEN json_type(j.metadata, '$.snoozes') IN ('integer', 'real') \
+                         THEN j.metadata ->> '$.snoozes' ELSE 0 END + 1) \
+                ELSE j.metadata END)"
+        );
+        let merged_metadata = shallow_merge(
+            &format!("(CASE WHEN p.snooze THEN {snoozed_metadata} ELSE {metadata} END)"),
+            "p.metadata_merge",
+        );
         // ?1 holds one object per completion; `error` and `metadata_merge` are JSON text,
         // left out when absent. The unary `+` keeps SQLite from driving the join by the state
         // index, which scans the whole batch once per running job; each completion then finds
@@ -436,7 +458,7 @@ UPDATE {job} AS j SET
     state = CASE WHEN d.conflict THEN 'discarded' ELSE 'available' END,
     finalized_at = CASE WHEN d.conflict THEN {NOW} END,
     metadata = CASE WHEN d.conflict
-                    THEN jsonb_set(j.metadata, '$.unique_key_conflict', 'scheduler_discarded')
+                    THEN jsonb_set({metadata}, '$.unique_key_conflict', 'scheduler_discarded')
                     ELSE j.metadata END
 FROM (
     SELECT
@@ -626,12 +648,12 @@ WHERE j.id = ?1 AND j.{fenced}"#
         );
         let job_update_metadata = format!(
             "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 RETURNING {cols}",
-            merged = shallow_merge("j.metadata", "?2"),
+            merged = shallow_merge(&metadata_object("j.metadata"), "?2"),
         );
         let job_merge_metadata = format!(
             "UPDATE {job} AS j SET metadata = {merged} \
              WHERE j.id = ?1 AND j.state = 'running' AND j.attempt = ?2",
-            merged = shallow_merge("j.metadata", "?3"),
+            merged = shallow_merge(&metadata_object("j.metadata"), "?3"),
         );
 
         let table_exists = format!(

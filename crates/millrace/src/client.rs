@@ -144,6 +144,7 @@ pub struct ClientBuilder<D: Driver> {
     poll_only: bool,
     job_timeout: Option<Duration>,
     cancel_grace: Duration,
+    stop_database_timeout: Duration,
     retry_policy: Arc<dyn RetryPolicy>,
     schedule_interval: Duration,
     completer_batch_max: usize,
@@ -221,6 +222,31 @@ impl<D: Driver> ClientBuilder<D> {
     /// aborted. Defaults to 5 s.
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// How long a stop waits on the database once the client's jobs have ended: to store the
+    /// outcomes still pending, give back the jobs of a fetch whose reply was lost, release
+    /// persistent instances and leaderships, and delete the client's heartbeat. Past it the
+    /// stop gives up on what is left and returns, whatever the database does (down, or a
+    /// network path that drops packets): jobs whose outcome was not stored stay `running`
+    /// until a rescuer returns them (the dead-client rescue, once the heartbeat lease runs
+    /// out), and leaderships and persistent instances expire with their leases.
+    ///
+    /// A stop therefore takes at most the time the jobs take (see [`Client::stop`],
+    /// [`Client::stop_with_timeout`] and [`Client::stop_and_cancel`], which adds the cancel
+    /// grace) plus this timeout. Defaults to 5 s.
+    ///
+    /// ```
+    /// # fn example(driver: millrace_postgres::PgDriver) -> millrace::Result<()> {
+    /// use std::time::Duration;
+    /// let client = millrace::Client::builder(driver)
+    ///     .stop_database_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stop_database_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_database_timeout = timeout;
         self
     }
 
@@ -478,6 +504,7 @@ impl<D: Driver> ClientBuilder<D> {
                     poll_only: self.poll_only,
                     job_timeout: self.job_timeout,
                     cancel_grace: self.cancel_grace,
+                    stop_database_timeout: self.stop_database_timeout,
                     retry_policy: self.retry_policy,
                     schedule_interval: self.schedule_interval,
                     queue_touch_interval: QUEUE_TOUCH_INTERVAL,
@@ -516,6 +543,7 @@ impl<D: Driver> Client<D> {
             poll_only: false,
             job_timeout: Some(Duration::from_secs(60)),
             cancel_grace: Duration::from_secs(5),
+            stop_database_timeout: Duration::from_secs(5),
             retry_policy: Arc::new(DefaultRetryPolicy),
             schedule_interval: Duration::from_secs(5),
             completer_batch_max: 5_000,

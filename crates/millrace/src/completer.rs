@@ -160,7 +160,7 @@ async fn store<D: Driver>(
                     if backoff.failures() > 0 && failing.swap(false, AcqRel) {
                         tracing::info!(jobs = params.len(), "completions stored after retrying");
                     }
-                    break stored;
+                    break Some(stored);
                 }
                 Err(err) => {
                     if backoff.failures() == 0 && !failing.swap(true, AcqRel) {
@@ -169,7 +169,7 @@ async fn store<D: Driver>(
                     let delay = backoff.next_delay();
                     if !err.is_connection() && backoff.failures() >= MAX_STATEMENT_FAILURES {
                         tracing::error!(%err, jobs = params.len(), "dropping completions after repeated failures; the jobs will be rescued");
-                        break Vec::new();
+                        break None;
                     }
                     tokio::time::sleep(delay).await;
                 }
@@ -181,17 +181,30 @@ async fn store<D: Driver>(
                 held.remove(&c.row.id);
             }
         }
+        let Some(stored) = stored else {
+            return;
+        };
+        // Every row the statement did not update was fenced out. Counting costs nothing when
+        // all applied, the usual case; a job completed in its worker's own transaction is
+        // expected to be skipped, so it is not counted.
+        let states: std::collections::HashMap<_, _> =
+            if stored.len() < chunk.len() || shared.events.receiver_count() > 0 {
+                stored.iter().map(|s| (s.id, s.state)).collect()
+            } else {
+                std::collections::HashMap::new()
+            };
+        if stored.len() < chunk.len() {
+            report_fenced_out(&shared, &chunk, &states);
+        }
         // With nobody subscribed, skip building the events: an allocation per job.
         if shared.events.receiver_count() == 0 {
             return;
         }
-        let states: std::collections::HashMap<_, _> =
-            stored.iter().map(|s| (s.id, s.state)).collect();
         for c in chunk {
             let state = match states.get(&c.row.id) {
                 Some(state) => *state,
                 None if c.completed_in_tx => JobState::Completed,
-                // Fenced out: the job was rescued, cancelled or deleted meanwhile.
+                // Fenced out: reported above.
                 None => continue,
             };
             let kind = EventKind::from_state(
@@ -211,5 +224,38 @@ async fn store<D: Driver>(
                 duration: c.duration,
             });
         }
+    }
+}
+
+/// Warns about, and announces, the completions of `chunk` that the fence kept from applying
+/// (those without a state in `stored`): their rows moved on while the workers ran, most
+/// often rescued after an outage longer than the heartbeat lease, so the jobs run again.
+fn report_fenced_out<D: Driver>(
+    shared: &Shared<D>,
+    chunk: &[Completion],
+    stored: &std::collections::HashMap<millrace_types::JobId, JobState>,
+) {
+    let fenced: Vec<&Completion> = chunk
+        .iter()
+        .filter(|c| !c.completed_in_tx && !stored.contains_key(&c.row.id))
+        .collect();
+    if fenced.is_empty() {
+        return;
+    }
+    let ids: Vec<i64> = fenced.iter().map(|c| c.row.id.0).collect();
+    tracing::warn!(
+        jobs = fenced.len(),
+        ?ids,
+        "completions did not apply: the jobs were no longer running at the attempt their \
+         workers had (rescued, for example after an outage longer than the heartbeat \
+         lease); they may be worked again"
+    );
+    if shared.events.receiver_count() > 0 {
+        let jobs = fenced
+            .iter()
+            .map(|c| std::sync::Arc::new(c.row.clone()))
+            .collect();
+        // Sending fails only when nobody subscribes, which is fine.
+        let _ = shared.events.send(Event::CompletionsFencedOut { jobs });
     }
 }

@@ -30,6 +30,33 @@ pub enum Event {
         /// How long the worker ran.
         duration: Duration,
     },
+    /// Outcomes this client stored did not apply: each job's row was no longer `running` at
+    /// the attempt its worker was given, so the completion fence left the row as it was.
+    ///
+    /// This happens when the row moved on while the worker ran: most often after an outage
+    /// longer than the heartbeat lease, when another client's dead-client rescue (or River's
+    /// stuck-job rescuer, or an operator) took the job and it was, or will be, worked again.
+    /// That is within at-least-once delivery, as in River; this event (and a warning in the
+    /// log) says so instead of dropping the outcomes silently. Jobs whose worker completed
+    /// them in its own transaction are not counted, since the fence is expected to skip
+    /// those. See the README's section on heartbeats for sizing the lease.
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) {
+    /// use millrace::Event;
+    /// let mut events = client.subscribe();
+    /// while let Ok(event) = events.recv().await {
+    ///     if let Event::CompletionsFencedOut { jobs } = event {
+    ///         eprintln!("{} outcomes did not apply; those jobs run again", jobs.len());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    CompletionsFencedOut {
+        /// The jobs, as their workers saw them (`attempt` is the attempt that was fenced
+        /// out; `state` is still `running`).
+        jobs: Vec<std::sync::Arc<JobRow>>,
+    },
     /// This client started an instance of a persistent worker.
     PersistentWorkerStarted {
         /// The persistent worker's name.

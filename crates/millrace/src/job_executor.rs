@@ -235,8 +235,21 @@ fn outcome(
                 None,
             )
         }
-        (Ended::Returned(Err(WorkError::Snooze(after))), _) => JobOutcome::Snoozed {
-            until: now.checked_add(after).unwrap_or(now),
+        // A time jiff cannot hold (past 9999) is one no client could read back from the row:
+        // refused as a failed attempt rather than clamped, or, as before, run again at once.
+        (Ended::Returned(Err(WorkError::Snooze(after))), _) => match now.checked_add(after) {
+            Ok(until) => JobOutcome::Snoozed { until },
+            Err(_) => failed(
+                attempt_error(
+                    format!(
+                        "snooze of {after:?} refused: it would schedule the job past \
+                         {}, the latest time a job row can hold",
+                        jiff::Timestamp::MAX
+                    ),
+                    String::new(),
+                ),
+                None,
+            ),
         },
         (Ended::Returned(Err(WorkError::Cancel(err))), _) => JobOutcome::Cancelled {
             error: attempt_error(error_chain(err.as_ref()), String::new()),

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::Event;
 use crate::insert::InsertManyParams;
 use crate::panic_trace::{Traced, panic_message, take_trace};
-use crate::runtime::Shared;
+use crate::runtime::{Shared, WorkGuard};
 use crate::worker::BoxError;
 use crate::{Client, Error, InsertOpts, Result, UniqueOpts};
 
@@ -343,6 +343,8 @@ pub(crate) struct Keeper<D: Driver> {
     wake: Arc<Notify>,
     /// The restart delay after consecutive failures.
     restarts: Backoff,
+    /// Dropped once the instance has ended at a stop; see [`WorkGuard`].
+    work: Option<WorkGuard>,
 }
 
 /// Marks a persistent worker as run by this client, for the health report, for as long as it
@@ -385,13 +387,19 @@ enum Ended {
 }
 
 impl<D: Driver> Keeper<D> {
-    pub(crate) fn new(shared: Arc<Shared<D>>, entry: PersistentEntry, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<D>>,
+        entry: PersistentEntry,
+        wake: Arc<Notify>,
+        work: WorkGuard,
+    ) -> Self {
         let restarts = Backoff::new(entry.opts.backoff_min, entry.opts.backoff_max);
         Keeper {
             shared,
             entry,
             wake,
             restarts,
+            work: Some(work),
         }
     }
 
@@ -408,23 +416,32 @@ impl<D: Driver> Keeper<D> {
                 // Now and then (and first of all): make sure a live row exists, in case it was
                 // cancelled, finished or deleted meanwhile. A unique insert: a no-op when live.
                 if let Some(client) = self.client() {
-                    if let Err(err) = client.insert_many([self.entry.ensure_params()]).await {
+                    // Neither this nor the claim below may hold up a stop when the database
+                    // hangs. A claim abandoned after it committed leaves the row to be taken
+                    // over once its lease runs out, as if this client had died.
+                    let ensured = tokio::select! {
+                        ensured = client.insert_many([self.entry.ensure_params()]) => ensured,
+                        _ = stop.cancelled() => return,
+                    };
+                    if let Err(err) = ensured {
                         tracing::debug!(%err, "could not ensure the instance's row");
                     }
                 }
             }
             polls = polls.wrapping_add(1);
-            let claim = self
-                .shared
-                .driver
-                .executor()
-                .persistent_claim(&PersistentClaimParams {
-                    kind: self.entry.kind.clone(),
-                    queue: self.entry.opts.queue.clone(),
-                    client_id: self.shared.config.id.clone(),
-                    lease: self.entry.opts.lease,
-                })
-                .await;
+            let params = PersistentClaimParams {
+                kind: self.entry.kind.clone(),
+                queue: self.entry.opts.queue.clone(),
+                client_id: self.shared.config.id.clone(),
+                lease: self.entry.opts.lease,
+            };
+            let claim = {
+                let mut exec = self.shared.driver.executor();
+                tokio::select! {
+                    claim = exec.persistent_claim(&params) => claim,
+                    _ = stop.cancelled() => return,
+                }
+            };
             match claim {
                 Ok(Some(row)) => {
                     self.hold(row).await;
@@ -557,6 +574,11 @@ impl<D: Driver> Keeper<D> {
             }
             other => other,
         };
+        if self.shared.soft_stop.is_cancelled() {
+            // The instance has ended; what is left (the release) only waits on the database,
+            // which a stop bounds.
+            drop(self.work.take());
+        }
         let ran_for = started.elapsed();
         let (error, delay) = match &ended {
             Ended::Returned(Ok(())) => {
@@ -599,7 +621,21 @@ impl<D: Driver> Keeper<D> {
             keep_errors: self.entry.opts.keep_errors,
         };
         let mut exec = self.shared.driver.executor();
-        match exec.persistent_release(&params).await {
+        let released = {
+            let release = exec.persistent_release(&params);
+            tokio::pin!(release);
+            let stop = &self.shared.soft_stop;
+            loop {
+                tokio::select! {
+                    released = &mut release => break released,
+                    // A stop that begins while the release of an instance that ended by
+                    // itself hangs must not wait for it: from here on it only waits on the
+                    // database, which the stop bounds.
+                    _ = stop.cancelled(), if self.work.is_some() => drop(self.work.take()),
+                }
+            }
+        };
+        match released {
             Ok(_) => {
                 if delay.is_zero() && self.shared.driver.supports_listen_notify() {
                     // Handed over: other clients' keepers claim it at once.

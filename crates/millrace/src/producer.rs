@@ -8,7 +8,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::runtime::{Held, Shared};
+use crate::runtime::{Held, Shared, WorkGuard};
 
 pub(crate) struct Producer<D: Driver> {
     shared: Arc<Shared<D>>,
@@ -16,6 +16,8 @@ pub(crate) struct Producer<D: Driver> {
     max_workers: usize,
     wake: Arc<Notify>,
     paused: watch::Receiver<bool>,
+    /// Dropped once this producer's jobs have ended; see [`WorkGuard`].
+    work: Option<WorkGuard>,
 }
 
 /// The bounds of the backoff before fetching again after a failed fetch.
@@ -29,6 +31,7 @@ impl<D: Driver> Producer<D> {
         max_workers: usize,
         wake: Arc<Notify>,
         paused: watch::Receiver<bool>,
+        work: WorkGuard,
     ) -> Self {
         Producer {
             shared,
@@ -36,6 +39,7 @@ impl<D: Driver> Producer<D> {
             max_workers,
             wake,
             paused,
+            work: Some(work),
         }
     }
 
@@ -69,9 +73,20 @@ impl<D: Driver> Producer<D> {
             let ready = want_fetch && !paused && free > 0;
             if ready && Instant::now() >= next_fetch {
                 want_fetch = false;
-                let result = self.fetch(free, &mut jobs, &mut sweep_orphans).await;
-                self.record_fetch(result.is_ok());
-                match result {
+                // A fetch that hangs (the database is gone) must not hold up a stop. One
+                // abandoned after its statement committed leaves rows running that no task
+                // holds: the sweep below gives them back.
+                let fetched = tokio::select! {
+                    biased;
+                    fetched = self.fetch(free, &mut jobs, &mut sweep_orphans) => Some(fetched),
+                    _ = stop.cancelled() => None,
+                };
+                let Some(fetched) = fetched else {
+                    sweep_orphans = true;
+                    break;
+                };
+                self.record_fetch(fetched.is_ok());
+                match fetched {
                     Ok(fetched) => {
                         if backoff.failures() > 0 {
                             tracing::info!("fetching works again");
@@ -117,6 +132,8 @@ impl<D: Driver> Producer<D> {
         }
         // Soft stop: let running jobs finish. A hard stop reaches them through their tokens.
         while jobs.join_next().await.is_some() {}
+        // From here on only the database is waited on, which a stop bounds.
+        drop(self.work.take());
         // A fetch whose reply was lost may have left rows running that no task holds, and no
         // next fetch will give them back. Nothing else would before River's one-hour rescue:
         // a clean stop deletes this client's heartbeat, so the dead-client rescue never sees
@@ -148,13 +165,13 @@ impl<D: Driver> Producer<D> {
         // A pause or resume that lands while the row is read is newer than what the read
         // returns: apply the read only if none did.
         let generation = self.shared.pause_generation();
-        match self
-            .shared
-            .driver
-            .executor()
-            .queue_create_or_touch(&self.queue)
-            .await
-        {
+        let mut exec = self.shared.driver.executor();
+        // A refresh that hangs must not hold up a stop; it has nothing to finish.
+        let touched = tokio::select! {
+            touched = exec.queue_create_or_touch(&self.queue) => touched,
+            _ = self.shared.soft_stop.cancelled() => return,
+        };
+        match touched {
             Ok(row) => {
                 if self.shared.pause_generation() == generation {
                     self.shared.set_paused(&self.queue, row.paused_at.is_some());

@@ -31,6 +31,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) poll_only: bool,
     pub(crate) job_timeout: Option<Duration>,
     pub(crate) cancel_grace: Duration,
+    /// How long a stop waits on the database once the jobs have ended.
+    pub(crate) stop_database_timeout: Duration,
     pub(crate) retry_policy: Arc<dyn RetryPolicy>,
     pub(crate) schedule_interval: Duration,
     pub(crate) queue_touch_interval: Duration,
@@ -196,9 +198,18 @@ impl<D: Driver> Shared<D> {
     }
 }
 
+/// Held by each producer until its jobs have ended, and by each persistent-worker keeper
+/// until its instance has: a stop waits on the database only after every one is dropped.
+#[derive(Clone)]
+pub(crate) struct WorkGuard(#[allow(dead_code)] mpsc::Sender<()>);
+
 /// A started client's tasks.
 pub(crate) struct Runtime<D: Driver> {
     pub(crate) shared: Arc<Shared<D>>,
+    /// Cloned into every producer and keeper; see [`WorkGuard`].
+    work_guard: WorkGuard,
+    /// Closes once every [`WorkGuard`] is dropped.
+    work_ended: mpsc::Receiver<()>,
     pub(crate) producers: Vec<JoinHandle<()>>,
     pub(crate) keepers: Vec<JoinHandle<()>>,
     pub(crate) completer: JoinHandle<()>,
@@ -247,7 +258,10 @@ impl<D: Driver> Runtime<D> {
         let completer_done = CancellationToken::new();
         let completer =
             tokio::spawn(Completer::new(shared.clone(), rx).run(completer_done.clone()));
+        let (work_guard, work_ended) = mpsc::channel(1);
         let mut runtime = Runtime {
+            work_guard: WorkGuard(work_guard),
+            work_ended,
             producers: Vec::new(),
             keepers: Vec::new(),
             completer,
@@ -272,7 +286,12 @@ impl<D: Driver> Runtime<D> {
                 .entry(entry.opts.queue.clone())
                 .or_default()
                 .push(wake.clone());
-            let keeper = Keeper::new(runtime.shared.clone(), entry.clone(), wake);
+            let keeper = Keeper::new(
+                runtime.shared.clone(),
+                entry.clone(),
+                wake,
+                runtime.work_guard.clone(),
+            );
             runtime.keepers.push(tokio::spawn(keeper.run()));
         }
         let stop = runtime.services_stop.clone();
@@ -358,44 +377,92 @@ impl<D: Driver> Runtime<D> {
             queue.max_workers,
             wake,
             paused_rx,
+            self.work_guard.clone(),
         );
         self.producers.push(tokio::spawn(producer.run()));
     }
 
     /// Stops every task: producers first (they finish their jobs, or abort them after a hard
-    /// stop's grace period), then the completer, after it has stored every outcome.
+    /// stop's grace period), then the completer, after it has stored every outcome, then the
+    /// services (leader resignations, the heartbeat's deletion).
+    ///
+    /// Once the jobs and persistent instances have ended, nothing waits on user code any
+    /// more, only on the database: that part is bounded by `stop_database_timeout`. A task
+    /// still waiting on the database past it is aborted, leaving its rows for the rescuers,
+    /// so a stop during an outage returns instead of waiting for the database to come back.
     pub(crate) async fn stop(self, hard: bool, timeout: Option<Duration>) {
-        self.shared.soft_stop.cancel();
+        let Runtime {
+            shared,
+            work_guard,
+            mut work_ended,
+            producers,
+            keepers,
+            completer,
+            completer_done,
+            services,
+            services_stop,
+            ..
+        } = self;
+        shared.soft_stop.cancel();
         if hard {
-            self.shared.hard_stop.cancel();
+            shared.hard_stop.cancel();
         }
-        let producers = futures_util::future::join_all(self.producers);
-        let hard_stop = self.shared.hard_stop.clone();
+        drop(work_guard);
+        let ended = async move { while work_ended.recv().await.is_some() {} };
+        tokio::pin!(ended);
         match timeout {
             Some(limit) if !hard => {
-                tokio::pin!(producers);
-                if tokio::time::timeout(limit, &mut producers).await.is_err() {
+                if tokio::time::timeout(limit, &mut ended).await.is_err() {
                     tracing::warn!(
                         timeout = ?limit,
                         "jobs still running at the stop timeout; cancelling them"
                     );
-                    hard_stop.cancel();
-                    producers.await;
+                    shared.hard_stop.cancel();
+                    ended.await;
                 }
             }
-            _ => {
-                producers.await;
-            }
+            _ => ended.await,
         }
-        // Persistent instances stop (and are handed over) under the same stop as jobs.
-        for keeper in self.keepers {
-            let _ = keeper.await;
+        let bound = shared.config.stop_database_timeout;
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut gave_up = 0usize;
+        // Producers give back orphaned rows and keepers release their instances; then the
+        // completer stores the outcomes left; only then are the heartbeat deleted and the
+        // leaderships resigned, so no rescuer takes a job whose outcome is still on its way.
+        for task in producers.into_iter().chain(keepers) {
+            gave_up += join_by(deadline, task).await;
         }
-        self.completer_done.cancel();
-        let _ = self.completer.await;
-        self.services_stop.cancel();
-        for service in self.services {
-            let _ = service.await;
+        completer_done.cancel();
+        let completer_gave_up = join_by(deadline, completer).await;
+        services_stop.cancel();
+        for service in services {
+            gave_up += join_by(deadline, service).await;
+        }
+        if completer_gave_up > 0 {
+            tracing::warn!(
+                timeout = ?bound,
+                "stop gave up storing job outcomes: the database did not answer in time; \
+                 those jobs stay running until the dead-client rescue returns them"
+            );
+        }
+        if gave_up > 0 {
+            tracing::warn!(
+                timeout = ?bound,
+                tasks = gave_up,
+                "stop gave up waiting on the database; leases and heartbeat will expire by \
+                 themselves"
+            );
         }
     }
+}
+
+/// Waits for `task` until `deadline`, then aborts it. Returns 1 when it had to be aborted.
+async fn join_by(deadline: tokio::time::Instant, mut task: JoinHandle<()>) -> usize {
+    if tokio::time::timeout_at(deadline, &mut task).await.is_ok() {
+        return 0;
+    }
+    task.abort();
+    // An aborted task ends at its next await; its result says only that it was cancelled.
+    let _ = task.await;
+    1
 }

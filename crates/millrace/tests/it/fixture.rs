@@ -55,6 +55,20 @@ pub(crate) async fn claim_as(db: &TestDb, id: JobId, client: &str, ago: std::tim
     assert_eq!(done.rows_affected(), 1);
 }
 
+/// Overwrites a job's metadata by raw SQL with `json`, which need not be an object, as a
+/// hand-written statement or another tool would.
+pub(crate) async fn set_metadata_raw(db: &TestDb, id: JobId, json: &str) {
+    let job = db.schema().qualify("river_job");
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {job} SET metadata = $2::jsonb WHERE id = $1"
+    )))
+    .bind(id.0)
+    .bind(json)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
 /// Nothing to wait for before pausing a queue a client just started on: see the SQLite twin.
 pub(crate) async fn settle_before_pause(_db: &TestDb) {}
 

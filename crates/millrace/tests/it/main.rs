@@ -14,6 +14,7 @@ mod hostile_rows;
 mod insert;
 mod job_admin;
 mod migrate;
+mod outage;
 mod persistent;
 mod runtime;
 mod test_clock;

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use tokio::sync::broadcast;
 
-use crate::fixture::{D, TestDb, begin_tx, run_attempt_elsewhere, settle_before_pause};
+use crate::fixture::{
+    D, TestDb, begin_tx, run_attempt_elsewhere, set_metadata_raw, settle_before_pause,
+};
 
 /// The longest a test waits for a job's outcome.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -231,6 +233,91 @@ async fn long_snooze_schedules_the_job() {
     rt.client.stop().await.unwrap();
 }
 
+// Issue 13, item 2: a snooze on metadata that is not an object used to append to it on
+// every snooze (PostgreSQL) or leave it unchanged (SQLite), so the count never grew.
+#[tokio::test]
+async fn snooze_on_metadata_that_is_not_an_object_keeps_it_and_counts() {
+    let db = TestDb::new().await;
+    let foreign = ["[]", r#""str""#, "5", "null", r#"[{"snoozes": 7}]"#];
+    let inserter = Client::builder(db.driver()).build().unwrap();
+    let mut ids = Vec::new();
+    for raw in foreign {
+        let id = inserter
+            .insert(
+                Scripted {
+                    script: Script::Snooze { millis: 10 },
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .job
+            .id;
+        set_metadata_raw(&db, id, raw).await;
+        ids.push(id);
+    }
+    let mut rt = start(&db, |b| b).await;
+    let mut snoozed = std::collections::HashMap::<JobId, usize>::new();
+    let wait = async {
+        while ids
+            .iter()
+            .any(|id| snoozed.get(id).copied().unwrap_or(0) < 3)
+        {
+            if let Event::Job { kind, job, .. } = rt.events.recv().await.unwrap() {
+                assert_eq!(kind, EventKind::JobSnoozed, "job {} {kind:?}", job.id);
+                *snoozed.entry(job.id).or_default() += 1;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .expect("every job snoozes three times");
+    rt.client.stop().await.unwrap();
+    for (id, raw) in ids.iter().zip(foreign) {
+        let row = rt.client.job_get(*id).await.unwrap();
+        let old: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let object = row.metadata.as_object().expect("metadata became an object");
+        assert_eq!(object.len(), 2, "{raw}: {}", row.metadata);
+        assert_eq!(object["millrace:replaced_metadata"], old, "{raw}");
+        assert!(
+            object["snoozes"].as_i64().unwrap() >= 3,
+            "{raw}: {}",
+            row.metadata
+        );
+        assert_eq!(row.attempt, 0, "{raw}: snoozing spends no attempt");
+        assert!(row.errors.is_empty());
+    }
+}
+
+// Issue 13, item 2: a snooze past year 9999 used to run the job again at once.
+#[tokio::test]
+async fn snooze_past_year_9999_fails_the_attempt() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    let ten_thousand_years = 10_000 * 366 * 86_400 * 1_000;
+    let id = rt
+        .insert(
+            Script::Snooze {
+                millis: ten_thousand_years,
+            },
+            Some(InsertOpts::new().max_attempts(1)),
+        )
+        .await;
+    let (kind, _) = rt.outcome(id).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    rt.client.stop().await.unwrap();
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(row.state, JobState::Discarded);
+    assert_eq!(row.attempt, 1, "a refused snooze spends its attempt");
+    assert_eq!(row.errors.len(), 1);
+    assert!(
+        row.errors[0].error.contains("snooze") && row.errors[0].error.contains("9999"),
+        "{}",
+        row.errors[0].error
+    );
+    assert!(row.metadata.get("snoozes").is_none());
+}
+
 #[tokio::test]
 async fn panic_is_recorded_with_a_trace_and_the_client_lives_on() {
     let db = TestDb::new().await;
@@ -409,6 +496,46 @@ async fn completion_is_fenced_on_the_attempt() {
     let row = rt.client.job_get(id).await.unwrap();
     assert_eq!(row.state, JobState::Running);
     assert_eq!(row.attempt, 2);
+}
+
+// Issue 13, item 4: a completion the fence kept out used to be dropped without a word.
+#[tokio::test]
+async fn fenced_out_completion_is_reported_and_leaves_the_row() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b.job_timeout(None)).await;
+    let id = rt.insert(Script::Ignore { millis: 500 }, None).await;
+    wait_for_state(&rt.client, id, JobState::Running).await;
+    // A rescue takes the job and another client runs it as attempt 2 while the worker runs.
+    run_attempt_elsewhere(&db, id).await;
+    let wait = async {
+        loop {
+            match rt.events.recv().await.unwrap() {
+                Event::CompletionsFencedOut { jobs } => return jobs,
+                Event::Job { kind, job, .. } if job.id == id => {
+                    panic!("a fenced-out completion reported as {kind:?}")
+                }
+                _ => {}
+            }
+        }
+    };
+    let jobs = tokio::time::timeout(DEADLINE, wait)
+        .await
+        .expect("the fenced-out completion is reported");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].id, id);
+    assert_eq!(
+        jobs[0].attempt, 1,
+        "the event names the attempt that was fenced out"
+    );
+    rt.client.stop().await.unwrap();
+    let row = rt.client.job_get(id).await.unwrap();
+    assert_eq!(
+        row.state,
+        JobState::Running,
+        "left as the other side left it"
+    );
+    assert_eq!(row.attempt, 2);
+    assert_eq!(row.attempted_by.last().map(String::as_str), Some("other"));
 }
 
 #[tokio::test]
