@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod copy;
 mod executor;
 mod listener;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use millrace_driver::{Driver, DriverError, Migration, Result, Schema};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+pub use connect::{ConnectError, ConnectOptions, SslMode};
 #[doc(hidden)]
 pub use copy::encode_copy_text;
 pub use executor::PgExecutor;
