@@ -707,9 +707,32 @@ impl ConnectOptions {
     /// # Ok(()) }
     /// ```
     pub async fn connect(&self) -> Result<PgPool, ConnectError> {
-        let opts = self.to_pg_options()?;
-        self.check(&opts).await?;
+        let opts = self.check().await?;
         Ok(self.pool_options().connect_lazy_with(opts))
+    }
+
+    /// Resolves the settings and opens and closes one connection with them, for callers that
+    /// build their own pool: the check [`ConnectOptions::connect`] makes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectOptions::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), millrace_postgres::ConnectError> {
+    /// let options = millrace_postgres::ConnectOptions::from_env()?;
+    /// let pool = options
+    ///     .pool_options()
+    ///     .min_connections(2)
+    ///     .connect_lazy_with(options.check().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self) -> Result<PgConnectOptions, ConnectError> {
+        let opts = self.to_pg_options()?;
+        self.check_with(&opts).await?;
+        Ok(opts)
     }
 
     /// A pool built on these settings that connects only when first used.
@@ -732,7 +755,7 @@ impl ConnectOptions {
     }
 
     /// Opens and closes one connection with `opts`.
-    async fn check(&self, opts: &PgConnectOptions) -> Result<(), ConnectError> {
+    async fn check_with(&self, opts: &PgConnectOptions) -> Result<(), ConnectError> {
         let at = self.target();
         let conn = tokio_timeout(self.connect_timeout, PgConnection::connect_with(opts))
             .await
