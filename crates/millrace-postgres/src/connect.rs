@@ -788,6 +788,7 @@ fn hint(err: &sqlx::Error) -> Option<&'static str> {
     } else if text.contains("NotValidForName")
         || text.contains("not valid for name")
         || text.contains("hostname mismatch")
+        || text.contains("IP address mismatch")
     {
         Some(
             "the server's certificate does not name this host: connect by the name it was issued for, or use sslmode=verify-ca",
