@@ -61,8 +61,11 @@ fn parse_duration(value: &str) -> Result<f64, String> {
 pub(crate) struct BenchCommand {
     #[command(subcommand)]
     scenario: Option<Scenario>,
+    // Not an Option: clap would leave it None when only a flag of the nested connection
+    // group (--database-url) is given. Without a URL, PG* variables or a scenario, BenchArgs
+    // says that no database was given.
     #[command(flatten)]
-    jobs: Option<BenchArgs>,
+    jobs: BenchArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,10 +85,9 @@ benchmark's own schema is dropped on every one of these."
 
 impl BenchCommand {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
-        match (self.scenario, self.jobs) {
-            (Some(Scenario::Persistent(args)), _) => args.run().await,
-            (None, Some(jobs)) => jobs.run().await.map(|()| ExitCode::SUCCESS),
-            (None, None) => anyhow::bail!("give --database-url, or a scenario"),
+        match self.scenario {
+            Some(Scenario::Persistent(args)) => args.run().await,
+            None => self.jobs.run().await.map(|()| ExitCode::SUCCESS),
         }
     }
 }
