@@ -757,9 +757,9 @@ impl ConnectOptions {
     /// Opens and closes one connection with `opts`.
     async fn check_with(&self, opts: &PgConnectOptions) -> Result<(), ConnectError> {
         let at = self.target();
-        let conn = tokio_timeout(self.connect_timeout, PgConnection::connect_with(opts))
+        let conn = tokio::time::timeout(self.connect_timeout, PgConnection::connect_with(opts))
             .await
-            .ok_or_else(|| ConnectError::Timeout {
+            .map_err(|_| ConnectError::Timeout {
                 at: at.clone(),
                 after: self.connect_timeout,
             })?
@@ -858,6 +858,63 @@ pub(crate) fn tls_available() -> bool {
     sqlx_core::net::tls::available()
 }
 
-async fn tokio_timeout<F: std::future::Future>(after: Duration, fut: F) -> Option<F::Output> {
-    tokio::time::timeout(after, fut).await.ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // These read no PG* variable the test environment sets; the shared server's URL is given
+    // in full.
+
+    #[test]
+    fn require_with_a_root_certificate_verifies_the_chain_as_libpq_does() {
+        let options =
+            ConnectOptions::from_url("postgres://db/app?sslmode=require&sslrootcert=/ca.pem")
+                .unwrap();
+        assert_eq!(options.get_ssl_mode(), SslMode::VerifyCa);
+        let options = ConnectOptions::from_url("postgres://db/app?sslmode=require")
+            .unwrap()
+            .ssl_root_cert("/ca.pem");
+        assert_eq!(options.get_ssl_mode(), SslMode::VerifyCa);
+    }
+
+    #[test]
+    fn sslrootcert_system_defaults_to_verify_full_and_refuses_weaker_modes() {
+        let options = ConnectOptions::from_url("postgres://db/app?sslrootcert=system").unwrap();
+        assert_eq!(options.get_ssl_mode(), SslMode::VerifyFull);
+        let err =
+            ConnectOptions::from_url("postgres://db/app?sslrootcert=system&sslmode=verify-ca")
+                .unwrap()
+                .to_pg_options()
+                .unwrap_err();
+        assert!(err.to_string().contains("use verify-full"), "{err}");
+    }
+
+    #[test]
+    fn settings_sqlx_does_not_know_are_taken_out_of_the_url() {
+        let options = ConnectOptions::from_url(
+            "postgres://u:secret@db:6432/app?connect_timeout=1&fallback_application_name=etl&sslmode=disable",
+        )
+        .unwrap();
+        // libpq takes anything under 2 s as 2 s.
+        assert_eq!(options.get_connect_timeout(), Duration::from_secs(2));
+        assert_eq!(options.get_application_name(), "etl");
+        assert_eq!(options.target(), "db:6432");
+        let pg = options.application_name("api").to_pg_options().unwrap();
+        assert_eq!(pg.get_application_name(), Some("api"));
+    }
+
+    #[test]
+    fn url_errors_never_repeat_the_url() {
+        for url in [
+            "mysql://u:secret@db/app",
+            "postgres://u:secret@db:99999/app",
+        ] {
+            let err = ConnectOptions::from_url(url).unwrap_err();
+            let mut text = err.to_string();
+            if let Some(source) = std::error::Error::source(&err) {
+                text.push_str(&source.to_string());
+            }
+            assert!(!text.contains("secret"), "{text}");
+        }
+    }
 }
