@@ -123,6 +123,23 @@ ensure_river_tools() {
     fi
 }
 
+# `--all-features` turns on the native-tls feature, which builds against OpenSSL's headers.
+ensure_openssl_headers() {
+    if pkg-config --exists openssl 2>/dev/null; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null
+    else
+        echo "error: the native-tls feature needs OpenSSL's headers: install libssl-dev and pkg-config" >&2
+        return 1
+    fi
+}
+
+step "OpenSSL headers (native-tls)"
+ensure_openssl_headers
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 

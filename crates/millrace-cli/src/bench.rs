@@ -22,14 +22,14 @@ use millrace::{
     JobListParams, JobState, MigrateOpts, Migrator, QueueConfig, Schema, WorkError, Worker,
     Workers,
 };
-use millrace_postgres::PgDriver;
+use millrace_postgres::{ConnectOptions, PgDriver};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::bench_persistent::PersistentArgs;
-use crate::database::{DatabaseUrl, SqliteUrl, postgres_options, sqlite_schema};
+use crate::database::{ConnectionArgs, Database, SqliteUrl, postgres_options, sqlite_schema};
 use crate::output::{errln, outln};
 use crate::signals::Signals;
 
@@ -61,8 +61,11 @@ fn parse_duration(value: &str) -> Result<f64, String> {
 pub(crate) struct BenchCommand {
     #[command(subcommand)]
     scenario: Option<Scenario>,
+    // Not an Option: clap would leave it None when only a flag of the nested connection
+    // group (--database-url) is given. Without a URL, PG* variables or a scenario, BenchArgs
+    // says that no database was given.
     #[command(flatten)]
-    jobs: Option<BenchArgs>,
+    jobs: BenchArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,19 +85,17 @@ benchmark's own schema is dropped on every one of these."
 
 impl BenchCommand {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
-        match (self.scenario, self.jobs) {
-            (Some(Scenario::Persistent(args)), _) => args.run().await,
-            (None, Some(jobs)) => jobs.run().await.map(|()| ExitCode::SUCCESS),
-            (None, None) => anyhow::bail!("give --database-url, or a scenario"),
+        match self.scenario {
+            Some(Scenario::Persistent(args)) => args.run().await,
+            None => self.jobs.run().await.map(|()| ExitCode::SUCCESS),
         }
     }
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// PostgreSQL URL (postgres://…) or SQLite file (sqlite://PATH).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    #[command(flatten)]
+    connection: Box<ConnectionArgs>,
     /// Use (and keep) this schema, created and migrated if needed. By default the benchmark
     /// creates a schema of its own and drops it at the end; it never touches a user's tables.
     /// On SQLite it creates a file of its own next to the one the URL names, and deletes it at
@@ -216,16 +217,20 @@ impl BenchArgs {
         // From here on SIGINT and SIGTERM end the benchmark through its cleanup, which deletes
         // its schema or file, rather than killing it.
         let mut signals = Signals::new()?;
-        let summary = match DatabaseUrl::parse(&self.database_url)? {
-            DatabaseUrl::Postgres(url) => self.on_postgres(&url, &mut signals).await?,
-            DatabaseUrl::Sqlite(url) => self.on_sqlite(&url, &mut signals).await?,
+        let summary = match self.connection.database("bench", None)? {
+            Database::Postgres(options) => self.on_postgres(&options, &mut signals).await?,
+            Database::Sqlite(url) => self.on_sqlite(&url, &mut signals).await?,
         };
         outln!("{}", summary.line())
     }
 
-    async fn on_postgres(&self, url: &str, signals: &mut Signals) -> anyhow::Result<Summary> {
+    async fn on_postgres(
+        &self,
+        options: &ConnectOptions,
+        signals: &mut Signals,
+    ) -> anyhow::Result<Summary> {
         let pool_size = self.pool_size.unwrap_or(20);
-        let opts = signals.interruptible(postgres_options(url)).await?;
+        let opts = signals.interruptible(postgres_options(options)).await?;
         let pool = signals
             .interruptible(async {
                 PgPoolOptions::new()
@@ -233,7 +238,7 @@ impl BenchArgs {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await
-                    .context("could not connect to the database given by --database-url")
+                    .context("could not connect to PostgreSQL")
             })
             .await?;
         let (schema, owned) = match &self.schema {

@@ -27,7 +27,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::mpsc;
 
-use crate::database::{DatabaseUrl, postgres_options};
+use crate::database::{ConnectionArgs, Database, postgres_options};
 use crate::output::{errln, outln};
 use crate::signals::Signals;
 
@@ -51,10 +51,10 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Args)]
 pub(crate) struct PersistentArgs {
-    /// PostgreSQL URL (passed to the demo processes through their environment). This
-    /// benchmark runs on PostgreSQL only.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// PostgreSQL only; the URL reaches the demo processes through their environment, the
+    /// other connection flags through their command lines.
+    #[command(flatten)]
+    connection: Box<ConnectionArgs>,
     /// Use (and keep) this schema, created and migrated if needed. By default the benchmark
     /// creates a schema of its own and drops it at the end.
     #[arg(long, value_name = "NAME")]
@@ -81,15 +81,14 @@ struct Report {
 
 impl PersistentArgs {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
-        if let DatabaseUrl::Sqlite(_) = DatabaseUrl::parse(&self.database_url)? {
+        let Database::Postgres(options) = self.connection.database("bench persistent", None)?
+        else {
             bail!("millrace bench persistent runs on PostgreSQL only: give a postgres:// URL");
-        }
+        };
         // From here on SIGINT and SIGTERM end the benchmark through its cleanup: the demos
         // are killed and the schema dropped.
         let mut signals = Signals::new()?;
-        let opts = signals
-            .interruptible(postgres_options(&self.database_url))
-            .await?;
+        let opts = signals.interruptible(postgres_options(&options)).await?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(30))
@@ -182,7 +181,7 @@ impl PersistentArgs {
         let sampler = DbSampler::start(pool.clone(), schema);
         let mut fleet = Fleet::new(
             std::env::current_exe().context("could not find the millrace binary")?,
-            vec![
+            [
                 "demo".to_owned(),
                 "--schema".to_owned(),
                 schema.name().to_owned(),
@@ -190,8 +189,11 @@ impl PersistentArgs {
                 self.lease.to_string(),
                 "--rate".to_owned(),
                 "1".to_owned(),
-            ],
-            self.database_url.clone(),
+            ]
+            .into_iter()
+            .chain(self.connection.child_args())
+            .collect(),
+            self.connection.database_url.clone(),
         );
         let result = async {
             let spawned = Instant::now();
@@ -398,7 +400,8 @@ struct Suspicion {
 struct Fleet {
     exe: PathBuf,
     args: Vec<String>,
-    database_url: String,
+    /// `None` when the PG* variables, which the demos inherit, say where the database is.
+    database_url: Option<String>,
     procs: Vec<Proc>,
     tx: mpsc::UnboundedSender<Note>,
     rx: mpsc::UnboundedReceiver<Note>,
@@ -411,7 +414,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn new(exe: PathBuf, args: Vec<String>, database_url: String) -> Fleet {
+    fn new(exe: PathBuf, args: Vec<String>, database_url: Option<String>) -> Fleet {
         let (tx, rx) = mpsc::unbounded_channel();
         Fleet {
             exe,
@@ -431,10 +434,13 @@ impl Fleet {
 
     /// Starts a demo and waits until it has printed its client id.
     async fn spawn(&mut self) -> anyhow::Result<usize> {
-        let mut child = std::process::Command::new(&self.exe)
-            .args(&self.args)
-            // Through the environment rather than the command line, which `ps` shows.
-            .env("DATABASE_URL", &self.database_url)
+        let mut command = std::process::Command::new(&self.exe);
+        command.args(&self.args);
+        // Through the environment rather than the command line, which `ps` shows.
+        if let Some(url) = &self.database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,20 +1,17 @@
-//! What a `--database-url` names: a PostgreSQL server or a SQLite file, how to reach the
-//! server, and the SQLite side of opening it. Each command builds its own PostgreSQL pool from
-//! [`postgres_options`].
+//! What a `--database-url` (or the PG* variables) names: a PostgreSQL server or a SQLite
+//! file, how to reach the server, and the SQLite side of opening it. Each command builds its
+//! own PostgreSQL pool from [`postgres_options`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
-use clap::ValueEnum;
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
 use millrace::Schema;
+use millrace_postgres::ConnectOptions;
 use millrace_sqlite::SqliteDriver;
-use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-
-/// How long the first connection to PostgreSQL may take before the command gives up.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every message about an unusable URL ends with.
 const URL_FORMS: &str = "use postgres://… for PostgreSQL, or sqlite://PATH (sqlite:///PATH when absolute) for a SQLite file";
@@ -69,7 +66,159 @@ impl DatabaseUrl {
     }
 }
 
-/// Parses a PostgreSQL URL and opens one connection with it, to fail fast with the reason.
+/// Where the database is and how to reach it: the connection flags every command that
+/// connects takes.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub(crate) struct ConnectionArgs {
+    /// PostgreSQL URL, such as postgres://user@localhost:5432/app?sslmode=verify-full, or SQLite
+    /// file, such as sqlite://jobs.db (sqlite:///var/lib/app/jobs.db when absolute). Without
+    /// one, PostgreSQL is reached through PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and
+    /// the other PG* variables, as psql does, when PGHOST or PGDATABASE is set.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: Option<String>,
+    /// TLS: disable, prefer, require, verify-ca or verify-full (default: the URL's sslmode,
+    /// then PGSSLMODE, then prefer). `require` with a root certificate verifies it, as libpq.
+    #[arg(long, value_name = "MODE")]
+    sslmode: Option<String>,
+    /// The root certificate (PEM file) the server's must chain to, or `system` for the
+    /// built-in roots (default: the URL's sslrootcert, then PGSSLROOTCERT, then
+    /// ~/.postgresql/root.crt when it exists).
+    #[arg(long, value_name = "FILE")]
+    sslrootcert: Option<String>,
+    /// A client certificate (PEM file), for certificate authentication; needs --sslkey.
+    #[arg(long, value_name = "FILE", requires = "sslkey")]
+    sslcert: Option<String>,
+    /// The client certificate's private key (PEM file); needs --sslcert.
+    #[arg(long, value_name = "FILE", requires = "sslcert")]
+    sslkey: Option<String>,
+    /// The application_name pg_stat_activity shows for the command's connections (default:
+    /// the URL's, then PGAPPNAME, then `millrace <command>`).
+    #[arg(long, value_name = "NAME")]
+    application_name: Option<String>,
+    /// Seconds a connection may take to open, 1 to 3,600 (default: the URL's connect_timeout,
+    /// then PGCONNECT_TIMEOUT, then 10).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    connect_timeout: Option<u64>,
+    /// Seconds after which the server cancels any one statement, 1 to 86,400 (default: the
+    /// server's statement_timeout).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    statement_timeout: Option<u64>,
+}
+
+/// The database a command uses.
+#[derive(Debug)]
+pub(crate) enum Database {
+    /// PostgreSQL, with the resolved settings (not yet connected).
+    Postgres(Box<ConnectOptions>),
+    /// A SQLite file.
+    Sqlite(Box<SqliteUrl>),
+}
+
+impl ConnectionArgs {
+    /// The database the flags, `DATABASE_URL` or the PG* variables name, or `default` when
+    /// none does. `command` names the connections in pg_stat_activity (`millrace demo`).
+    ///
+    /// # Errors
+    ///
+    /// When nothing names a database and there is no default, or a setting is invalid.
+    /// Nothing connects yet.
+    pub(crate) fn database(
+        &self,
+        command: &str,
+        default: Option<&str>,
+    ) -> anyhow::Result<Database> {
+        let pg_env = ["PGHOST", "PGHOSTADDR", "PGDATABASE"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        let options = match (&self.database_url, pg_env, default) {
+            (Some(url), _, _) => match DatabaseUrl::parse(url)? {
+                DatabaseUrl::Postgres(url) => {
+                    ConnectOptions::from_url(&url).context("invalid --database-url")?
+                }
+                DatabaseUrl::Sqlite(url) => return self.sqlite(url),
+            },
+            (None, true, _) => {
+                ConnectOptions::from_env().context("invalid PG* connection settings")?
+            }
+            (None, false, Some(default)) => match DatabaseUrl::parse(default)? {
+                DatabaseUrl::Postgres(url) => ConnectOptions::from_url(&url)?,
+                DatabaseUrl::Sqlite(url) => return self.sqlite(url),
+            },
+            (None, false, None) => bail!(
+                "no database given: pass --database-url, set DATABASE_URL, or set PGHOST or \
+                 PGDATABASE (with the other PG* variables) as for psql"
+            ),
+        };
+        let mut options = options.fallback_application_name(format!("millrace {command}"));
+        if let Some(mode) = &self.sslmode {
+            options = options.ssl_mode(mode.parse().context("invalid --sslmode")?);
+        }
+        if let Some(cert) = &self.sslrootcert {
+            options = options.ssl_root_cert(cert);
+        }
+        if let (Some(cert), Some(key)) = (&self.sslcert, &self.sslkey) {
+            options = options.ssl_client_cert(cert, key);
+        }
+        if let Some(name) = &self.application_name {
+            options = options.application_name(name);
+        }
+        if let Some(secs) = self.connect_timeout {
+            options = options.connect_timeout(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.statement_timeout {
+            options = options.statement_timeout(Duration::from_secs(secs));
+        }
+        // Resolving now reports a bad sslmode, a missing certificate file or a missing key
+        // before anything else happens.
+        options.to_pg_options()?;
+        Ok(Database::Postgres(Box::new(options)))
+    }
+
+    fn sqlite(&self, url: Box<SqliteUrl>) -> anyhow::Result<Database> {
+        let pg_only = [
+            ("--sslmode", self.sslmode.is_some()),
+            ("--sslrootcert", self.sslrootcert.is_some()),
+            ("--sslcert", self.sslcert.is_some()),
+            ("--application-name", self.application_name.is_some()),
+            ("--connect-timeout", self.connect_timeout.is_some()),
+            ("--statement-timeout", self.statement_timeout.is_some()),
+        ];
+        if let Some((flag, _)) = pg_only.iter().find(|(_, given)| *given) {
+            bail!("{flag} applies to PostgreSQL only, and the database is a SQLite file");
+        }
+        Ok(Database::Sqlite(url))
+    }
+
+    /// The flags other than the URL, for a child `millrace` process to connect the same way.
+    /// The URL goes through the environment instead, where `ps` does not show it.
+    pub(crate) fn child_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.push(flag.to_owned());
+                args.push(value);
+            }
+        };
+        push("--sslmode", self.sslmode.clone());
+        push("--sslrootcert", self.sslrootcert.clone());
+        push("--sslcert", self.sslcert.clone());
+        push("--sslkey", self.sslkey.clone());
+        push("--application-name", self.application_name.clone());
+        push(
+            "--connect-timeout",
+            self.connect_timeout.map(|s| s.to_string()),
+        );
+        push(
+            "--statement-timeout",
+            self.statement_timeout.map(|s| s.to_string()),
+        );
+        args
+    }
+}
+
+/// Resolves PostgreSQL settings and opens one connection with them, to fail fast with the
+/// reason; the command then builds its own pool on the options returned.
 ///
 /// A pool reports a refused connection only as "pool timed out", after its acquire timeout
 /// (it retries refused connections, taking them for a server that is starting); one plain
@@ -77,27 +226,10 @@ impl DatabaseUrl {
 ///
 /// # Errors
 ///
-/// When the URL does not parse, or the connection fails or takes longer than
-/// [`CONNECT_TIMEOUT`]. Messages name the host and port, never the URL, which may hold a
-/// password.
-pub(crate) async fn postgres_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let opts: PgConnectOptions = url.parse().context("invalid --database-url")?;
-    let at = match opts.get_socket() {
-        Some(socket) => format!("socket {}", socket.display()),
-        None if opts.get_host().contains(':') => {
-            format!("[{}]:{}", opts.get_host(), opts.get_port())
-        }
-        None => format!("{}:{}", opts.get_host(), opts.get_port()),
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
-        .await
-        .map_err(|_| anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
-        .and_then(|conn| Ok(conn?))
-        .with_context(|| format!("could not connect to PostgreSQL at {at} (--database-url)"))?
-        .close()
-        .await
-        .ok();
-    Ok(opts)
+/// When a setting is invalid, or the connection fails or takes longer than the connect
+/// timeout. Messages name the host and port, never the URL, which may hold a password.
+pub(crate) async fn postgres_options(options: &ConnectOptions) -> anyhow::Result<PgConnectOptions> {
+    Ok(options.check().await?)
 }
 
 /// `[A-Za-z][A-Za-z0-9+.-]*`, as RFC 3986 spells a scheme.

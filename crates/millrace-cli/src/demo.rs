@@ -14,10 +14,9 @@ use millrace::{
 };
 use millrace_postgres::PgDriver;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::database::{DatabaseUrl, postgres_options, sqlite_schema};
+use crate::database::{ConnectionArgs, Database, postgres_options, sqlite_schema};
 use crate::output::{StdoutClosed, chain, errln, outln};
 use crate::signals::Signals;
 
@@ -39,10 +38,11 @@ const DEFAULT_PG_SCHEMA: &str = "millrace_demo";
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// PostgreSQL URL (postgres://…) or SQLite file (sqlite://PATH, created when missing).
-    /// The default is a file in the current folder.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = DEFAULT_DATABASE_URL)]
-    database_url: String,
+    /// Where the database is. With neither a URL nor PGHOST or PGDATABASE, the demo uses a
+    /// SQLite file in the current folder (sqlite://millrace-demo.sqlite, created when
+    /// missing).
+    #[command(flatten)]
+    connection: Box<ConnectionArgs>,
     /// PostgreSQL: the schema to use, created and migrated when missing. Defaults to
     /// millrace_demo. On SQLite only main, the file itself, is accepted.
     #[arg(long, value_name = "NAME")]
@@ -205,17 +205,20 @@ impl PersistentWorker for Ticker {
 impl DemoArgs {
     /// Opens the database the URL names, migrates it and runs the demo on it.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        match DatabaseUrl::parse(&self.database_url)? {
-            DatabaseUrl::Postgres(url) => {
+        match self
+            .connection
+            .database("demo", Some(DEFAULT_DATABASE_URL))?
+        {
+            Database::Postgres(options) => {
                 let name = self.schema.as_deref().unwrap_or(DEFAULT_PG_SCHEMA);
                 let schema = Schema::new(name).context("invalid --schema")?;
-                let opts = postgres_options(&url).await?;
-                let pool = PgPoolOptions::new()
+                let opts = postgres_options(&options).await?;
+                let pool = options
+                    .pool_options()
                     .max_connections(10)
-                    .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
-                    .context("could not connect to the database given by --database-url")?;
+                    .context("could not connect to PostgreSQL")?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
                 sqlx::query(sqlx::AssertSqlSafe(create))
                     .execute(&pool)
@@ -224,7 +227,7 @@ impl DemoArgs {
                 let driver = PgDriver::new(pool).with_schema(schema);
                 run(driver, &self, &format!("schema {name}")).await
             }
-            DatabaseUrl::Sqlite(url) => {
+            Database::Sqlite(url) => {
                 let schema = sqlite_schema(self.schema.as_deref())?;
                 let driver = url.open(true).await?.with_schema(schema);
                 run(driver, &self, &format!("sqlite {}", url.display())).await

@@ -11,12 +11,14 @@ use millrace::{
     Driver, MigrateOpts, MigrateReport, MigrationDirection, MigrationStatus, Migrator, Schema,
     ValidateReport,
 };
-use millrace_postgres::PgDriver;
+use millrace_postgres::{ConnectOptions, PgDriver};
 use millrace_sqlite::SqliteDriver;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-use crate::database::{CONNECT_TIMEOUT, DatabaseUrl, Engine, postgres_options, sqlite_schema};
+use crate::database::{
+    ConnectionArgs, Database, DatabaseUrl, Engine, postgres_options, sqlite_schema,
+};
 
 const EXIT_STATUS: &str = "Exit status: 0 on success, 2 on error.";
 const VALIDATE_EXIT_STATUS: &str =
@@ -67,10 +69,8 @@ pub(crate) async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
 /// Where the database is.
 #[derive(Debug, Args)]
 pub(crate) struct DatabaseArgs {
-    /// PostgreSQL URL, such as postgres://user@localhost:5432/app, or SQLite file, such as
-    /// sqlite://jobs.db (sqlite:///var/lib/app/jobs.db when absolute).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    #[command(flatten)]
+    connection: Box<ConnectionArgs>,
     /// The schema that holds River's tables. Defaults to public. On SQLite only main, the
     /// file itself, is accepted.
     #[arg(long, value_name = "NAME")]
@@ -80,10 +80,10 @@ pub(crate) struct DatabaseArgs {
 impl DatabaseArgs {
     /// The migrator for the database; `missing` says what a SQLite file that does not exist
     /// yet means.
-    async fn migrator(&self, missing: Missing) -> anyhow::Result<AnyMigrator> {
-        match DatabaseUrl::parse(&self.database_url)? {
-            DatabaseUrl::Postgres(url) => self.postgres(&url).await.map(AnyMigrator::Postgres),
-            DatabaseUrl::Sqlite(url) => {
+    async fn migrator(&self, command: &str, missing: Missing) -> anyhow::Result<AnyMigrator> {
+        match self.connection.database(command, None)? {
+            Database::Postgres(options) => self.postgres(&options).await.map(AnyMigrator::Postgres),
+            Database::Sqlite(url) => {
                 let schema = sqlite_schema(self.schema.as_deref())?;
                 let absent = url.path().is_some_and(|path| !path.exists());
                 let driver = match missing {
@@ -102,12 +102,12 @@ impl DatabaseArgs {
         }
     }
 
-    async fn postgres(&self, url: &str) -> anyhow::Result<Migrator<PgDriver>> {
+    async fn postgres(&self, options: &ConnectOptions) -> anyhow::Result<Migrator<PgDriver>> {
         let schema = schema(self.schema.as_deref())?;
-        let opts = postgres_options(url).await?;
-        let pool = PgPoolOptions::new()
+        let opts = postgres_options(options).await?;
+        let pool = options
+            .pool_options()
             .max_connections(2)
-            .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(opts);
         Ok(Migrator::new(PgDriver::new(pool).with_schema(schema)))
     }
@@ -238,7 +238,7 @@ impl MigrateUpArgs {
         } else {
             Missing::Create
         };
-        let migrator = self.db.migrator(missing).await?;
+        let migrator = self.db.migrator("migrate-up", missing).await?;
         let report = migrator
             .migrate_up(self.steps.opts(self.line.as_deref(), self.target_version))
             .await?;
@@ -270,7 +270,7 @@ pub(crate) struct MigrateDownArgs {
 impl MigrateDownArgs {
     /// Runs migrate-down.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let migrator = self.db.migrator(Missing::Fail).await?;
+        let migrator = self.db.migrator("migrate-down", Missing::Fail).await?;
         let report = migrator
             .migrate_down(self.steps.opts(self.line.as_deref(), self.target_version))
             .await?;
@@ -323,7 +323,7 @@ pub(crate) struct MigrateListArgs {
 impl MigrateListArgs {
     /// Runs migrate-list.
     pub(crate) async fn run(self) -> anyhow::Result<()> {
-        let migrator = self.db.migrator(Missing::Fail).await?;
+        let migrator = self.db.migrator("migrate-list", Missing::Fail).await?;
         let list = migrator.list().await?;
         let width = list
             .iter()
@@ -450,7 +450,7 @@ pub(crate) struct ValidateArgs {
 impl ValidateArgs {
     /// Runs validate: exit status 1, with the pending versions on stderr, when any are.
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
-        let migrator = self.db.migrator(Missing::Fail).await?;
+        let migrator = self.db.migrator("validate", Missing::Fail).await?;
         let report = migrator.validate(self.target_version).await?;
         if report.is_valid() {
             print(&format!("{report}\n"))?;

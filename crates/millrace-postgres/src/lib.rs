@@ -5,16 +5,33 @@
 //! the configured schema, quoted, so they also run on a caller's own transaction whatever its
 //! `search_path`.
 //!
+//! [`ConnectOptions`] builds the pool from a URL or psql's `PG*` variables, with TLS
+//! (`sslmode`, root and client certificates), `application_name` and timeouts:
+//!
 //! ```no_run
-//! use millrace_postgres::PgDriver;
+//! use millrace_postgres::{ConnectOptions, PgDriver};
 //! use millrace_driver::Schema;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
+//! let pool = ConnectOptions::from_url("postgres://app@db.example.com/app?sslmode=verify-full")?
+//!     .application_name("billing-worker")
+//!     .connect()
+//!     .await?;
 //! let driver = PgDriver::new(pool).with_schema(Schema::new("jobs")?);
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `tls-rustls` | yes | TLS through rustls (ring), with the Mozilla roots compiled in |
+//! | `tls-native-tls` | no | TLS through the platform's library and trust store (OpenSSL on Linux); wins when both are on |
+//!
+//! Without either (and without TLS from the application's own sqlx features), the default
+//! `sslmode` is `disable` and any other mode is an error, never a silent plaintext fallback.
 
+mod connect;
 mod copy;
 mod executor;
 mod listener;
@@ -27,6 +44,7 @@ use std::sync::Arc;
 use millrace_driver::{Driver, DriverError, Migration, Result, Schema};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+pub use connect::{ConnectError, ConnectOptions, SslMode};
 #[doc(hidden)]
 pub use copy::encode_copy_text;
 pub use executor::PgExecutor;

@@ -43,6 +43,8 @@
 //! The database is `TEST_DATABASE_URL`, or else the local server on `127.0.0.1:5432`,
 //! database `test` (created when missing), as the `postgres` or `root` role.
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod driver;
 mod require;
 mod test_db;
