@@ -98,6 +98,14 @@ impl Demo {
         Instant::now()
     }
 
+    /// SIGTERM, what Kubernetes, systemd, Docker and Nomad send on every deploy.
+    fn terminate(&self) -> Instant {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        Instant::now()
+    }
+
     /// When this demo first printed a line containing `needle` after `since`.
     fn printed(&self, needle: &str, since: Instant) -> Option<Instant> {
         self.lines
@@ -228,6 +236,42 @@ async fn graceful_stop_hands_the_instance_over_at_once() {
     .await;
     assert!(started >= stopped, "never two at once");
     eprintln!("handover took {:?} after the stop", started - stopped);
+}
+
+/// Issue 14's promise: on SIGTERM the holder releases its lease at the soft stop, so one of
+/// the two others starts the instance within a second (waited for with three times that).
+#[tokio::test]
+async fn sigterm_hands_the_instance_over_within_a_second_among_three() {
+    const BOUND: Duration = Duration::from_secs(1);
+    let db = TestDb::new().await;
+    let demos = fleet(&db, 3).await;
+    let first = wait_for("an instance starts", Duration::from_secs(10), || {
+        holder(&demos)
+    })
+    .await;
+    let asked = demos[first].terminate();
+    let (taker, started) = wait_for("another demo starts it", BOUND * 3, || {
+        demos
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != first)
+            .find_map(|(i, d)| d.printed(STARTED, asked).map(|at| (i, at)))
+    })
+    .await;
+    let stopped = wait_for(
+        "the holder prints its stop",
+        Duration::from_secs(10),
+        || demos[first].printed(STOPPED, asked),
+    )
+    .await;
+    assert!(started >= stopped, "never two at once");
+    let starters = demos
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| *i != first && d.printed(STARTED, asked).is_some())
+        .count();
+    assert_eq!(starters, 1, "one taker, demo {taker}");
+    eprintln!("SIGTERM to the next start: {:?}", started - asked);
 }
 
 #[tokio::test]

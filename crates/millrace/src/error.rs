@@ -77,4 +77,7 @@ pub enum Error {
     /// A migration could not be applied or rolled back; the message says which and why.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The operating system refused the signal handlers of [`Client::run_until_shutdown`](crate::Client::run_until_shutdown).
+    #[error("could not listen for SIGTERM and SIGINT")]
+    Signal(#[source] std::io::Error),
 }
