@@ -14,6 +14,7 @@ mod insert;
 mod job_admin;
 mod migrate;
 mod persistent;
+mod pgbouncer;
 mod runtime;
 mod test_clock;
 mod test_helpers;
