@@ -62,6 +62,10 @@ fn parse_duration(value: &str) -> Result<f64, String> {
 pub(crate) struct BenchCommand {
     #[command(subcommand)]
     scenario: Option<Scenario>,
+    // Flattened here, not in `BenchArgs`: clap leaves the group of an `Option`al flattened
+    // struct empty when it flattens another one itself, and `jobs` would never be present.
+    #[command(flatten)]
+    pooler: PoolerArgs,
     #[command(flatten)]
     jobs: Option<BenchArgs>,
 }
@@ -85,7 +89,13 @@ impl BenchCommand {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
         match (self.scenario, self.jobs) {
             (Some(Scenario::Persistent(args)), _) => args.run().await,
-            (None, Some(jobs)) => jobs.run().await.map(|()| ExitCode::SUCCESS),
+            (None, Some(jobs)) => BenchArgs {
+                pooler: self.pooler,
+                ..jobs
+            }
+            .run()
+            .await
+            .map(|()| ExitCode::SUCCESS),
             (None, None) => anyhow::bail!("give --database-url, or a scenario"),
         }
     }
@@ -154,7 +164,8 @@ pub(crate) struct BenchArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000)
     )]
     insert_batch: usize,
-    #[command(flatten)]
+    /// Set from [`BenchCommand`]'s flags.
+    #[arg(skip)]
     pooler: PoolerArgs,
 }
 

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 /// Connections of the direct pool: one LISTEN connection and the leader's elections.
 const DIRECT_POOL_SIZE: u32 = 2;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub(crate) struct PoolerArgs {
     /// PostgreSQL: --database-url goes through PgBouncer (or another pooler) in transaction
     /// mode. Statements are unnamed and each runs in a transaction of its own; without
