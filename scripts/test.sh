@@ -140,6 +140,25 @@ ensure_openssl_headers() {
 step "OpenSSL headers (native-tls)"
 ensure_openssl_headers
 
+# PgBouncer, which the transaction-pooling tests start in front of PostgreSQL
+# (crates/millrace/tests/it/pgbouncer.rs). Debian puts it in /usr/sbin; as root with apt, it is
+# installed when missing. Under CI those tests fail, rather than skip, when it is still missing.
+ensure_pgbouncer() {
+    if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        # The package's service is not wanted: the tests run PgBouncers of their own.
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null; then
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null
+        fi
+    else
+        echo "warning: pgbouncer is missing and cannot be installed here (not root, or no apt-get);" \
+            "its tests will fail under CI and be skipped otherwise" >&2
+    fi
+}
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 
@@ -151,6 +170,9 @@ ensure_postgres
 
 step "River's CLI and Python client"
 ensure_river_tools
+
+step "PgBouncer"
+ensure_pgbouncer
 
 step "cargo nextest run --workspace --all-features"
 cargo nextest run --workspace --all-features

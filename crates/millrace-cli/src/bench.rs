@@ -31,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::bench_persistent::PersistentArgs;
 use crate::database::{ConnectionArgs, Database, SqliteUrl, postgres_options, sqlite_schema};
 use crate::output::{errln, outln};
+use crate::pooler::PoolerArgs;
 use crate::signals::Signals;
 
 /// The longest `--duration` of the latency mode, in seconds: a day.
@@ -65,6 +66,8 @@ pub(crate) struct BenchCommand {
     // group (--database-url) is given. Without a URL, PG* variables or a scenario, BenchArgs
     // says that no database was given.
     #[command(flatten)]
+    pooler: PoolerArgs,
+    #[command(flatten)]
     jobs: BenchArgs,
 }
 
@@ -87,7 +90,13 @@ impl BenchCommand {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
         match self.scenario {
             Some(Scenario::Persistent(args)) => args.run().await,
-            None => self.jobs.run().await.map(|()| ExitCode::SUCCESS),
+            None => BenchArgs {
+                pooler: self.pooler,
+                ..self.jobs
+            }
+            .run()
+            .await
+            .map(|()| ExitCode::SUCCESS),
         }
     }
 }
@@ -154,6 +163,9 @@ pub(crate) struct BenchArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000)
     )]
     insert_batch: usize,
+    /// Set from [`BenchCommand`]'s flags.
+    #[arg(skip)]
+    pooler: PoolerArgs,
 }
 
 /// The benchmark's job, stored as the floor's rows are: kind `noop`, empty args (`{}`). Keyed
@@ -252,6 +264,7 @@ impl BenchArgs {
             let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
             signals.interruptible(exec(&pool, &create)).await?;
             let driver = PgDriver::new(pool.clone()).with_schema(schema.clone());
+            let driver = signals.interruptible(self.pooler.apply(driver)).await?;
             self.bench(driver, pool_size, signals).await
         }
         .await;
@@ -604,7 +617,8 @@ fn keep_first_error<T>(
 }
 
 async fn exec(pool: &PgPool, sql: &str) -> anyhow::Result<()> {
-    sqlx::query(AssertSqlSafe(sql.to_owned()))
+    // A simple query prepares no statement, so it also runs through a transaction-mode pooler.
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
         .execute(pool)
         .await
         .with_context(|| format!("could not run {sql}"))?;

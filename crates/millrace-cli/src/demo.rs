@@ -18,6 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::database::{ConnectionArgs, Database, postgres_options, sqlite_schema};
 use crate::output::{StdoutClosed, chain, errln, outln};
+use crate::pooler::PoolerArgs;
 use crate::signals::Signals;
 
 /// The first wait after a failed insert; it doubles with each failure in a row, with jitter,
@@ -72,6 +73,8 @@ pub(crate) struct DemoArgs {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     periodic_secs: u64,
+    #[command(flatten)]
+    pooler: PoolerArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -220,11 +223,16 @@ impl DemoArgs {
                     .await
                     .context("could not connect to PostgreSQL")?;
                 let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", schema.name());
-                sqlx::query(sqlx::AssertSqlSafe(create))
+                // A simple query prepares no statement, so it also runs through a
+                // transaction-mode pooler.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(create))
                     .execute(&pool)
                     .await
                     .context("could not create the demo schema")?;
-                let driver = PgDriver::new(pool).with_schema(schema);
+                let driver = self
+                    .pooler
+                    .apply(PgDriver::new(pool).with_schema(schema))
+                    .await?;
                 run(driver, &self, &format!("schema {name}")).await
             }
             Database::Sqlite(url) => {

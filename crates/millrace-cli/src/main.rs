@@ -7,6 +7,7 @@ mod database;
 mod demo;
 mod migrate;
 mod output;
+mod pooler;
 mod signals;
 
 use std::process::ExitCode;

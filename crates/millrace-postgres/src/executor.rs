@@ -12,7 +12,7 @@ use millrace_driver::{
 use millrace_types::{JobId, JobRead, JobRow, JobState, job_read_id};
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
-use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 
 use crate::copy::CopyLayout;
 use crate::row::{fetched_job_read, job_read, job_row, leader_row, parse_state, queue_row};
@@ -23,6 +23,8 @@ use crate::{PgDriver, db_error};
 pub struct PgExecutor<'a> {
     driver: &'a PgDriver,
     conn: Option<&'a mut PgConnection>,
+    /// Statements on the pool go to the driver's direct pool, when it has one.
+    direct: bool,
 }
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
@@ -33,39 +35,70 @@ fn query(sql: &Arc<str>) -> PgQuery {
 
 impl<'a> PgExecutor<'a> {
     pub(crate) fn pool(driver: &'a PgDriver) -> Self {
-        PgExecutor { driver, conn: None }
+        PgExecutor {
+            driver,
+            conn: None,
+            direct: false,
+        }
     }
 
     pub(crate) fn conn(driver: &'a PgDriver, conn: &'a mut PgConnection) -> Self {
         PgExecutor {
             driver,
             conn: Some(conn),
+            direct: false,
+        }
+    }
+
+    /// This executor's connection, with statements on the pool sent to the direct pool when
+    /// the driver has one: for leader election (see [`PgDriver::direct`]).
+    fn on_direct(&mut self) -> PgExecutor<'_> {
+        PgExecutor {
+            driver: self.driver,
+            conn: self.conn.as_deref_mut(),
+            direct: true,
+        }
+    }
+
+    /// Where a statement without a connection of its own runs, and whether that pool goes
+    /// through a transaction-mode pooler.
+    fn target(&self) -> (&PgPool, bool) {
+        match self.driver.direct_pool() {
+            Some(direct) if self.direct => (direct, false),
+            _ => (self.driver.pool(), self.driver.is_transaction_pooled()),
         }
     }
 
     async fn fetch_all(&mut self, q: PgQuery) -> Result<Vec<PgRow>> {
-        match &mut self.conn {
-            Some(conn) => q.fetch_all(&mut **conn).await,
-            None => q.fetch_all(self.driver.pool()).await,
-        }
-        .map_err(db_error)
+        Ok(self.run(q, Fetch::All).await?.all())
     }
 
     async fn fetch_optional(&mut self, q: PgQuery) -> Result<Option<PgRow>> {
-        match &mut self.conn {
-            Some(conn) => q.fetch_optional(&mut **conn).await,
-            None => q.fetch_optional(self.driver.pool()).await,
-        }
-        .map_err(db_error)
+        Ok(self.run(q, Fetch::Optional).await?.all().pop())
     }
 
     async fn execute(&mut self, q: PgQuery) -> Result<u64> {
-        match &mut self.conn {
-            Some(conn) => q.execute(&mut **conn).await,
-            None => q.execute(self.driver.pool()).await,
+        Ok(self.run(q, Fetch::None).await?.affected())
+    }
+
+    /// Runs `q` where it belongs. Through a transaction-mode pooler the statement is unnamed
+    /// and, on the pool, wrapped in a transaction: see [`PgDriver::transaction_pooled`].
+    async fn run(&mut self, q: PgQuery, fetch: Fetch) -> Result<Fetched> {
+        if let Some(conn) = &mut self.conn {
+            // A caller's transaction keeps its server connection until it ends, but a named
+            // statement would outlive it there, for the next client to trip over.
+            let q = q.persistent(!self.driver.is_transaction_pooled());
+            return fetch.run(q, &mut **conn).await.map_err(db_error);
         }
-        .map(|r| r.rows_affected())
-        .map_err(db_error)
+        let (pool, pooled) = self.target();
+        if !pooled {
+            return fetch.run(q, pool).await.map_err(db_error);
+        }
+        let q = q.persistent(false);
+        let mut tx = pool.begin().await.map_err(db_error)?;
+        let fetched = fetch.run(q, &mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(fetched)
     }
 
     /// Completion of any outcome, in one statement.
@@ -144,6 +177,49 @@ impl<'a> PgExecutor<'a> {
             .bind(self.driver.queries().schema.name().to_owned());
         let row = self.fetch_optional(q).await?;
         Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
+    }
+}
+
+/// What a statement's caller wants back.
+#[derive(Clone, Copy)]
+enum Fetch {
+    All,
+    Optional,
+    None,
+}
+
+/// What a statement gave back.
+enum Fetched {
+    Rows(Vec<PgRow>),
+    Affected(u64),
+}
+
+impl Fetched {
+    fn all(self) -> Vec<PgRow> {
+        match self {
+            Fetched::Rows(rows) => rows,
+            Fetched::Affected(_) => Vec::new(),
+        }
+    }
+
+    fn affected(self) -> u64 {
+        match self {
+            Fetched::Rows(rows) => rows.len() as u64,
+            Fetched::Affected(n) => n,
+        }
+    }
+}
+
+impl Fetch {
+    async fn run<'e, E>(self, q: PgQuery, on: E) -> sqlx::Result<Fetched>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
+        Ok(match self {
+            Fetch::All => Fetched::Rows(q.fetch_all(on).await?),
+            Fetch::Optional => Fetched::Rows(q.fetch_optional(on).await?.into_iter().collect()),
+            Fetch::None => Fetched::Affected(q.execute(on).await?.rows_affected()),
+        })
     }
 }
 
@@ -710,11 +786,12 @@ impl Executor for PgExecutor<'_> {
 
     async fn leader_attempt_elect(&mut self, params: &LeaderParams) -> Result<Option<LeaderRow>> {
         let queries = self.driver.queries().leader(params.table);
-        self.execute(query(&queries.delete_expired)).await?;
+        let mut exec = self.on_direct();
+        exec.execute(query(&queries.delete_expired)).await?;
         let q = query(&queries.elect)
             .bind(params.leader_id.as_str())
             .bind(params.ttl.as_secs_f64());
-        self.fetch_optional(q)
+        exec.fetch_optional(q)
             .await?
             .as_ref()
             .map(leader_row)
@@ -731,7 +808,8 @@ impl Executor for PgExecutor<'_> {
             .bind(params.leader_id.as_str())
             .bind(params.ttl.as_secs_f64())
             .bind(jiff_sqlx::Timestamp::from(elected_at));
-        self.fetch_optional(q)
+        self.on_direct()
+            .fetch_optional(q)
             .await?
             .as_ref()
             .map(leader_row)
@@ -744,13 +822,14 @@ impl Executor for PgExecutor<'_> {
         if table == LeaderTable::River {
             q = q.bind(queries.schema.channel(Topic::Leadership.as_str()));
         }
-        let row = self.fetch_optional(q).await?;
+        let row = self.on_direct().fetch_optional(q).await?;
         Ok(row.is_some_and(|r| r.get::<i64, _>("n") > 0))
     }
 
     async fn leader_get(&mut self, table: LeaderTable) -> Result<Option<LeaderRow>> {
         let q = query(&self.driver.queries().leader(table).get);
-        self.fetch_optional(q)
+        self.on_direct()
+            .fetch_optional(q)
             .await?
             .as_ref()
             .map(leader_row)

@@ -97,6 +97,9 @@ use queries::Queries;
 ///
 /// Cloning is cheap and shares the pool.
 ///
+/// Behind PgBouncer (or another pooler) in transaction mode, see
+/// [`PgDriver::transaction_pooled`] and [`PgDriver::direct`].
+///
 /// ```no_run
 /// # async fn example() -> Result<(), sqlx::Error> {
 /// let pool = sqlx::PgPool::connect("postgres://localhost/app").await?;
@@ -106,6 +109,10 @@ use queries::Queries;
 #[derive(Debug, Clone)]
 pub struct PgDriver {
     pool: PgPool,
+    /// A pool straight to PostgreSQL, for what must stay on one server session.
+    direct: Option<PgPool>,
+    /// `pool` reaches PostgreSQL through a transaction-mode pooler.
+    transaction_pooled: bool,
     queries: Arc<Queries>,
 }
 
@@ -114,8 +121,104 @@ impl PgDriver {
     pub fn new(pool: PgPool) -> Self {
         PgDriver {
             pool,
+            direct: None,
+            transaction_pooled: false,
             queries: Arc::new(Queries::new(Schema::default())),
         }
+    }
+
+    /// The same driver for a pool that reaches PostgreSQL through PgBouncer (or another
+    /// pooler) in transaction mode, where consecutive transactions of one client connection
+    /// may run on different server connections.
+    ///
+    /// In this mode:
+    /// - No named prepared statement is created. A named statement lives in one server
+    ///   connection, so another client handed that connection later fails with "prepared
+    ///   statement … already exists", and the next statement of this one, sent to another
+    ///   server connection, with "… does not exist". A zero-capacity statement cache does not
+    ///   help: sqlx still names the statements it prepares.
+    /// - A statement run on the pool (not in a transaction of its own) is wrapped in one.
+    ///   sqlx prepares an unnamed statement and executes it in two exchanges, each ending in a
+    ///   `Sync`; outside a transaction the pooler may hand the server connection to another
+    ///   client in between, whose own unnamed statement then replaces this one ("bind message
+    ///   supplies 12 parameters, but prepared statement "" requires 0", or, worse, another
+    ///   statement with as many parameters runs). Inside `BEGIN … COMMIT` the pooler keeps the
+    ///   server connection for the whole statement. This costs two round trips per statement;
+    ///   batches (fetches, completions, inserts) spread them over many jobs.
+    /// - LISTEN needs a session, which the pooler does not give: notifications go through the
+    ///   [`direct`](PgDriver::direct) pool when there is one. Without it,
+    ///   [`supports_listen_notify`](Driver::supports_listen_notify) is `false` and the client
+    ///   polls, as it does on SQLite.
+    ///
+    /// Nothing else Millrace runs needs a session: the migration lock is
+    /// `pg_advisory_xact_lock`, taken in the migration's transaction; leadership and
+    /// persistent-worker leases are rows with expiry times; nothing runs `SET` or creates
+    /// temporary tables. Statements you run on the same pool yourself must follow the same
+    /// rules (`sqlx::query(..).persistent(false)`, inside a transaction).
+    ///
+    /// PgBouncer 1.21 and later can track named statements itself (`max_prepared_statements`);
+    /// this mode works with and without it. Defaults to off.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), sqlx::Error> {
+    /// use millrace_postgres::PgDriver;
+    ///
+    /// // PgBouncer in transaction mode, and PostgreSQL itself for LISTEN and leadership.
+    /// let bouncer = sqlx::PgPool::connect("postgres://app@pgbouncer:6432/app").await?;
+    /// let direct = sqlx::postgres::PgPoolOptions::new()
+    ///     .max_connections(2)
+    ///     .connect("postgres://app@db:5432/app")
+    ///     .await?;
+    /// let driver = PgDriver::new(bouncer).transaction_pooled().direct(direct);
+    /// assert!(driver.is_transaction_pooled());
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn transaction_pooled(mut self) -> Self {
+        self.transaction_pooled = true;
+        self
+    }
+
+    /// The same driver with a second pool that connects straight to PostgreSQL, not through a
+    /// pooler, for what needs a server session of its own: the LISTEN connection, and
+    /// leader election, so that the leader's renewals never queue behind job traffic for the
+    /// pooler's few server connections and lose leadership to a timeout.
+    ///
+    /// One listener connection per client, plus a leader election every few seconds: two
+    /// connections are plenty. Defaults to none: everything goes through the main pool.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), sqlx::Error> {
+    /// # let bouncer = sqlx::PgPool::connect("postgres://app@pgbouncer:6432/app").await?;
+    /// let direct = sqlx::postgres::PgPoolOptions::new()
+    ///     .max_connections(2)
+    ///     .connect_lazy("postgres://app@db:5432/app")?;
+    /// let driver = millrace_postgres::PgDriver::new(bouncer)
+    ///     .transaction_pooled()
+    ///     .direct(direct);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn direct(mut self, pool: PgPool) -> Self {
+        self.direct = Some(pool);
+        self
+    }
+
+    /// Whether the driver is in [transaction-pooled](PgDriver::transaction_pooled) mode.
+    ///
+    /// ```
+    /// # async fn example() {
+    /// let pool = sqlx::PgPool::connect_lazy("postgres://localhost/app").unwrap();
+    /// let driver = millrace_postgres::PgDriver::new(pool);
+    /// assert!(!driver.is_transaction_pooled());
+    /// # }
+    /// ```
+    pub fn is_transaction_pooled(&self) -> bool {
+        self.transaction_pooled
     }
 
     /// The same driver on another schema.
@@ -130,14 +233,36 @@ impl PgDriver {
     #[must_use]
     pub fn with_schema(self, schema: Schema) -> Self {
         PgDriver {
-            pool: self.pool,
             queries: Arc::new(Queries::new(schema)),
+            ..self
         }
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool straight to PostgreSQL given with [`PgDriver::direct`], if any.
+    ///
+    /// ```
+    /// # async fn example() {
+    /// let pool = sqlx::PgPool::connect_lazy("postgres://localhost/app").unwrap();
+    /// assert!(millrace_postgres::PgDriver::new(pool).direct_pool().is_none());
+    /// # }
+    /// ```
+    pub fn direct_pool(&self) -> Option<&PgPool> {
+        self.direct.as_ref()
+    }
+
+    /// The pool for a session-scoped connection: the direct one when given, else the main
+    /// pool unless that goes through a transaction-mode pooler.
+    pub(crate) fn session_pool(&self) -> Option<&PgPool> {
+        match &self.direct {
+            Some(direct) => Some(direct),
+            None if self.transaction_pooled => None,
+            None => Some(&self.pool),
+        }
     }
 
     pub(crate) fn queries(&self) -> &Queries {
@@ -168,6 +293,7 @@ impl Driver for PgDriver {
     }
 
     async fn begin(&self) -> Result<Self::Tx> {
+        // BEGIN is a simple query: no prepared statement, safe through any pooler.
         self.pool.begin().await.map_err(db_error)
     }
 
@@ -184,7 +310,7 @@ impl Driver for PgDriver {
     }
 
     fn supports_listen_notify(&self) -> bool {
-        true
+        self.session_pool().is_some()
     }
 
     fn migrations(&self, line: &str) -> Option<&'static [Migration]> {

@@ -1,4 +1,4 @@
-use millrace_driver::{Listener, Notification, Result, Schema, Topic};
+use millrace_driver::{DriverError, Listener, Notification, Result, Schema, Topic};
 
 use crate::{PgDriver, db_error};
 
@@ -14,7 +14,14 @@ pub struct PgListener {
 
 impl PgListener {
     pub(crate) async fn connect(driver: &PgDriver) -> Result<Self> {
-        let inner = sqlx::postgres::PgListener::connect_with(driver.pool())
+        // LISTEN belongs to a server session: through a transaction-mode pooler it would
+        // land on a shared server connection and its notifications on nobody.
+        let pool = driver.session_pool().ok_or_else(|| {
+            DriverError::Database(
+                "no LISTEN through a transaction-mode pooler without a direct pool".into(),
+            )
+        })?;
+        let inner = sqlx::postgres::PgListener::connect_with(pool)
             .await
             .map_err(db_error)?;
         Ok(PgListener {

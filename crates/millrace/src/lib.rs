@@ -123,9 +123,7 @@ pub use queue_admin::{
 };
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
-pub use shutdown::{
-    SHUTDOWN_GRACE_DEFAULT, ShutdownSignal, ShutdownSignals, shutdown_signal,
-};
+pub use shutdown::{SHUTDOWN_GRACE_DEFAULT, ShutdownSignal, ShutdownSignals, shutdown_signal};
 pub use worker::{BoxError, Job, MAX_OUTPUT_BYTES, WorkError, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]

@@ -16,6 +16,7 @@ mod job_admin;
 mod migrate;
 mod outage;
 mod persistent;
+mod pgbouncer;
 mod runtime;
 mod test_clock;
 mod test_helpers;
