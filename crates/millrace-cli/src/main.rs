@@ -5,6 +5,7 @@ mod bench;
 mod bench_persistent;
 mod database;
 mod demo;
+mod health;
 mod migrate;
 mod output;
 mod pooler;
@@ -58,6 +59,14 @@ its --help."
 as by `| head`), 2 on error or a flag out of range."
     )]
     Demo(demo::DemoArgs),
+    /// Check that the database is reachable and migrated (and, with --require-leader, that a
+    /// River leader runs its maintenance): for a readiness probe or a deploy script.
+    #[command(
+        after_help = "Exit status: 0 when healthy, 1 when not (an unreachable database \
+included), 2 on bad input. --json prints one object: healthy, database_reachable, \
+database_round_trip_ms, database_error, pending_migrations, river_leader."
+    )]
+    Health(health::HealthArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
             Command::Migrate(command) => migrate::run(command).await,
             Command::Bench(command) => command.run().await,
             Command::Demo(args) => args.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Health(args) => args.run().await,
         }
     });
     match result {

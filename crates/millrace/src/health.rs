@@ -105,7 +105,7 @@ impl<D: Driver> Client<D> {
         let round_trip = sent.elapsed();
         let (database_reachable, database_error, river_leader_id) = match leader {
             Ok(Ok(row)) => (true, None, row.map(|r| r.leader_id)),
-            Ok(Err(err)) => (false, Some(crate::Error::from(err).to_string()), None),
+            Ok(Err(err)) => (false, Some(crate::job_executor::error_chain(&err)), None),
             Err(_) => (
                 false,
                 Some(format!(

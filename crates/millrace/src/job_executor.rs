@@ -284,7 +284,7 @@ pub(crate) fn output_merge(run: &JobRunState) -> Option<String> {
 }
 
 /// An error and its sources, `outer: inner: innermost`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

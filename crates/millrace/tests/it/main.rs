@@ -18,5 +18,6 @@ mod outage;
 mod persistent;
 mod pgbouncer;
 mod runtime;
+mod shutdown;
 mod test_clock;
 mod test_helpers;
