@@ -153,7 +153,9 @@ pub async fn node(
     let driver = PgDriver::new(pool).with_schema(schema);
     let client = client(driver, id, ConsumeStreamWorker::default(), heartbeat_lease)?;
     client.start().await?;
-    println!("node {id}: started, heartbeat lease {heartbeat_lease:?}; stop with Ctrl-C or SIGTERM");
+    println!(
+        "node {id}: started, heartbeat lease {heartbeat_lease:?}; stop with Ctrl-C or SIGTERM"
+    );
     // The loop ends only when its token fires: no grace, so the stop cancels it at once (see
     // `run`).
     let signal = client.run_until_shutdown(Duration::ZERO).await?;

@@ -1,5 +1,5 @@
 use jiff::Timestamp;
-use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
+use millrace_types::{AttemptError, JobId, JobRow, JobState, UndecodableJob, UniqueStates};
 
 /// One job to insert, with every option resolved and validated by the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,69 @@ pub struct JobInsertParams {
     pub unique_key: Option<Vec<u8>>,
     /// The unique states, for unique jobs.
     pub unique_states: Option<UniqueStates>,
+}
+
+impl JobInsertParams {
+    /// What an insert reports for a unique duplicate whose live row could not be decoded
+    /// (written by hand or by another client with a value no River client writes): the live
+    /// job's id, kind, queue, state and attempts, and the rest as this insert asked. The
+    /// insert is not failed for it, so that the other jobs of its batch, already stored, are
+    /// not inserted twice by a retry.
+    ///
+    /// ```
+    /// use millrace_driver::JobInsertParams;
+    /// use millrace_driver::types::{JobId, JobState, UndecodableJob};
+    ///
+    /// let params = JobInsertParams {
+    ///     args: "{}".into(),
+    ///     created_at: None,
+    ///     kind: "email".into(),
+    ///     max_attempts: 25,
+    ///     metadata: "{}".into(),
+    ///     priority: 1,
+    ///     queue: "default".into(),
+    ///     scheduled_at: None,
+    ///     state: JobState::Available,
+    ///     tags: Vec::new(),
+    ///     unique_key: Some(vec![1; 32]),
+    ///     unique_states: None,
+    /// };
+    /// let live = UndecodableJob {
+    ///     id: JobId(9),
+    ///     kind: "email".into(),
+    ///     queue: "default".into(),
+    ///     state: JobState::Running,
+    ///     attempt: 1,
+    ///     max_attempts: 25,
+    ///     error: "unexpected value in column errors: …".into(),
+    /// };
+    /// let row = params.stand_in_for(&live);
+    /// assert_eq!((row.id, row.state), (JobId(9), JobState::Running));
+    /// ```
+    pub fn stand_in_for(&self, live: &UndecodableJob) -> JobRow {
+        let now = Timestamp::now();
+        let json = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        JobRow {
+            id: live.id,
+            args: json(&self.args),
+            attempt: live.attempt,
+            attempted_at: None,
+            attempted_by: Vec::new(),
+            created_at: self.created_at.unwrap_or(now),
+            errors: Vec::new(),
+            finalized_at: None,
+            kind: live.kind.clone(),
+            max_attempts: live.max_attempts,
+            metadata: json(&self.metadata),
+            priority: self.priority,
+            queue: live.queue.clone(),
+            scheduled_at: self.scheduled_at.unwrap_or(now),
+            state: live.state,
+            tags: self.tags.clone(),
+            unique_key: self.unique_key.clone(),
+            unique_states: self.unique_states,
+        }
+    }
 }
 
 /// A stored job, and whether the insert found a live duplicate instead of inserting.

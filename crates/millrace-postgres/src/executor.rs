@@ -447,14 +447,27 @@ impl Executor for PgExecutor<'_> {
             );
         let rows = self.fetch_all(q).await?;
         if unique {
+            // One row per job, in the order of the params.
             return rows
                 .iter()
-                .map(|row| {
+                .enumerate()
+                .map(|(index, row)| {
+                    let duplicate = row
+                        .try_get("unique_skipped_as_duplicate")
+                        .map_err(db_error)?;
+                    let job = match (job_read(row)?, jobs.get(index)) {
+                        (Ok(job), _) => job,
+                        // The statement has committed: failing now would have a retry insert
+                        // the batch's other jobs twice.
+                        (Err(live), Some(params)) if duplicate && rows.len() == jobs.len() => {
+                            tracing::warn!(job_id = %live.id, error = %live.error, "an insert's unique duplicate could not be decoded; reporting it from the insert's own options");
+                            params.stand_in_for(&live)
+                        }
+                        (Err(live), _) => return Err(DriverError::UndecodableJob(Box::new(live))),
+                    };
                     Ok(JobInsertResult {
-                        job: job_row(row)?,
-                        unique_skipped_as_duplicate: row
-                            .try_get("unique_skipped_as_duplicate")
-                            .map_err(db_error)?,
+                        job,
+                        unique_skipped_as_duplicate: duplicate,
                     })
                 })
                 .collect();

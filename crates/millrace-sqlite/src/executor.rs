@@ -397,11 +397,18 @@ impl Executor for SqliteExecutor<'_> {
             let live = scope
                 .fetch_all(query(&queries.job_get_live_by_keys).bind(keys))
                 .await?;
-            let mut by_key: HashMap<Vec<u8>, JobRow> = HashMap::new();
+            // A live row that does not decode still names its key: the duplicate is reported
+            // from the insert's own options rather than failing the batch.
+            let mut by_key: HashMap<Vec<u8>, JobRead> = HashMap::new();
             for row in &live {
-                let job = job_row(row)?;
-                if let Some(key) = job.unique_key.clone() {
-                    by_key.insert(key, job);
+                let key: Option<Vec<u8>> =
+                    row.try_get("unique_key")
+                        .map_err(|err| DriverError::Decode {
+                            column: "unique_key",
+                            message: err.to_string(),
+                        })?;
+                if let Some(key) = key {
+                    by_key.insert(key, job_read(row)?);
                 }
             }
             for (result, job) in results.iter_mut().zip(jobs) {
@@ -410,10 +417,14 @@ impl Executor for SqliteExecutor<'_> {
                         .unique_key
                         .as_ref()
                         .expect("only unique jobs are skipped");
-                    let live = by_key
-                        .get(key)
-                        .cloned()
-                        .ok_or_else(|| missing_row("live unique job lookup"))?;
+                    let live = match by_key.get(key) {
+                        Some(Ok(live)) => live.clone(),
+                        Some(Err(live)) => {
+                            tracing::warn!(job_id = %live.id, error = %live.error, "an insert's unique duplicate could not be decoded; reporting it from the insert's own options");
+                            job.stand_in_for(live)
+                        }
+                        None => return Err(missing_row("live unique job lookup")),
+                    };
                     *result = Some(JobInsertResult {
                         job: live,
                         unique_skipped_as_duplicate: true,

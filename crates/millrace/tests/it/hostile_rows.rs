@@ -363,3 +363,41 @@ async fn the_stuck_job_rescuer_goes_on_past_a_row_that_does_not_decode() {
     assert_eq!(page.undecodable[0].id, bad);
     assert_eq!(page.undecodable[0].state, JobState::Available);
 }
+
+#[tokio::test]
+async fn an_insert_whose_unique_duplicate_does_not_decode_reports_it_and_keeps_the_batch() {
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let unique = InsertOpts::new().unique(millrace::UniqueOpts::new().by_args());
+    let live = client
+        .insert(Note { n: 1 }, Some(unique.clone()))
+        .await
+        .unwrap()
+        .job
+        .id;
+    let (_, set) = hostile_values()
+        .into_iter()
+        .find(|(case, _)| *case == "errors_at_not_a_time")
+        .unwrap();
+    set_raw(&db, live, set).await;
+
+    // A duplicate of the unreadable row beside a new job: the batch is stored once, and the
+    // duplicate is reported by the live job's id.
+    let results = client
+        .insert_many([
+            millrace::InsertManyParams::new(Note { n: 1 }).opts(unique),
+            millrace::InsertManyParams::new(Note { n: 2 }),
+        ])
+        .await
+        .unwrap();
+    assert!(results[0].unique_skipped_as_duplicate);
+    assert_eq!(results[0].job.id, live);
+    assert_eq!(results[0].job.state, JobState::Available);
+    assert!(!results[1].unique_skipped_as_duplicate);
+    let page = client
+        .job_list(JobListParams::new().kinds(["note"]))
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len() + page.undecodable.len(), 2, "nothing twice");
+    assert_eq!(page.undecodable[0].id, live);
+}
