@@ -1,7 +1,7 @@
 //! Writing to stdout and stderr without panicking.
 //!
 //! `println!` panics when its reader went away (`millrace … | head`), because Rust ignores
-//! SIGPIPE and the write fails with `EPIPE`. Lines go through [`line`] instead, which turns a
+//! SIGPIPE and the write fails with `EPIPE`. Lines go through [`line()`] instead, which turns a
 //! closed stdout into [`StdoutClosed`]: an error that unwinds the command through its cleanup
 //! (the benchmark drops its schema) and that `main` turns into a quiet exit with status 0.
 
