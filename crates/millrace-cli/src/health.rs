@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use millrace::{Client, Driver, HealthReport, Migrator, Schema};
-use millrace_postgres::PgDriver;
+use millrace_postgres::{ConnectError, PgDriver};
 use serde::Serialize;
-use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
 
 use crate::database::{ConnectionArgs, Database, sqlite_schema};
 use crate::output::{chain, outln};
@@ -56,27 +54,23 @@ impl HealthArgs {
                     None => Schema::default(),
                     Some(name) => Schema::new(name).context("--schema")?,
                 };
-                let opts = options.to_pg_options()?;
-                // One plain connection first: a pool reports a refused connection only as
-                // "pool timed out", and an unreachable server is a finding, not an error.
-                let first =
-                    tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts));
-                match first.await {
-                    Ok(Ok(conn)) => {
-                        let _ = conn.close().await;
+                // The library's first-connection check: a pool reports a refused connection
+                // only as "pool timed out". Bad settings stay errors (status 2); a server that
+                // does not answer is a finding.
+                let timeout = options.get_connect_timeout().min(CONNECT_TIMEOUT);
+                let options = options.connect_timeout(timeout);
+                match options.check().await {
+                    Ok(opts) => {
                         let pool = options
                             .pool_options()
                             .max_connections(1)
-                            .acquire_timeout(CONNECT_TIMEOUT)
                             .connect_lazy_with(opts);
                         check(PgDriver::new(pool).with_schema(schema), self.require_leader).await
                     }
-                    Ok(Err(err)) => unreachable(format!("{}: {}", options.target(), chain(&err))),
-                    Err(_) => unreachable(format!(
-                        "{}: no answer within {} s",
-                        options.target(),
-                        CONNECT_TIMEOUT.as_secs()
-                    )),
+                    Err(err @ (ConnectError::Connect { .. } | ConnectError::Timeout { .. })) => {
+                        unreachable(chain(&err))
+                    }
+                    Err(err) => return Err(err.into()),
                 }
             }
             Database::Sqlite(url) => {
