@@ -380,6 +380,15 @@ async fn queue_admin_gets_lists_and_updates_and_every_client_hears_of_it() {
     .await
     .expect("the other client hears of the change");
     assert_eq!(heard, ("reports".to_owned(), json!({ "owner": "billing" })));
+    // The producer records its queue on its first refresh, which races its first fetch: wait
+    // for the row rather than assume it is there by now.
+    tokio::time::timeout(DEADLINE, async {
+        while admin.queue_get(millrace::QUEUE_DEFAULT).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the worker client records its queue");
     worker_client.stop().await.unwrap();
 
     let got = admin.queue_get("reports").await.unwrap();
