@@ -461,6 +461,7 @@ ON CONFLICT (id) DO UPDATE
             r#"
 SELECT {cols} FROM {job}
 WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = ANY($1::text[])
+  AND NOT starts_with(kind, $3)
 ORDER BY id
 LIMIT $2"#
         );

@@ -557,6 +557,7 @@ ON CONFLICT (id) DO UPDATE
             r#"
 SELECT {cols} FROM {job}
 WHERE state = 'running' AND attempted_by ->> '$[#-1]' IN (SELECT value FROM json_each(?1))
+  AND substr(kind, 1, length(?3)) <> ?3
 ORDER BY id
 LIMIT ?2"#
         );

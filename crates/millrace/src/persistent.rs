@@ -33,8 +33,7 @@ use crate::runtime::{Shared, WorkGuard};
 use crate::worker::BoxError;
 use crate::{Client, Error, InsertOpts, Result, UniqueOpts};
 
-/// The prefix of every persistent worker's kind.
-pub const PERSISTENT_KIND_PREFIX: &str = "millrace_persistent:";
+pub use millrace_driver::PERSISTENT_KIND_PREFIX;
 
 /// The queue persistent workers use unless configured otherwise: no River client serving
 /// `default` ever fetches them.

@@ -32,19 +32,11 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     }
     loop {
         let rows = exec.job_get_running_of_clients(&dead, BATCH).await?;
+        // Persistent instances are left out by the statement itself: they move by their own
+        // lease, which the holder fences itself by, so a heartbeat shorter than that lease must
+        // not hand them over early. Filtering them here, after the limit, would fetch the same
+        // batch for ever once a whole batch were instances (issue 15).
         let count = rows.len();
-        // Persistent instances move by their own lease, which the holder fences itself by;
-        // a heartbeat shorter than that lease must not hand them over early.
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| {
-                let kind = match r {
-                    Ok(job) => &job.kind,
-                    Err(job) => &job.kind,
-                };
-                !kind.starts_with(crate::persistent::PERSISTENT_KIND_PREFIX)
-            })
-            .collect();
         if !rows.is_empty() {
             tracing::warn!(clients = ?dead, jobs = count, "rescuing the jobs of clients whose heartbeat lease ran out");
             let queues: BTreeSet<String> = rows
