@@ -1,5 +1,15 @@
 //! The state a started client's tasks share, and starting and stopping them.
 
+pub(crate) mod completer;
+pub(crate) mod elector;
+pub(crate) mod heartbeat;
+pub(crate) mod job_executor;
+pub(crate) mod maintenance;
+pub(crate) mod notifier;
+pub(crate) mod panic_trace;
+pub(crate) mod producer;
+pub(crate) mod undecodable;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,10 +27,10 @@ use crate::completer::{Completer, Completion};
 use crate::event::Event;
 use crate::heartbeat::Heartbeat;
 use crate::leader::{ElectionTiming, Elector, LeaderSignals};
-use crate::maintenance::{self, ServiceFn};
 use crate::persistent::{Keeper, PersistentEntry};
 use crate::producer::Producer;
 use crate::{QueueConfig, RetryPolicy, TestClock, Workers};
+use maintenance::ServiceFn;
 
 /// The runtime settings of a client, fixed at build time.
 #[derive(Clone)]

@@ -1,3 +1,9 @@
+pub(crate) mod client_id;
+pub(crate) mod health;
+pub(crate) mod job_admin;
+pub(crate) mod queue_admin;
+pub(crate) mod shutdown;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
