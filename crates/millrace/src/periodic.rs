@@ -19,9 +19,13 @@ use millrace_driver::{Driver, Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::insert::InsertManyParams;
+use crate::client::Client;
+use crate::clock::TestClock;
+use crate::error::{Error, Result};
+use crate::insert_opts::InsertOpts;
+use crate::insert_params::InsertManyParams;
+use crate::job_args::JobArgs;
 use crate::runtime::Shared;
-use crate::{Client, Error, InsertOpts, JobArgs, Result, TestClock};
 
 /// Metadata key marking jobs a periodic job inserted, as River does.
 pub const METADATA_PERIODIC: &str = "periodic";

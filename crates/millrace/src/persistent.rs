@@ -26,12 +26,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::Client;
+use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::insert::InsertManyParams;
-use crate::panic_trace::{Traced, panic_message, take_trace};
+use crate::insert_opts::{InsertOpts, UniqueOpts};
+use crate::insert_params::InsertManyParams;
+use crate::runtime::panic_trace::{Traced, panic_message, take_trace};
 use crate::runtime::{Shared, WorkGuard};
 use crate::worker::BoxError;
-use crate::{Client, Error, InsertOpts, Result, UniqueOpts};
 
 pub use millrace_driver::PERSISTENT_KIND_PREFIX;
 
@@ -189,12 +191,12 @@ impl PersistentEntry {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-        if !valid_name || crate::insert::validate_kind(&kind).is_err() {
+        if !valid_name || crate::names::validate_kind(&kind).is_err() {
             return Err(Error::Config(format!(
                 "persistent worker name {name:?} is invalid: use letters, digits, '_', '-' and '.'"
             )));
         }
-        crate::insert::validate_queue(&opts.queue)
+        crate::names::validate_queue(&opts.queue)
             .map_err(|err| Error::Config(format!("persistent worker {name:?}: {err}")))?;
         if opts.lease < Duration::from_secs(1) {
             return Err(Error::Config(format!(

@@ -15,7 +15,9 @@ use millrace_types::JobRow;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Client, Error, JobArgs, Result};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::job_args::JobArgs;
 
 /// Any error, boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -72,7 +74,7 @@ pub trait Worker: Send + Sync + 'static {
 
     /// Middleware around this worker's jobs, inside the client's. Called once, when the worker
     /// is registered. Defaults to none.
-    fn middleware(&self) -> Vec<Arc<dyn crate::WorkMiddleware>> {
+    fn middleware(&self) -> Vec<Arc<dyn crate::middleware::WorkMiddleware>> {
         Vec::new()
     }
 
@@ -373,7 +375,7 @@ pub(crate) trait ErasedWorker: Send + Sync {
     fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String>;
 
     /// The worker's own middleware.
-    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>];
+    fn middleware(&self) -> &[Arc<dyn crate::middleware::WorkMiddleware>];
 
     fn next_retry(&self, row: &JobRow) -> Option<Timestamp>;
 
@@ -381,10 +383,10 @@ pub(crate) trait ErasedWorker: Send + Sync {
     fn timeout_for(&self, row: &JobRow) -> Option<Duration>;
 }
 
-struct Erased<W>(Arc<W>, Vec<Arc<dyn crate::WorkMiddleware>>);
+struct Erased<W>(Arc<W>, Vec<Arc<dyn crate::middleware::WorkMiddleware>>);
 
 impl<W: Worker> ErasedWorker for Erased<W> {
-    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>] {
+    fn middleware(&self) -> &[Arc<dyn crate::middleware::WorkMiddleware>] {
         &self.1
     }
 
@@ -468,7 +470,7 @@ impl Workers {
             .chain(<W::Args as JobArgs>::KIND_ALIASES.iter().copied());
         let kinds: Vec<&str> = kinds.collect();
         for kind in &kinds {
-            crate::insert::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
+            crate::names::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
             if self.by_kind.contains_key(*kind) {
                 return Err(Error::Config(format!(
                     "a worker for kind {kind:?} is already registered"

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use millrace_driver::{Driver, Executor, LeaderTable};
 use serde::Serialize;
 
-use crate::Client;
+use super::Client;
 
 /// How long [`Client::health`] waits for the database before reporting it unreachable.
 pub const HEALTH_DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +105,11 @@ impl<D: Driver> Client<D> {
         let round_trip = sent.elapsed();
         let (database_reachable, database_error, river_leader_id) = match leader {
             Ok(Ok(row)) => (true, None, row.map(|r| r.leader_id)),
-            Ok(Err(err)) => (false, Some(crate::job_executor::error_chain(&err)), None),
+            Ok(Err(err)) => (
+                false,
+                Some(crate::runtime::job_executor::error_chain(&err)),
+                None,
+            ),
             Err(_) => (
                 false,
                 Some(format!(

@@ -6,7 +6,8 @@ use millrace_driver::{
 };
 use millrace_types::{JobId, JobRead, JobRow, JobState, UndecodableJob, job_read_id};
 
-use crate::{Client, Error, Result};
+use super::Client;
+use crate::error::{Error, Result};
 
 /// The most rows one [`Client::job_list`] call returns.
 pub const JOB_LIST_MAX_LIMIT: i64 = 10_000;

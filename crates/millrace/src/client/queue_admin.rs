@@ -5,7 +5,10 @@ use millrace_driver::{Driver, Executor};
 
 pub use millrace_driver::QueueRow;
 
-use crate::{Client, Error, Result};
+use super::Client;
+use super::builder::validate_queue_config;
+use crate::error::{Error, Result};
+use crate::queue_config::QueueConfig;
 
 /// The most queues one [`Client::queue_list`] call returns.
 pub const QUEUE_LIST_MAX_LIMIT: i64 = 10_000;
@@ -150,7 +153,7 @@ async fn update<E: Executor>(
     name: &str,
     params: QueueUpdateParams,
 ) -> Result<QueueRow> {
-    crate::insert::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
+    crate::names::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
     match params.metadata {
         None => exec
             .queue_get(name)
@@ -170,5 +173,89 @@ async fn update<E: Executor>(
         Some(other) => Err(Error::InvalidArgument(format!(
             "queue metadata must be a JSON object, not {other}"
         ))),
+    }
+}
+
+impl<D: Driver> Client<D> {
+    /// Works another queue from now on (and after the next start).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid name or configuration, or a queue already worked.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_add("reports", millrace::QueueConfig::new().max_workers(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_add(&self, name: impl Into<String>, config: QueueConfig) -> Result<()> {
+        let name = name.into();
+        validate_queue_config(&name, &config)?;
+        {
+            let mut queues = self.inner.queues.lock().expect("lock poisoned");
+            if queues.iter().any(|(n, _)| *n == name) {
+                return Err(Error::Config(format!("queue {name:?} is already worked")));
+            }
+            queues.push((name.clone(), config.clone()));
+        }
+        if let Some(runtime) = self.inner.runtime.lock().await.as_mut() {
+            runtime.add_queue(&name, &config);
+        }
+        Ok(())
+    }
+
+    /// Pauses a queue fleet-wide, or every queue for `"*"`: clients stop fetching from it
+    /// (running jobs finish). Recorded in `river_queue`, so clients started later honour it,
+    /// and announced on `river_control`, which River's clients follow too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid queue name; [`Error::Driver`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_pause("email").await?;
+    /// client.queue_resume("email").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_pause(&self, name: &str) -> Result<()> {
+        self.set_paused(name, true).await
+    }
+
+    /// Resumes a paused queue fleet-wide, or every queue for `"*"`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::queue_pause`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// client.queue_resume("*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_resume(&self, name: &str) -> Result<()> {
+        self.set_paused(name, false).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
+        if name != "*" {
+            crate::names::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
+        }
+        self.inner
+            .driver
+            .executor()
+            .queue_set_paused(name, paused)
+            .await?;
+        // Applied here at once; other clients follow the notification (or their next refresh).
+        if let Some(runtime) = self.inner.runtime.lock().await.as_ref() {
+            runtime.shared.told_paused(name, paused);
+        }
+        Ok(())
     }
 }

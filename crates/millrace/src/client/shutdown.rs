@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use millrace_driver::Driver;
 
-use crate::{Client, Error, Result};
+use super::Client;
+use crate::error::{Error, Result};
 
 /// How long [`Client::run_until_shutdown`] lets running jobs finish when asked to, by
 /// convention: 20 s leaves the cancel grace and the stop's bounded wait on the database

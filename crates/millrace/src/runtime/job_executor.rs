@@ -14,11 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::Workers;
-use crate::completer::Completion;
 use crate::middleware::{ErrorHandling, WorkMiddleware, wrap_work};
-use crate::panic_trace::{Traced, panic_message, take_trace};
+use crate::runtime::completer::Completion;
+use crate::runtime::panic_trace::{Traced, panic_message, take_trace};
 use crate::runtime::{RuntimeConfig, Shared};
+use crate::worker::Workers;
 use crate::worker::{JobContext, JobRunState, MergeFn, WorkError};
 
 /// Why a job's work was interrupted before it returned.

@@ -23,13 +23,16 @@ use tokio_util::sync::CancellationToken;
 
 use millrace_driver::LeaderTable;
 
-use crate::completer::{Completer, Completion};
+use crate::clock::TestClock;
 use crate::event::Event;
-use crate::heartbeat::Heartbeat;
-use crate::leader::{ElectionTiming, Elector, LeaderSignals};
 use crate::persistent::{Keeper, PersistentEntry};
-use crate::producer::Producer;
-use crate::{QueueConfig, RetryPolicy, TestClock, Workers};
+use crate::queue_config::QueueConfig;
+use crate::retry_policy::RetryPolicy;
+use crate::runtime::completer::{Completer, Completion};
+use crate::runtime::elector::{ElectionTiming, Elector, LeaderSignals};
+use crate::runtime::heartbeat::Heartbeat;
+use crate::runtime::producer::Producer;
+use crate::worker::Workers;
 use maintenance::ServiceFn;
 
 /// The runtime settings of a client, fixed at build time.
@@ -51,8 +54,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) completer_flush_interval: Duration,
     pub(crate) heartbeat_lease: Duration,
     pub(crate) maintenance: MaintenanceConfig,
-    pub(crate) work_middleware: Vec<Arc<dyn crate::WorkMiddleware>>,
-    pub(crate) error_handler: Option<Arc<dyn crate::ErrorHandler>>,
+    pub(crate) work_middleware: Vec<Arc<dyn crate::middleware::WorkMiddleware>>,
+    pub(crate) error_handler: Option<Arc<dyn crate::middleware::ErrorHandler>>,
     /// The time the client works by, when a test set one; else the system clock.
     pub(crate) clock: Option<TestClock>,
 }
@@ -130,7 +133,8 @@ pub(crate) struct Shared<D: Driver> {
     /// Notifications for the River leader elector.
     pub(crate) river_leader_signals: Arc<LeaderSignals>,
     /// Each producer's last fetch, for the health report.
-    pub(crate) fetches: Mutex<std::collections::BTreeMap<String, crate::health::FetchRecord>>,
+    pub(crate) fetches:
+        Mutex<std::collections::BTreeMap<String, crate::client::health::FetchRecord>>,
     /// The persistent workers this client runs an instance of now, for the health report.
     pub(crate) persistent_held: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -242,7 +246,7 @@ impl<D: Driver> Runtime<D> {
         events: broadcast::Sender<Event>,
         client_any: Arc<dyn Any + Send + Sync>,
     ) -> (Self, Option<tokio::sync::oneshot::Receiver<()>>) {
-        crate::panic_trace::install_hook();
+        crate::runtime::panic_trace::install_hook();
         let total_workers: usize = queues.iter().map(|(_, q)| q.max_workers).sum();
         // Backpressure: once this many outcomes wait, finished jobs hold their slots and the
         // producers stop fetching until the completer catches up.
@@ -308,7 +312,7 @@ impl<D: Driver> Runtime<D> {
         let mut listening = None;
         if !runtime.shared.config.poll_only && runtime.shared.driver.supports_listen_notify() {
             let (ready, ready_rx) = tokio::sync::oneshot::channel();
-            let notifier = crate::notifier::Notifier::new(runtime.shared.clone(), ready);
+            let notifier = crate::runtime::notifier::Notifier::new(runtime.shared.clone(), ready);
             runtime
                 .services
                 .push(tokio::spawn(notifier.run(stop.clone())));

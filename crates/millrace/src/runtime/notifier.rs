@@ -125,10 +125,13 @@ impl<D: Driver> Notifier<D> {
     fn control(&self, control: Control) {
         if control.action == "metadata_changed" {
             if let Some(queue) = control.queue {
-                let _ = self.shared.events.send(crate::Event::QueueMetadataChanged {
-                    queue,
-                    metadata: control.metadata.unwrap_or_default(),
-                });
+                let _ = self
+                    .shared
+                    .events
+                    .send(crate::event::Event::QueueMetadataChanged {
+                        queue,
+                        metadata: control.metadata.unwrap_or_default(),
+                    });
             }
             return;
         }

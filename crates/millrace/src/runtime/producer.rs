@@ -249,14 +249,15 @@ impl<D: Driver> Producer<D> {
                     token: token.clone(),
                 },
             );
-            jobs.spawn(crate::job_executor::run_job(
+            jobs.spawn(crate::runtime::job_executor::run_job(
                 self.shared.clone(),
                 row,
                 token,
             ));
         }
         if !undecodable.is_empty()
-            && let Err(err) = crate::undecodable::fail_fetched(&self.shared, undecodable).await
+            && let Err(err) =
+                crate::runtime::undecodable::fail_fetched(&self.shared, undecodable).await
         {
             // The rows stay running under this client, held by no task: give them back
             // before the next fetch, which fails them again.

@@ -12,7 +12,7 @@ use millrace_types::{AttemptError, JobRead, JobRow};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Shared;
-use crate::undecodable::failed_attempt;
+use crate::runtime::undecodable::failed_attempt;
 
 const BATCH: i32 = 1_000;
 
