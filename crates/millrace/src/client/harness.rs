@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
+use millrace_driver::{AttemptFence, Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{JobId, JobRow};
 
 use super::Client;
@@ -25,12 +25,10 @@ impl<D: Driver> Client<D> {
             .inner
             .driver
             .conn_executor(conn)
-            .job_complete_many(&[JobCompleteParams {
-                id,
-                attempt,
-                outcome: JobOutcome::Completed,
-                metadata_merge: None,
-            }])
+            .job_complete_many(&[JobCompleteParams::new(
+                AttemptFence::new(id, attempt),
+                JobOutcome::Completed,
+            )])
             .await?;
         if done.is_empty() {
             return Err(Error::JobNotRunning(id));
@@ -112,12 +110,8 @@ impl<D: Driver> Client<D> {
         self.inner
             .driver
             .conn_executor(&mut *conn)
-            .job_complete_many(&[JobCompleteParams {
-                id,
-                attempt: row.attempt,
-                outcome,
-                metadata_merge: crate::runtime::job_executor::output_merge(&run),
-            }])
+            .job_complete_many(&[JobCompleteParams::new(&row, outcome)
+                .metadata_merge(crate::runtime::job_executor::output_merge(&run))])
             .await?;
         let job = self
             .inner

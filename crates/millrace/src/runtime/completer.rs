@@ -146,11 +146,9 @@ async fn store<D: Driver>(
         // outcome when it rolled back.
         let params: Vec<JobCompleteParams> = chunk
             .iter()
-            .map(|c| JobCompleteParams {
-                id: c.row.id,
-                attempt: c.row.attempt,
-                outcome: c.outcome.clone(),
-                metadata_merge: c.metadata_merge.clone(),
+            .map(|c| {
+                JobCompleteParams::new(&c.row, c.outcome.clone())
+                    .metadata_merge(c.metadata_merge.clone())
             })
             .collect();
         let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);

@@ -26,10 +26,11 @@ pub(crate) fn failed_attempt(
         now.checked_add(DefaultRetryPolicy::base_delay(attempt))
             .unwrap_or(now)
     });
-    JobCompleteParams {
-        id: job.id,
-        attempt: job.attempt,
-        outcome: JobOutcome::Errored {
+    // The metadata is left as it is: a rescue count cannot be read from a row that did not
+    // decode.
+    JobCompleteParams::new(
+        job,
+        JobOutcome::Errored {
             error: AttemptError {
                 at: now,
                 attempt: i32::from(job.attempt),
@@ -39,10 +40,7 @@ pub(crate) fn failed_attempt(
             retry_at,
             discard: discard || job.attempt >= job.max_attempts,
         },
-        // The metadata is left as it is: a rescue count cannot be read from a row that did
-        // not decode.
-        metadata_merge: None,
-    }
+    )
 }
 
 /// Records a failed attempt for each fetched job whose row did not decode, then tells the

@@ -144,10 +144,9 @@ fn rescue_params<D: Driver>(
         .and_then(serde_json::Value::as_i64)
         .unwrap_or(0)
         + 1;
-    JobCompleteParams {
-        id: row.id,
-        attempt: row.attempt,
-        outcome: JobOutcome::Errored {
+    JobCompleteParams::new(
+        row,
+        JobOutcome::Errored {
             error: AttemptError {
                 // The time of the rescue, not of the attempt, as River's rescuer records it.
                 at: now,
@@ -159,6 +158,8 @@ fn rescue_params<D: Driver>(
             discard: row.attempt >= row.max_attempts
                 || (kind == RescueKind::Stuck && worker.is_none()),
         },
-        metadata_merge: Some(serde_json::json!({ RESCUE_COUNT_KEY: count }).to_string()),
-    }
+    )
+    .metadata_merge(Some(
+        serde_json::json!({ RESCUE_COUNT_KEY: count }).to_string(),
+    ))
 }
