@@ -83,6 +83,9 @@ mod queue_config;
 mod retry_policy;
 mod worker;
 
+// The insert pipeline, shared by the client and the runtime.
+mod insert;
+
 // The client handle.
 mod client;
 

@@ -15,7 +15,8 @@ use millrace_types::JobRow;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Client;
+// The one way up from the API floor: a job hands out the client working it.
+use crate::client::{Client, ClientHandle};
 use crate::error::{Error, Result};
 use crate::job_args::JobArgs;
 
@@ -151,11 +152,7 @@ impl<A> Job<A> {
     /// }
     /// ```
     pub fn client<D: Driver>(&self) -> Result<Client<D>> {
-        self.ctx
-            .client
-            .downcast_ref::<Client<D>>()
-            .cloned()
-            .ok_or_else(|| Error::Config("Job::client asked for another driver type".to_owned()))
+        ClientHandle::client(self.ctx.client.as_ref(), "Job::client")
     }
 
     /// Records the job's output, stored in its metadata under `output` with its outcome (River's

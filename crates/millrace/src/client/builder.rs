@@ -1,6 +1,5 @@
 //! Building a client: every setting, its default and its validation.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,8 +8,9 @@ use millrace_driver::Driver;
 use tokio::sync::broadcast;
 
 use super::{Client, ClientInner};
-use crate::clock::TestClock;
+use crate::clock::{Clock, TestClock};
 use crate::error::{Error, Result};
+use crate::insert::Inserter;
 use crate::insert_opts::InsertOpts;
 use crate::middleware::{ErrorHandler, InsertMiddleware, WorkMiddleware};
 use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
@@ -403,9 +403,10 @@ impl<D: Driver> ClientBuilder<D> {
             }
             persistent.push(entry);
         }
+        let clock = Clock::new(self.test_clock);
         let periodic = PeriodicJobs::new(Arc::new(PeriodicRegistry::new(
             self.insert_opts.clone(),
-            self.test_clock.clone(),
+            clock.clone(),
         )));
         for job in self.periodic_jobs {
             periodic.add(job)?;
@@ -413,9 +414,13 @@ impl<D: Driver> ClientBuilder<D> {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(Client {
             inner: Arc::new(ClientInner {
+                inserter: Arc::new(Inserter::new(
+                    self.driver.clone(),
+                    self.insert_opts,
+                    clock.clone(),
+                    self.insert_middleware,
+                )),
                 driver: self.driver,
-                insert_opts: self.insert_opts,
-                insert_notified: Mutex::new(HashMap::new()),
                 config: RuntimeConfig {
                     id,
                     fetch_cooldown: self.fetch_cooldown,
@@ -434,7 +439,7 @@ impl<D: Driver> ClientBuilder<D> {
                     maintenance: self.maintenance,
                     work_middleware: self.work_middleware,
                     error_handler: self.error_handler,
-                    clock: self.test_clock,
+                    clock,
                 },
                 workers: self.workers,
                 queues: Mutex::new(self.queues),
@@ -442,7 +447,6 @@ impl<D: Driver> ClientBuilder<D> {
                 runtime: tokio::sync::Mutex::new(None),
                 periodic: periodic.registry(),
                 persistent,
-                insert_middleware: self.insert_middleware,
             }),
         })
     }

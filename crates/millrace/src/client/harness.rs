@@ -6,7 +6,7 @@ use std::sync::Arc;
 use millrace_driver::{AttemptFence, Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{JobId, JobRow};
 
-use super::Client;
+use super::{Client, ClientHandle};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::insert_opts::InsertOpts;
@@ -94,7 +94,7 @@ impl<D: Driver> Client<D> {
         let mut workers = Workers::new();
         workers.register(worker)?;
         let hard_stop = tokio_util::sync::CancellationToken::new();
-        let client_any: Arc<dyn std::any::Any + Send + Sync> = Arc::new(self.clone());
+        let client_any = ClientHandle::erased(self);
         let env = crate::runtime::job_executor::ExecEnv {
             workers: &workers,
             config: &self.inner.config,

@@ -77,13 +77,6 @@ impl HealthReport {
     }
 }
 
-/// A producer's fetch record, kept for [`Client::health`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct FetchRecord {
-    pub(crate) last_ok_at: Option<Timestamp>,
-    pub(crate) failures: u32,
-}
-
 impl<D: Driver> Client<D> {
     /// Reports this client's health: one statement to the database (bounded by
     /// [`HEALTH_DATABASE_TIMEOUT`]), and what the running client knows of itself. Never

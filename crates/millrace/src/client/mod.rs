@@ -7,17 +7,16 @@ pub(crate) mod job_admin;
 pub(crate) mod queue_admin;
 pub(crate) mod shutdown;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::any::Any;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use millrace_driver::{Driver, Executor};
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::insert_opts::InsertOpts;
-use crate::middleware::InsertMiddleware;
+use crate::insert::{Inserter, LocalQueues};
 use crate::periodic::{PeriodicJobs, PeriodicRegistry};
 use crate::persistent::PersistentEntry;
 use crate::queue_config::QueueConfig;
@@ -62,9 +61,8 @@ impl<D: Driver> Clone for Client<D> {
 }
 pub(crate) struct ClientInner<D: Driver> {
     pub(crate) driver: D,
-    pub(crate) insert_opts: InsertOpts,
-    /// When each queue last had an insert notification sent, for the 100 ms limit.
-    insert_notified: Mutex<HashMap<String, Instant>>,
+    /// The insert pipeline, shared with the runtime for its own inserts.
+    pub(crate) inserter: Arc<Inserter<D>>,
     pub(crate) config: RuntimeConfig,
     pub(crate) workers: Workers,
     pub(crate) queues: Mutex<Vec<(String, QueueConfig)>>,
@@ -72,7 +70,33 @@ pub(crate) struct ClientInner<D: Driver> {
     pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
     pub(crate) periodic: Arc<PeriodicRegistry>,
     pub(crate) persistent: Vec<PersistentEntry>,
-    pub(crate) insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
+}
+
+/// The client as its jobs and persistent instances reach it ([`Job::client`]), type-erased in
+/// the runtime, which does not know the client's type.
+///
+/// Weak, so that the runtime, which the client owns, does not own the client in turn: no
+/// `Arc` cycle that only `stop()` would break.
+///
+/// [`Job::client`]: crate::worker::Job::client
+pub(crate) struct ClientHandle<D: Driver>(Weak<ClientInner<D>>);
+
+impl<D: Driver> ClientHandle<D> {
+    /// The erased handle of `client`.
+    pub(crate) fn erased(client: &Client<D>) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(ClientHandle(Arc::downgrade(&client.inner)))
+    }
+
+    /// The client behind an erased handle; `caller` names the API in the error.
+    pub(crate) fn client(erased: &(dyn Any + Send + Sync), caller: &str) -> Result<Client<D>> {
+        let handle = erased
+            .downcast_ref::<ClientHandle<D>>()
+            .ok_or_else(|| Error::Config(format!("{caller} asked for another driver type")))?;
+        let inner = handle.0.upgrade().ok_or_else(|| {
+            Error::Config(format!("{caller}: every handle of the client was dropped"))
+        })?;
+        Ok(Client { inner })
+    }
 }
 
 impl<D: Driver> std::fmt::Debug for ClientInner<D> {
@@ -141,8 +165,13 @@ impl<D: Driver> Client<D> {
             &queues,
             &self.inner.persistent,
             self.inner.events.clone(),
-            Arc::new(self.clone()),
+            ClientHandle::erased(self),
+            self.inner.inserter.clone(),
+            self.inner.periodic.clone(),
         );
+        // This client's inserts wake its own producers and keepers from now on.
+        let local: Weak<dyn LocalQueues> = Arc::downgrade(&started.shared) as Weak<dyn LocalQueues>;
+        self.inner.inserter.set_local(Some(local));
         *runtime = Some(started);
         drop(runtime);
         if let Some(listening) = listening {
@@ -214,7 +243,7 @@ impl<D: Driver> Client<D> {
     }
 
     async fn stop_inner(&self, hard: bool, timeout: Option<Duration>) -> Result<()> {
-        let runtime = self.inner.runtime.lock().await.take();
+        let runtime = self.take_runtime().await;
         match runtime {
             Some(runtime) => {
                 runtime.stop(hard, timeout).await;
@@ -253,5 +282,16 @@ impl<D: Driver> Client<D> {
     /// ```
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+}
+
+impl<D: Driver> Client<D> {
+    /// Takes the running runtime to stop it; inserts no longer wake it.
+    pub(crate) async fn take_runtime(&self) -> Option<Runtime<D>> {
+        let runtime = self.inner.runtime.lock().await.take();
+        if runtime.is_some() {
+            self.inner.inserter.set_local(None);
+        }
+        runtime
     }
 }

@@ -151,7 +151,7 @@ impl<D: Driver> Client<D> {
         }
         let first = signals.recv().await;
         tracing::info!(signal = %first, grace = ?grace, "stopping: letting running jobs finish");
-        let Some(runtime) = self.inner.runtime.lock().await.take() else {
+        let Some(runtime) = self.take_runtime().await else {
             // Stopped meanwhile by another caller.
             return Ok(first);
         };

@@ -4,6 +4,7 @@ pub(crate) mod completer;
 pub(crate) mod elector;
 pub(crate) mod heartbeat;
 pub(crate) mod job_executor;
+pub(crate) mod keeper;
 pub(crate) mod maintenance;
 pub(crate) mod notifier;
 pub(crate) mod panic_trace;
@@ -23,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 use millrace_driver::LeaderTable;
 
-use crate::clock::TestClock;
+use crate::clock::Clock;
 use crate::event::Event;
-use crate::persistent::{Keeper, PersistentEntry};
+use crate::insert::{Inserter, LocalQueues};
+use crate::periodic::PeriodicRegistry;
+use crate::persistent::PersistentEntry;
 use crate::queue_config::QueueConfig;
 use crate::retry_policy::RetryPolicy;
 use crate::runtime::completer::{Completer, Completion};
@@ -33,7 +36,9 @@ use crate::runtime::elector::{ElectionTiming, Elector, LeaderSignals};
 use crate::runtime::heartbeat::Heartbeat;
 use crate::runtime::producer::Producer;
 use crate::worker::Workers;
+use keeper::Keeper;
 use maintenance::ServiceFn;
+use maintenance::periodic_enqueuer::PeriodicEnqueuer;
 
 /// The runtime settings of a client, fixed at build time.
 #[derive(Clone)]
@@ -57,7 +62,7 @@ pub(crate) struct RuntimeConfig {
     pub(crate) work_middleware: Vec<Arc<dyn crate::middleware::WorkMiddleware>>,
     pub(crate) error_handler: Option<Arc<dyn crate::middleware::ErrorHandler>>,
     /// The time the client works by, when a test set one; else the system clock.
-    pub(crate) clock: Option<TestClock>,
+    pub(crate) clock: Clock,
 }
 
 /// Settings of the maintenance services.
@@ -75,15 +80,12 @@ pub(crate) struct MaintenanceConfig {
 impl RuntimeConfig {
     /// Now: the test clock's time when one is set, else the system clock's.
     pub(crate) fn now(&self) -> jiff::Timestamp {
-        match &self.clock {
-            Some(clock) => clock.now(),
-            None => jiff::Timestamp::now(),
-        }
+        self.clock.now()
     }
 
     /// The time a fetch is due by: the test clock's, or `None` for the database's `now()`.
     pub(crate) fn fetch_now(&self) -> Option<jiff::Timestamp> {
-        self.clock.as_ref().map(TestClock::now)
+        self.clock.stubbed_now()
     }
 
     /// River's RescueStuckJobsAfter: as configured, else the job timeout plus an hour, else an
@@ -105,6 +107,13 @@ pub(crate) struct Held {
     pub(crate) token: CancellationToken,
 }
 
+/// A producer's fetch record, kept for the client's health report.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FetchRecord {
+    pub(crate) last_ok_at: Option<jiff::Timestamp>,
+    pub(crate) failures: u32,
+}
+
 /// One queue's producer, as the rest of the client reaches it.
 pub(crate) struct ProducerHandle {
     pub(crate) wake: Arc<Notify>,
@@ -120,8 +129,12 @@ pub(crate) struct Shared<D: Driver> {
     pub(crate) producers: Mutex<HashMap<String, ProducerHandle>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) completions: mpsc::Sender<Completion>,
-    /// The client, type-erased, for `Job::client`.
+    /// The client's handle, type-erased, for `Job::client` and `PersistentContext::client`.
+    /// The runtime never looks inside: it does not know the client's type.
     pub(crate) client_any: Arc<dyn Any + Send + Sync>,
+    /// The client's insert pipeline, for the runtime's own inserts (periodic runs, persistent
+    /// instances' rows).
+    pub(crate) inserter: Arc<Inserter<D>>,
     /// Fires on a hard stop: every job's token, then aborts after the grace period.
     pub(crate) hard_stop: CancellationToken,
     /// Fires on any stop: producers stop fetching.
@@ -133,8 +146,7 @@ pub(crate) struct Shared<D: Driver> {
     /// Notifications for the River leader elector.
     pub(crate) river_leader_signals: Arc<LeaderSignals>,
     /// Each producer's last fetch, for the health report.
-    pub(crate) fetches:
-        Mutex<std::collections::BTreeMap<String, crate::client::health::FetchRecord>>,
+    pub(crate) fetches: Mutex<std::collections::BTreeMap<String, FetchRecord>>,
     /// The persistent workers this client runs an instance of now, for the health report.
     pub(crate) persistent_held: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -245,6 +257,8 @@ impl<D: Driver> Runtime<D> {
         persistent: &[PersistentEntry],
         events: broadcast::Sender<Event>,
         client_any: Arc<dyn Any + Send + Sync>,
+        inserter: Arc<Inserter<D>>,
+        periodic: Arc<PeriodicRegistry>,
     ) -> (Self, Option<tokio::sync::oneshot::Receiver<()>>) {
         crate::runtime::panic_trace::install_hook();
         let total_workers: usize = queues.iter().map(|(_, q)| q.max_workers).sum();
@@ -261,6 +275,7 @@ impl<D: Driver> Runtime<D> {
             events,
             completions: tx,
             client_any,
+            inserter,
             hard_stop: CancellationToken::new(),
             soft_stop: CancellationToken::new(),
             river_leader_signals: Arc::new(LeaderSignals::default()),
@@ -318,12 +333,12 @@ impl<D: Driver> Runtime<D> {
                 .push(tokio::spawn(notifier.run(stop.clone())));
             listening = Some(ready_rx);
         }
-        runtime.start_fleet_services(&stop);
+        runtime.start_fleet_services(&stop, periodic);
         (runtime, listening)
     }
 
     /// Heartbeats, the two leader elections, and the services each leadership runs.
-    fn start_fleet_services(&mut self, stop: &CancellationToken) {
+    fn start_fleet_services(&mut self, stop: &CancellationToken, periodic: Arc<PeriodicRegistry>) {
         let shared = &self.shared;
         self.services.push(tokio::spawn(
             Heartbeat::new(shared.clone()).run(stop.clone()),
@@ -339,15 +354,14 @@ impl<D: Driver> Runtime<D> {
             river_tx,
         );
         self.services.push(tokio::spawn(river.run(stop.clone())));
-        let river_services: Vec<ServiceFn<D>> = vec![
-            maintenance::job_scheduler::service::<D>,
-            maintenance::job_rescuer::service::<D>,
-            maintenance::job_cleaner::service::<D>,
-            maintenance::queue_cleaner::service::<D>,
-            maintenance::reindexer::service::<D>,
+        let river_services = vec![
+            with_shared(shared, maintenance::job_scheduler::service::<D>),
+            with_shared(shared, maintenance::job_rescuer::service::<D>),
+            with_shared(shared, maintenance::job_cleaner::service::<D>),
+            with_shared(shared, maintenance::queue_cleaner::service::<D>),
+            with_shared(shared, maintenance::reindexer::service::<D>),
         ];
         self.services.push(tokio::spawn(maintenance::supervise(
-            shared.clone(),
             river_rx,
             river_services,
             stop.clone(),
@@ -363,12 +377,25 @@ impl<D: Driver> Runtime<D> {
             millrace_tx,
         );
         self.services.push(tokio::spawn(millrace.run(stop.clone())));
-        let millrace_services: Vec<ServiceFn<D>> = vec![
-            maintenance::client_rescuer::service::<D>,
-            crate::periodic::service::<D>,
+        let enqueuer: ServiceFn = {
+            let driver = shared.driver.clone();
+            let inserter = shared.inserter.clone();
+            let clock = shared.config.clock.clone();
+            Box::new(move |stop| {
+                let enqueuer = PeriodicEnqueuer::new(
+                    driver.clone(),
+                    inserter.clone(),
+                    periodic.clone(),
+                    clock.clone(),
+                );
+                Box::pin(enqueuer.run(stop))
+            })
+        };
+        let millrace_services = vec![
+            with_shared(shared, maintenance::client_rescuer::service::<D>),
+            enqueuer,
         ];
         self.services.push(tokio::spawn(maintenance::supervise(
-            shared.clone(),
             millrace_rx,
             millrace_services,
             stop.clone(),
@@ -467,6 +494,21 @@ impl<D: Driver> Runtime<D> {
                  themselves"
             );
         }
+    }
+}
+
+/// A service that takes the shared state, as one that takes only its stop token.
+fn with_shared<D: Driver>(
+    shared: &Arc<Shared<D>>,
+    service: fn(Arc<Shared<D>>, CancellationToken) -> maintenance::ServiceFuture,
+) -> ServiceFn {
+    let shared = shared.clone();
+    Box::new(move |stop| service(shared.clone(), stop))
+}
+
+impl<D: Driver> LocalQueues for Shared<D> {
+    fn wake_queue(&self, queue: &str) {
+        Shared::wake_queue(self, queue);
     }
 }
 

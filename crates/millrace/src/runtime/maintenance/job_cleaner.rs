@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use millrace_driver::{Driver, Executor, JobDeleteFinalizedParams};
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +23,7 @@ pub(crate) fn service<D: Driver>(
 
 async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
     let m = &shared.config.maintenance;
-    let now = Timestamp::now();
+    let now = shared.config.now();
     let before = |keep: Option<std::time::Duration>| keep.and_then(|k| now.checked_sub(k).ok());
     let params = JobDeleteFinalizedParams {
         completed_before: before(m.completed_retention),

@@ -6,29 +6,28 @@ pub(crate) mod client_rescuer;
 pub(crate) mod job_cleaner;
 pub(crate) mod job_rescuer;
 pub(crate) mod job_scheduler;
+pub(crate) mod periodic_enqueuer;
 pub(crate) mod queue_cleaner;
 pub(crate) mod reindexer;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use millrace_driver::Driver;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+/// A service's run loop.
+pub(crate) type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A service's run loop, started with its own stop token.
-pub(crate) type ServiceFn<D> =
-    fn(Arc<Shared<D>>, CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Starts a service's run loop under its own stop token. A service gets what it uses when
+/// this is made (River's per-service config), and each start builds it afresh from that.
+pub(crate) type ServiceFn = Box<dyn Fn(CancellationToken) -> ServiceFuture + Send + Sync>;
 
 /// Runs `services` while `is_leader` says so, and stops them when it no longer does.
-pub(crate) async fn supervise<D: Driver>(
-    shared: Arc<Shared<D>>,
+pub(crate) async fn supervise(
     mut is_leader: watch::Receiver<bool>,
-    services: Vec<ServiceFn<D>>,
+    services: Vec<ServiceFn>,
     stop: CancellationToken,
 ) {
     let mut running: Option<(CancellationToken, JoinSet<()>)> = None;
@@ -39,7 +38,7 @@ pub(crate) async fn supervise<D: Driver>(
                 let token = stop.child_token();
                 let mut set = JoinSet::new();
                 for service in &services {
-                    set.spawn(service(shared.clone(), token.clone()));
+                    set.spawn(service(token.clone()));
                 }
                 running = Some((token, set));
             }

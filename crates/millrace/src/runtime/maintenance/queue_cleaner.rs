@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +18,7 @@ pub(crate) fn service<D: Driver>(
     Box::pin(async move {
         let interval = shared.config.maintenance.cleaner_interval;
         super::every("queue_cleaner", interval, stop, || async {
-            let Ok(before) = Timestamp::now().checked_sub(RETENTION) else {
+            let Ok(before) = shared.config.now().checked_sub(RETENTION) else {
                 return Ok(());
             };
             let deleted = shared

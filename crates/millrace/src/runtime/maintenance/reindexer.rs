@@ -21,6 +21,8 @@ pub(crate) fn service<D: Driver>(
             return;
         }
         loop {
+            // The system clock, not the client's: the wait is slept in real time, so a test
+            // clock standing still must not stretch or shrink it.
             let wait = until_next_midnight(Timestamp::now());
             tokio::select! {
                 _ = stop.cancelled() => return,
