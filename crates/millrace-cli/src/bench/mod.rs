@@ -5,7 +5,9 @@
 //! jobs come from the database's own clock (`created_at`, `attempted_at`, `finalized_at`),
 //! so they are what a user would see; SQLite stores them to the millisecond. Both modes run
 //! the same code on PostgreSQL and SQLite. `millrace bench persistent` is a scenario of its
-//! own, in `bench_persistent.rs`.
+//! own, in `bench/persistent.rs`.
+
+mod persistent;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,7 +30,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::bench_persistent::PersistentArgs;
+use self::persistent::PersistentArgs;
 use crate::database::{ConnectionArgs, Database, SqliteUrl, postgres_options, sqlite_schema};
 use crate::output::{errln, outln};
 use crate::pooler::PoolerArgs;
