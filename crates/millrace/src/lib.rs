@@ -81,6 +81,7 @@ mod periodic;
 mod persistent;
 mod queue_config;
 mod retry_policy;
+mod work_error;
 mod worker;
 
 // The insert pipeline, shared by the client and the runtime.
@@ -134,7 +135,8 @@ pub use persistent::{
 };
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
-pub use worker::{BoxError, Job, MAX_OUTPUT_BYTES, WorkError, Worker, Workers};
+pub use work_error::{BoxError, WorkError};
+pub use worker::{Job, MAX_OUTPUT_BYTES, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -16,7 +16,7 @@ use millrace_types::JobRow;
 
 use crate::error::Result;
 use crate::insert_params::InsertResult;
-use crate::worker::WorkError;
+use crate::work_error::WorkError;
 
 /// A boxed future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

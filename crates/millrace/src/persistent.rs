@@ -24,7 +24,7 @@ use crate::client::{Client, ClientHandle};
 use crate::error::{Error, Result};
 use crate::insert_opts::{InsertOpts, UniqueOpts};
 use crate::insert_params::InsertManyParams;
-use crate::worker::BoxError;
+use crate::work_error::BoxError;
 
 pub use millrace_driver::PERSISTENT_KIND_PREFIX;
 

@@ -17,7 +17,7 @@ use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
 use crate::persistent::{PersistentEntry, PersistentOpts, PersistentWorker};
 use crate::queue_config::QueueConfig;
 use crate::retry_policy::{DefaultRetryPolicy, RetryPolicy};
-use crate::runtime::{MaintenanceConfig, RuntimeConfig};
+use crate::runtime::config::{MaintenanceConfig, RuntimeConfig};
 use crate::worker::Workers;
 
 /// Events buffered per subscriber before a slow one starts losing them.

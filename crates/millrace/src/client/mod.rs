@@ -20,7 +20,8 @@ use crate::insert::{Inserter, LocalQueues};
 use crate::periodic::{PeriodicJobs, PeriodicRegistry};
 use crate::persistent::PersistentEntry;
 use crate::queue_config::QueueConfig;
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::config::RuntimeConfig;
+use crate::runtime::{Runtime, StartArgs};
 use crate::worker::Workers;
 
 /// How long `start` waits for the notification listener.
@@ -158,17 +159,17 @@ impl<D: Driver> Client<D> {
             .executor()
             .client_heartbeat(&self.inner.config.id, self.inner.config.heartbeat_lease)
             .await?;
-        let (started, listening) = Runtime::start(
-            self.inner.driver.clone(),
-            self.inner.config.clone(),
-            self.inner.workers.clone(),
-            &queues,
-            &self.inner.persistent,
-            self.inner.events.clone(),
-            ClientHandle::erased(self),
-            self.inner.inserter.clone(),
-            self.inner.periodic.clone(),
-        );
+        let (started, listening) = Runtime::start(StartArgs {
+            driver: self.inner.driver.clone(),
+            config: self.inner.config.clone(),
+            workers: self.inner.workers.clone(),
+            queues: &queues,
+            persistent: &self.inner.persistent,
+            events: self.inner.events.clone(),
+            client_any: ClientHandle::erased(self),
+            inserter: self.inner.inserter.clone(),
+            periodic: self.inner.periodic.clone(),
+        });
         // This client's inserts wake its own producers and keepers from now on.
         let local: Weak<dyn LocalQueues> = Arc::downgrade(&started.shared) as Weak<dyn LocalQueues>;
         self.inner.inserter.set_local(Some(local));

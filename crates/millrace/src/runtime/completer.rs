@@ -4,24 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome};
-use millrace_types::{JobRow, JobState};
+use millrace_types::JobState;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::{Completion, Shared};
 use crate::event::{Event, EventKind};
-use crate::runtime::Shared;
-
-/// One finished attempt, waiting to be stored.
-pub(crate) struct Completion {
-    pub(crate) row: JobRow,
-    pub(crate) outcome: JobOutcome,
-    pub(crate) duration: Duration,
-    /// The worker already completed the job in its own transaction.
-    pub(crate) completed_in_tx: bool,
-    /// Metadata stored with the outcome (the job's output).
-    pub(crate) metadata_merge: Option<String>,
-}
 
 pub(crate) struct Completer<D: Driver> {
     shared: Arc<Shared<D>>,

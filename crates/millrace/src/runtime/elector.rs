@@ -11,11 +11,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use millrace_driver::{Driver, Executor, LeaderParams, LeaderTable};
 use rand::Rng;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use super::shared::{LeaderSignals, Shared};
 
 /// The timing of one election.
 #[derive(Debug, Clone, Copy)]
@@ -50,32 +50,6 @@ impl ElectionTiming {
             retry_every: step,
             retry_jitter: step / 5,
         }
-    }
-}
-
-/// Signals from notifications to an elector.
-#[derive(Debug, Default)]
-pub(crate) struct LeaderSignals {
-    /// The leader resigned: try at once.
-    pub(crate) resigned: Notify,
-    /// Someone asked the leader to resign (wakes the elector).
-    pub(crate) resign_requested: Notify,
-    /// How many resignation requests arrived: a leader acts only on requests that arrived
-    /// after it was elected, never on a wake-up stored while it followed.
-    pub(crate) resign_requests: std::sync::atomic::AtomicU64,
-}
-
-impl LeaderSignals {
-    /// Records a request to resign and wakes the elector.
-    pub(crate) fn request_resign(&self) {
-        self.resign_requests
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.resign_requested.notify_one();
-    }
-
-    fn requests(&self) -> u64 {
-        self.resign_requests
-            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -8,7 +8,7 @@ use millrace_driver::{Driver, Executor};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 pub(crate) struct Heartbeat<D: Driver> {
     shared: Arc<Shared<D>>,

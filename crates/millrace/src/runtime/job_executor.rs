@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::middleware::{ErrorHandling, WorkMiddleware, wrap_work};
-use crate::runtime::completer::Completion;
+use crate::runtime::config::RuntimeConfig;
 use crate::runtime::panic_trace::{Traced, panic_message, take_trace};
-use crate::runtime::{RuntimeConfig, Shared};
+use crate::runtime::shared::Completion;
+use crate::runtime::shared::Shared;
+use crate::work_error::WorkError;
 use crate::worker::Workers;
-use crate::worker::{JobContext, JobRunState, MergeFn, WorkError};
+use crate::worker::{JobContext, JobRunState, MergeFn};
 
 /// Why a job's work was interrupted before it returned.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,16 +11,16 @@ use futures_util::FutureExt;
 use millrace_driver::{
     Backoff, Driver, Executor, PersistentClaimParams, PersistentReleaseParams, Topic,
 };
-use millrace_types::{AttemptError, JobRow};
+use millrace_types::{AttemptError, JobId, JobRow};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::panic_trace::{Traced, panic_message, take_trace};
-use super::{Shared, WorkGuard};
+use super::shared::{Shared, WorkGuard};
 use crate::event::Event;
 use crate::persistent::{PersistentContext, PersistentEntry, ProgressFn};
-use crate::worker::BoxError;
+use crate::work_error::BoxError;
 
 /// How often a keeper without the instance looks for it.
 const CLAIM_POLL: Duration = Duration::from_millis(500);
@@ -146,6 +146,8 @@ impl<D: Driver> Keeper<D> {
         }
     }
 
+    /// Runs a claimed instance until it ends, fencing it when the lease is lost, then releases
+    /// its row (unless it was lost).
     async fn hold(&mut self, row: JobRow) {
         let lease = self.entry.opts.lease;
         let client_id = self.shared.config.id.clone();
@@ -190,38 +192,8 @@ impl<D: Driver> Keeper<D> {
         let renew_every = lease / 4;
         let fence_after = lease.mul_f64(0.6);
         let abort_grace = lease.mul_f64(0.2);
-        let (renewed_tx, mut renewed) = tokio::sync::watch::channel(Instant::now());
-        let lost = CancellationToken::new();
-        let renewer = {
-            let driver = self.shared.driver.clone();
-            let lost = lost.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(renew_every).await;
-                    let sent = Instant::now();
-                    let result = tokio::time::timeout(
-                        renew_every,
-                        driver.executor().persistent_renew(id, fence),
-                    )
-                    .await;
-                    match result {
-                        Ok(Ok(true)) => {
-                            renewed_tx.send_replace(sent);
-                        }
-                        Ok(Ok(false)) => {
-                            lost.cancel();
-                            return;
-                        }
-                        Ok(Err(err)) => {
-                            tracing::debug!(%err, "renewing the persistent worker's lease failed; retrying");
-                        }
-                        Err(_) => tracing::debug!(
-                            "renewing the persistent worker's lease timed out; retrying"
-                        ),
-                    }
-                }
-            })
-        };
+        let (mut renewed, lost, renewer) =
+            spawn_renewer(self.shared.driver.clone(), id, fence, renew_every);
         let stop = self.shared.soft_stop.clone();
         let ended = loop {
             let fence_at = *renewed.borrow_and_update() + fence_after;
@@ -292,6 +264,19 @@ impl<D: Driver> Keeper<D> {
             // The row is, or may soon be, someone else's: nothing of ours to write.
             return;
         }
+        self.release(&row, fence, error, delay).await;
+    }
+
+    /// Releases the instance's row, fenced, recording the error it ended with and when it may
+    /// run again; hands it over at once (a notification) when it may run again now.
+    async fn release(
+        &mut self,
+        row: &JobRow,
+        fence: i64,
+        error: Option<(String, String)>,
+        delay: Duration,
+    ) {
+        let (id, attempt) = (row.id, row.attempt);
         let now = self.shared.config.now();
         let params = PersistentReleaseParams {
             id,
@@ -342,4 +327,51 @@ impl<D: Driver> Keeper<D> {
         }
         self.restarts.next_delay()
     }
+}
+
+/// Renews a held instance's lease every `renew_every` on a task of its own, so that a renewal
+/// that hangs cannot delay the fence. Returns when the last renewal was sent (of those that
+/// succeeded), a token that fires when the row turns out to be someone else's, and the task.
+fn spawn_renewer<D: Driver>(
+    driver: D,
+    id: JobId,
+    fence: i64,
+    renew_every: Duration,
+) -> (
+    tokio::sync::watch::Receiver<Instant>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let (renewed_tx, renewed) = tokio::sync::watch::channel(Instant::now());
+    let lost = CancellationToken::new();
+    let task = {
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                let sent = Instant::now();
+                let result = tokio::time::timeout(
+                    renew_every,
+                    driver.executor().persistent_renew(id, fence),
+                )
+                .await;
+                match result {
+                    Ok(Ok(true)) => {
+                        renewed_tx.send_replace(sent);
+                    }
+                    Ok(Ok(false)) => {
+                        lost.cancel();
+                        return;
+                    }
+                    Ok(Err(err)) => {
+                        tracing::debug!(%err, "renewing the persistent worker's lease failed; retrying");
+                    }
+                    Err(_) => tracing::debug!(
+                        "renewing the persistent worker's lease timed out; retrying"
+                    ),
+                }
+            }
+        })
+    };
+    (renewed, lost, task)
 }

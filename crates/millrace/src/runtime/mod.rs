@@ -1,6 +1,7 @@
 //! The state a started client's tasks share, and starting and stopping them.
 
 pub(crate) mod completer;
+pub(crate) mod config;
 pub(crate) mod elector;
 pub(crate) mod heartbeat;
 pub(crate) mod job_executor;
@@ -9,6 +10,7 @@ pub(crate) mod maintenance;
 pub(crate) mod notifier;
 pub(crate) mod panic_trace;
 pub(crate) mod producer;
+pub(crate) mod shared;
 pub(crate) mod undecodable;
 
 use std::any::Any;
@@ -17,217 +19,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use millrace_driver::Driver;
-use millrace_types::JobId;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use millrace_driver::LeaderTable;
 
-use crate::clock::Clock;
 use crate::event::Event;
-use crate::insert::{Inserter, LocalQueues};
+use crate::insert::Inserter;
 use crate::periodic::PeriodicRegistry;
 use crate::persistent::PersistentEntry;
 use crate::queue_config::QueueConfig;
-use crate::retry_policy::RetryPolicy;
-use crate::runtime::completer::{Completer, Completion};
-use crate::runtime::elector::{ElectionTiming, Elector, LeaderSignals};
-use crate::runtime::heartbeat::Heartbeat;
-use crate::runtime::producer::Producer;
 use crate::worker::Workers;
+use completer::Completer;
+use config::RuntimeConfig;
+use elector::{ElectionTiming, Elector};
+use heartbeat::Heartbeat;
 use keeper::Keeper;
 use maintenance::ServiceFn;
 use maintenance::periodic_enqueuer::PeriodicEnqueuer;
-
-/// The runtime settings of a client, fixed at build time.
-#[derive(Clone)]
-pub(crate) struct RuntimeConfig {
-    pub(crate) id: String,
-    pub(crate) fetch_cooldown: Duration,
-    pub(crate) fetch_poll_interval: Duration,
-    pub(crate) poll_only: bool,
-    pub(crate) job_timeout: Option<Duration>,
-    pub(crate) cancel_grace: Duration,
-    /// How long a stop waits on the database once the jobs have ended.
-    pub(crate) stop_database_timeout: Duration,
-    pub(crate) retry_policy: Arc<dyn RetryPolicy>,
-    pub(crate) schedule_interval: Duration,
-    pub(crate) queue_touch_interval: Duration,
-    pub(crate) completer_batch_max: usize,
-    pub(crate) completer_flush_at: usize,
-    pub(crate) completer_flush_interval: Duration,
-    pub(crate) heartbeat_lease: Duration,
-    pub(crate) maintenance: MaintenanceConfig,
-    pub(crate) work_middleware: Vec<Arc<dyn crate::middleware::WorkMiddleware>>,
-    pub(crate) error_handler: Option<Arc<dyn crate::middleware::ErrorHandler>>,
-    /// The time the client works by, when a test set one; else the system clock.
-    pub(crate) clock: Clock,
-}
-
-/// Settings of the maintenance services.
-#[derive(Debug, Clone)]
-pub(crate) struct MaintenanceConfig {
-    pub(crate) rescue_stuck_jobs_after: Option<Duration>,
-    pub(crate) rescuer_interval: Duration,
-    pub(crate) cleaner_interval: Duration,
-    pub(crate) completed_retention: Option<Duration>,
-    pub(crate) cancelled_retention: Option<Duration>,
-    pub(crate) discarded_retention: Option<Duration>,
-    pub(crate) reindexer: bool,
-}
-
-impl RuntimeConfig {
-    /// Now: the test clock's time when one is set, else the system clock's.
-    pub(crate) fn now(&self) -> jiff::Timestamp {
-        self.clock.now()
-    }
-
-    /// The time a fetch is due by: the test clock's, or `None` for the database's `now()`.
-    pub(crate) fn fetch_now(&self) -> Option<jiff::Timestamp> {
-        self.clock.stubbed_now()
-    }
-
-    /// River's RescueStuckJobsAfter: as configured, else the job timeout plus an hour, else an
-    /// hour.
-    pub(crate) fn rescue_stuck_jobs_after(&self) -> Duration {
-        let hour = Duration::from_secs(3600);
-        self.maintenance
-            .rescue_stuck_jobs_after
-            .unwrap_or(match self.job_timeout {
-                Some(timeout) if timeout != Duration::MAX => timeout.saturating_add(hour),
-                _ => hour,
-            })
-    }
-}
-
-/// A job this client fetched and has not yet recorded an outcome for.
-pub(crate) struct Held {
-    pub(crate) queue: String,
-    pub(crate) token: CancellationToken,
-}
-
-/// A producer's fetch record, kept for the client's health report.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct FetchRecord {
-    pub(crate) last_ok_at: Option<jiff::Timestamp>,
-    pub(crate) failures: u32,
-}
-
-/// One queue's producer, as the rest of the client reaches it.
-pub(crate) struct ProducerHandle {
-    pub(crate) wake: Arc<Notify>,
-    pub(crate) paused: watch::Sender<bool>,
-}
-
-/// What a started client's tasks share.
-pub(crate) struct Shared<D: Driver> {
-    pub(crate) driver: D,
-    pub(crate) config: RuntimeConfig,
-    pub(crate) workers: Workers,
-    pub(crate) held: Mutex<HashMap<JobId, Held>>,
-    pub(crate) producers: Mutex<HashMap<String, ProducerHandle>>,
-    pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) completions: mpsc::Sender<Completion>,
-    /// The client's handle, type-erased, for `Job::client` and `PersistentContext::client`.
-    /// The runtime never looks inside: it does not know the client's type.
-    pub(crate) client_any: Arc<dyn Any + Send + Sync>,
-    /// The client's insert pipeline, for the runtime's own inserts (periodic runs, persistent
-    /// instances' rows).
-    pub(crate) inserter: Arc<Inserter<D>>,
-    /// Fires on a hard stop: every job's token, then aborts after the grace period.
-    pub(crate) hard_stop: CancellationToken,
-    /// Fires on any stop: producers stop fetching.
-    pub(crate) soft_stop: CancellationToken,
-    /// Bumped by every pause and resume this client is told of.
-    pub(crate) pause_generation: std::sync::atomic::AtomicU64,
-    /// Wakes the persistent-worker keepers of a queue when its row becomes available.
-    pub(crate) keeper_wakes: Mutex<HashMap<String, Vec<Arc<Notify>>>>,
-    /// Notifications for the River leader elector.
-    pub(crate) river_leader_signals: Arc<LeaderSignals>,
-    /// Each producer's last fetch, for the health report.
-    pub(crate) fetches: Mutex<std::collections::BTreeMap<String, FetchRecord>>,
-    /// The persistent workers this client runs an instance of now, for the health report.
-    pub(crate) persistent_held: Mutex<std::collections::BTreeSet<String>>,
-}
-
-impl<D: Driver> Shared<D> {
-    /// Wakes every producer, e.g. after notifications may have been missed.
-    pub(crate) fn wake_all(&self) {
-        for handle in self.producers.lock().expect("lock poisoned").values() {
-            handle.wake.notify_one();
-        }
-    }
-
-    pub(crate) fn wake_queue(&self, queue: &str) {
-        if let Some(handle) = self.producers.lock().expect("lock poisoned").get(queue) {
-            handle.wake.notify_one();
-        }
-        if let Some(wakes) = self.keeper_wakes.lock().expect("lock poisoned").get(queue) {
-            for wake in wakes {
-                wake.notify_one();
-            }
-        }
-    }
-
-    /// How many pauses and resumes this client has been told of, so a queue refresh can tell
-    /// whether its read is already stale.
-    pub(crate) fn pause_generation(&self) -> u64 {
-        self.pause_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Applies a pause or resume this client was told of (API call or notification).
-    pub(crate) fn told_paused(&self, queue: &str, paused: bool) {
-        self.pause_generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.set_paused(queue, paused);
-    }
-
-    /// Pauses or resumes one queue (or all, for `*`) on this client.
-    pub(crate) fn set_paused(&self, queue: &str, paused: bool) {
-        let producers = self.producers.lock().expect("lock poisoned");
-        for (name, handle) in producers.iter() {
-            if queue == "*" || queue == name {
-                let changed = handle.paused.send_if_modified(|p| {
-                    let changed = *p != paused;
-                    *p = paused;
-                    changed
-                });
-                if changed {
-                    let _ = self.events.send(if paused {
-                        Event::QueuePaused {
-                            queue: name.clone(),
-                        }
-                    } else {
-                        Event::QueueResumed {
-                            queue: name.clone(),
-                        }
-                    });
-                }
-            }
-        }
-    }
-
-    /// Fires every running job's token (self-fencing when the heartbeat cannot be renewed).
-    pub(crate) fn cancel_all_jobs(&self) {
-        for held in self.held.lock().expect("lock poisoned").values() {
-            held.token.cancel();
-        }
-    }
-
-    /// Fires a running job's token (a remote cancel).
-    pub(crate) fn cancel_job(&self, id: JobId) {
-        if let Some(held) = self.held.lock().expect("lock poisoned").get(&id) {
-            held.token.cancel();
-        }
-    }
-}
-
-/// Held by each producer until its jobs have ended, and by each persistent-worker keeper
-/// until its instance has: a stop waits on the database only after every one is dropped.
-#[derive(Clone)]
-pub(crate) struct WorkGuard(#[allow(dead_code)] mpsc::Sender<()>);
+use producer::Producer;
+use shared::{LeaderSignals, ProducerHandle, Shared, WorkGuard};
 
 /// A started client's tasks.
 pub(crate) struct Runtime<D: Driver> {
@@ -248,18 +60,35 @@ pub(crate) struct Runtime<D: Driver> {
     pub(crate) millrace_leader: watch::Receiver<bool>,
 }
 
+/// What a client hands the runtime it starts: every task gets what it uses from these.
+pub(crate) struct StartArgs<'a, D: Driver> {
+    pub(crate) driver: D,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) workers: Workers,
+    pub(crate) queues: &'a [(String, QueueConfig)],
+    pub(crate) persistent: &'a [PersistentEntry],
+    pub(crate) events: broadcast::Sender<Event>,
+    /// The client's weak, type-erased handle, for `Job::client`.
+    pub(crate) client_any: Arc<dyn Any + Send + Sync>,
+    pub(crate) inserter: Arc<Inserter<D>>,
+    pub(crate) periodic: Arc<PeriodicRegistry>,
+}
+
 impl<D: Driver> Runtime<D> {
     pub(crate) fn start(
-        driver: D,
-        config: RuntimeConfig,
-        workers: Workers,
-        queues: &[(String, QueueConfig)],
-        persistent: &[PersistentEntry],
-        events: broadcast::Sender<Event>,
-        client_any: Arc<dyn Any + Send + Sync>,
-        inserter: Arc<Inserter<D>>,
-        periodic: Arc<PeriodicRegistry>,
+        args: StartArgs<'_, D>,
     ) -> (Self, Option<tokio::sync::oneshot::Receiver<()>>) {
+        let StartArgs {
+            driver,
+            config,
+            workers,
+            queues,
+            persistent,
+            events,
+            client_any,
+            inserter,
+            periodic,
+        } = args;
         crate::runtime::panic_trace::install_hook();
         let total_workers: usize = queues.iter().map(|(_, q)| q.max_workers).sum();
         // Backpressure: once this many outcomes wait, finished jobs hold their slots and the
@@ -504,12 +333,6 @@ fn with_shared<D: Driver>(
 ) -> ServiceFn {
     let shared = shared.clone();
     Box::new(move |stop| service(shared.clone(), stop))
-}
-
-impl<D: Driver> LocalQueues for Shared<D> {
-    fn wake_queue(&self, queue: &str) {
-        Shared::wake_queue(self, queue);
-    }
 }
 
 /// Waits for `task` until `deadline`, then aborts it. Returns 1 when it had to be aborted.

@@ -8,7 +8,7 @@ use millrace_types::JobId;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 pub(crate) struct Notifier<D: Driver> {
     shared: Arc<Shared<D>>,

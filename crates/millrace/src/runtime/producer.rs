@@ -8,7 +8,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::runtime::{Held, Shared, WorkGuard};
+use crate::runtime::shared::{Held, Shared, WorkGuard};
 
 pub(crate) struct Producer<D: Driver> {
     shared: Arc<Shared<D>>,

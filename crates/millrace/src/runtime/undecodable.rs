@@ -9,7 +9,7 @@ use millrace_types::{AttemptError, UndecodableJob};
 
 use crate::event::Event;
 use crate::retry_policy::DefaultRetryPolicy;
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 /// A failed attempt of a job whose row did not decode, fenced on its attempt like any
 /// completion: retried with River's default backoff (the worker's own policy needs the row),

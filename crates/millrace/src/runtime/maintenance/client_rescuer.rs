@@ -9,7 +9,7 @@ use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
 use super::job_rescuer::{RescueKind, rescue};
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 /// How often the leaseholder looks for dead clients.
 const INTERVAL: Duration = Duration::from_secs(1);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use millrace_driver::{Driver, Executor, JobDeleteFinalizedParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 const BATCH: i32 = 1_000;
 

@@ -11,7 +11,7 @@ use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{AttemptError, JobRead, JobRow};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 use crate::runtime::undecodable::failed_attempt;
 
 const BATCH: i32 = 1_000;

@@ -10,7 +10,7 @@ use millrace_driver::{Driver, Executor, JobScheduleParams, Topic};
 use millrace_types::JobState;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 /// The most jobs moved in one statement.
 const BATCH: i32 = 10_000;

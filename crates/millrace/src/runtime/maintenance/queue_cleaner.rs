@@ -7,7 +7,7 @@ use std::time::Duration;
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
 

@@ -8,7 +8,7 @@ use jiff::{Timestamp, ToSpan, tz::TimeZone};
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Shared;
+use crate::runtime::shared::Shared;
 
 const INDEXES: [&str; 2] = ["river_job_args_index", "river_job_metadata_index"];
 
