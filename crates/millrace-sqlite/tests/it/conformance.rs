@@ -1,6 +1,6 @@
 //! The driver conformance suite of `millrace-test`, run against SQLite files.
 
-mod common;
+use crate::common;
 
 use millrace_sqlite::SqliteDriver;
 

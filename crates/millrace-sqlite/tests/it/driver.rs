@@ -1,7 +1,7 @@
 //! The SQLite driver on real files: migrations both ways, the verbs the conformance suite
 //! leaves out, schemas as attached databases, and several pools (processes) on one file.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

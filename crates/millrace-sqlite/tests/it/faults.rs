@@ -2,7 +2,7 @@
 //! disk and a lock held by another process each give a clear, typed error, and no job is
 //! lost.
 
-mod common;
+use crate::common;
 
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;

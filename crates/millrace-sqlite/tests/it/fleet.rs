@@ -6,7 +6,7 @@
 //! `river_notification` outbox instead of `NOTIFY`, about 100 ms late, which the tests' bounds
 //! allow for.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

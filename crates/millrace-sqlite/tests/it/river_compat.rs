@@ -1,7 +1,7 @@
 //! Millrace's SQLite files against River's own Rust crate (`riverqueue` 0.5.0): the schema
 //! River's migrator makes, version by version, and jobs crossing between the two clients.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,12 +1,4 @@
-//! The worker runtime on a SQLite file: the PostgreSQL suite's
-//! `crates/millrace/tests/it/runtime.rs`, compiled against this crate's `fixture`, and a test
-//! of SQLite's own notifications.
-
-mod common;
-mod fixture;
-
-#[path = "../../millrace/tests/it/runtime.rs"]
-mod runtime;
+//! SQLite's own notifications: rows of an outbox, polled by every process.
 
 use std::time::Duration;
 
