@@ -2,7 +2,6 @@
 //! or a SQLite file.
 
 mod bench;
-mod bench_persistent;
 mod database;
 mod demo;
 mod health;

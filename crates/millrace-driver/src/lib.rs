@@ -29,6 +29,17 @@ pub use millrace_types as types;
 pub use params::*;
 pub use schema::{InvalidSchemaName, Schema};
 
+/// The prefix of every persistent worker's kind (`millrace_persistent:<name>`).
+///
+/// The drivers know it because a dead client's persistent instances must not be rescued with
+/// its other jobs: they move by their own lease, which the holder fences itself by; see
+/// [`Executor::job_get_running_of_clients`].
+///
+/// ```
+/// assert!("millrace_persistent:poller".starts_with(millrace_driver::PERSISTENT_KIND_PREFIX));
+/// ```
+pub const PERSISTENT_KIND_PREFIX: &str = "millrace_persistent:";
+
 /// The metadata key of a persistent worker instance's fencing token: a number that grows by
 /// one with every claim, anywhere in the fleet, and is never given back.
 pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
@@ -310,7 +321,11 @@ pub trait Executor: Send {
     /// Deletes clients' heartbeat rows.
     fn client_delete(&mut self, client_ids: &[String]) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Running jobs whose last `attempted_by` entry is one of the given clients.
+    /// Running jobs whose last `attempted_by` entry is one of the given clients, leaving out
+    /// persistent instances (kinds starting with [`PERSISTENT_KIND_PREFIX`]).
+    ///
+    /// The exclusion is in the statement, before its limit, so a caller paging through a dead
+    /// client's jobs is never handed the same instances again and again.
     fn job_get_running_of_clients(
         &mut self,
         client_ids: &[String],

@@ -257,7 +257,57 @@ pub enum JobOutcome {
     Returned,
 }
 
+/// A job's attempt fence: the job and the attempt a worker was given. A write fenced on it
+/// applies only while the row is still `running` at that attempt, so a late worker can never
+/// overwrite a job that was rescued and run again.
+///
+/// ```
+/// use millrace_driver::AttemptFence;
+/// use millrace_driver::types::JobId;
+///
+/// let fence = AttemptFence::new(JobId(7), 2);
+/// assert_eq!((fence.id, fence.attempt), (JobId(7), 2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptFence {
+    /// The job.
+    pub id: JobId,
+    /// The attempt the worker was given.
+    pub attempt: i16,
+}
+
+impl AttemptFence {
+    /// The fence of `attempt` of job `id`.
+    pub fn new(id: JobId, attempt: i16) -> Self {
+        AttemptFence { id, attempt }
+    }
+}
+
+impl From<&JobRow> for AttemptFence {
+    fn from(row: &JobRow) -> Self {
+        AttemptFence::new(row.id, row.attempt)
+    }
+}
+
+impl From<&UndecodableJob> for AttemptFence {
+    fn from(job: &UndecodableJob) -> Self {
+        AttemptFence::new(job.id, job.attempt)
+    }
+}
+
 /// One fenced completion: applies only while the job is still `running` at `attempt`.
+///
+/// Build it with [`JobCompleteParams::new`] from the row (or its [`AttemptFence`]) and the
+/// outcome, so that every path fences the same way.
+///
+/// ```
+/// use millrace_driver::{AttemptFence, JobCompleteParams, JobOutcome};
+/// use millrace_driver::types::JobId;
+///
+/// let done = JobCompleteParams::new(AttemptFence::new(JobId(7), 2), JobOutcome::Completed)
+///     .metadata_merge(Some(r#"{"output":1}"#.to_owned()));
+/// assert_eq!(done.attempt, 2);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobCompleteParams {
     /// The job.
@@ -268,6 +318,31 @@ pub struct JobCompleteParams {
     pub outcome: JobOutcome,
     /// Metadata to merge into the job's (`metadata || this`), for output and progress.
     pub metadata_merge: Option<String>,
+}
+
+impl JobCompleteParams {
+    /// The completion of the fenced attempt with `outcome`, merging no metadata.
+    pub fn new(fence: impl Into<AttemptFence>, outcome: JobOutcome) -> Self {
+        let AttemptFence { id, attempt } = fence.into();
+        JobCompleteParams {
+            id,
+            attempt,
+            outcome,
+            metadata_merge: None,
+        }
+    }
+
+    /// Merges `merge` (a JSON object) into the job's metadata with the outcome.
+    #[must_use]
+    pub fn metadata_merge(mut self, merge: Option<String>) -> Self {
+        self.metadata_merge = merge;
+        self
+    }
+
+    /// The attempt this completion is fenced on.
+    pub fn fence(&self) -> AttemptFence {
+        AttemptFence::new(self.id, self.attempt)
+    }
 }
 
 /// A job a completion batch updated, with the state it ended in.

@@ -7,7 +7,8 @@ use millrace_driver::{
     JobDeleteFinalizedParams, JobDeleteOutcome, JobGetAvailableParams, JobInsertParams,
     JobInsertResult, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
     JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
-    PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
+    PERSISTENT_KIND_PREFIX, PersistentClaimParams, PersistentReleaseParams, QueueRow, Result,
+    Topic,
 };
 use millrace_types::{JobId, JobRead, JobRow, JobState, job_read_id};
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
@@ -877,7 +878,8 @@ impl Executor for PgExecutor<'_> {
     ) -> Result<Vec<JobRead>> {
         let q = query(&self.driver.queries().job_get_running_of_clients)
             .bind(client_ids.to_vec())
-            .bind(i64::from(max));
+            .bind(i64::from(max))
+            .bind(PERSISTENT_KIND_PREFIX);
         self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 

@@ -6,6 +6,10 @@ use millrace_driver::{REPLACED_METADATA_KEY, Schema};
 
 use crate::row::{fetch_columns, job_columns};
 
+/// [`millrace_driver::PERSISTENT_FENCE_KEY`] as a SQL string literal: the one place this driver
+/// spells the persistent fence's metadata key (a test checks the two agree).
+const FENCE_KEY: &str = "'millrace:fence'";
+
 /// `metadata` (a jsonb expression) as an object to merge keys into. `jsonb ||` on an array,
 /// a string, a number or `null` appends instead of merging, so every merge would grow the
 /// value and the merged key could never be read back; such a value is kept whole under
@@ -461,6 +465,7 @@ ON CONFLICT (id) DO UPDATE
             r#"
 SELECT {cols} FROM {job}
 WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = ANY($1::text[])
+  AND NOT starts_with(kind, $3)
 ORDER BY id
 LIMIT $2"#
         );
@@ -527,13 +532,13 @@ UPDATE {job} AS j SET
     attempt = least(j.attempt, 32766) + 1,
     attempted_at = now(),
     attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $3::text),
-    metadata = jsonb_set(j.metadata, '{{millrace:fence}}',
-        to_jsonb(coalesce((j.metadata ->> 'millrace:fence')::bigint, 0) + 1))
+    metadata = jsonb_set(j.metadata, ARRAY[{FENCE_KEY}],
+        to_jsonb(coalesce((j.metadata ->> {FENCE_KEY})::bigint, 0) + 1))
 FROM target
 WHERE j.id = target.id
 RETURNING {j_cols}"#
         );
-        let fenced = "state = 'running' AND (metadata ->> 'millrace:fence')::bigint = $2";
+        let fenced = format!("state = 'running' AND (metadata ->> {FENCE_KEY})::bigint = $2");
         let persistent_renew =
             format!("UPDATE {job} SET attempted_at = now() WHERE id = $1 AND {fenced}");
         let persistent_merge_metadata =
@@ -548,7 +553,7 @@ UPDATE {job} AS j SET
                             SELECT e, n FROM unnest(array_append(j.errors, $4::jsonb)) WITH ORDINALITY AS u(e, n)
                             ORDER BY n DESC LIMIT $5
                         ) AS recent) END
-WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> 'millrace:fence')::bigint = $2"#
+WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint = $2"#
         );
         let job_merge_metadata = format!(
             "UPDATE {job} AS j SET metadata = {metadata} || $3::jsonb \
@@ -642,5 +647,14 @@ impl Queries {
             millrace_driver::LeaderTable::River => &self.river_leader,
             millrace_driver::LeaderTable::Millrace => &self.millrace_leader,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fence_key_literal_spells_the_drivers_constant() {
+        let quoted = format!("'{}'", millrace_driver::PERSISTENT_FENCE_KEY);
+        assert_eq!(super::FENCE_KEY, quoted);
     }
 }

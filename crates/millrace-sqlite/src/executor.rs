@@ -8,7 +8,8 @@ use millrace_driver::{
     JobDeleteFinalizedParams, JobDeleteOutcome, JobGetAvailableParams, JobInsertParams,
     JobInsertResult, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
     JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
-    PersistentClaimParams, PersistentReleaseParams, QueueRow, Result, Topic,
+    PERSISTENT_KIND_PREFIX, PersistentClaimParams, PersistentReleaseParams, QueueRow, Result,
+    Topic,
 };
 use millrace_types::{JobId, JobRead, JobRow, JobState, job_read_id};
 use serde::Serialize;
@@ -886,7 +887,8 @@ impl Executor for SqliteExecutor<'_> {
         }
         let q = query(&self.driver.queries().job_get_running_of_clients)
             .bind(strings(client_ids))
-            .bind(max);
+            .bind(max)
+            .bind(PERSISTENT_KIND_PREFIX);
         self.read_all(q).await?.iter().map(job_read).collect()
     }
 

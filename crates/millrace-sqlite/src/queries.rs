@@ -11,6 +11,10 @@ use millrace_driver::{LeaderTable, REPLACED_METADATA_KEY, Schema};
 use crate::row::job_columns;
 use crate::time::NOW;
 
+/// The JSON path of [`millrace_driver::PERSISTENT_FENCE_KEY`] as a SQL string literal: the one
+/// place this driver spells the persistent fence's metadata key (a test checks the two agree).
+const FENCE_PATH: &str = r#"'$."millrace:fence"'"#;
+
 /// Whether the unique mask `mask` holds the state `state`, in the form of River's
 /// `river_job_unique_idx` predicate: bit n of the mask for the n-th state in enum order.
 fn mask_holds(mask: &str, state: &str) -> String {
@@ -557,6 +561,7 @@ ON CONFLICT (id) DO UPDATE
             r#"
 SELECT {cols} FROM {job}
 WHERE state = 'running' AND attempted_by ->> '$[#-1]' IN (SELECT value FROM json_each(?1))
+  AND substr(kind, 1, length(?3)) <> ?3
 ORDER BY id
 LIMIT ?2"#
         );
@@ -612,8 +617,8 @@ UPDATE {job} AS j SET
     attempt = min(j.attempt, 32766) + 1,
     attempted_at = {NOW},
     attempted_by = {appended},
-    metadata = jsonb_set(j.metadata, '$."millrace:fence"',
-        coalesce(json_extract(j.metadata, '$."millrace:fence"'), 0) + 1)
+    metadata = jsonb_set(j.metadata, {FENCE_PATH},
+        coalesce(json_extract(j.metadata, {FENCE_PATH}), 0) + 1)
 WHERE j.id = (
     SELECT id FROM {job}
     WHERE kind = ?1 AND queue = ?2
@@ -627,7 +632,7 @@ WHERE j.id = (
 RETURNING {cols}"#,
             appended = attempted_by_appended("j", "?3"),
         );
-        let fenced = "state = 'running' AND json_extract(metadata, '$.\"millrace:fence\"') = ?2";
+        let fenced = format!("state = 'running' AND json_extract(metadata, {FENCE_PATH}) = ?2");
         let persistent_renew =
             format!("UPDATE {job} SET attempted_at = {NOW} WHERE id = ?1 AND {fenced}");
         let persistent_merge_metadata = format!(
@@ -744,6 +749,12 @@ impl Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fence_path_literal_spells_the_drivers_constant() {
+        let quoted = format!("'$.\"{}\"'", millrace_driver::PERSISTENT_FENCE_KEY);
+        assert_eq!(super::FENCE_PATH, quoted);
+    }
 
     /// `a @> b` as PostgreSQL answers it, for each case.
     const CASES: &[(&str, &str, bool)] = &[

@@ -63,6 +63,33 @@ impl TestClock {
     }
 }
 
+/// The time a client works by: its test clock's when one is set, else the system clock's.
+/// Every time the client computes goes through it, so a test clock reaches every service.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clock(Option<TestClock>);
+
+impl Clock {
+    pub(crate) fn new(test: Option<TestClock>) -> Self {
+        Clock(test)
+    }
+
+    /// Now, by the test clock when one is set.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.0.as_ref().map_or_else(Timestamp::now, TestClock::now)
+    }
+
+    /// The test clock's time, or `None` for "the database's `now()`" in SQL that takes
+    /// `coalesce($n, now())`.
+    pub(crate) fn stubbed_now(&self) -> Option<Timestamp> {
+        self.0.as_ref().map(TestClock::now)
+    }
+
+    /// Whether a test clock is set.
+    pub(crate) fn is_stubbed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,7 @@ pub enum Error {
         /// The version that failed.
         version: i64,
         /// Up or down.
-        direction: crate::MigrationDirection,
+        direction: crate::migrate::MigrationDirection,
         /// The database's error.
         #[source]
         source: DriverError,

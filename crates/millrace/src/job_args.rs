@@ -1,6 +1,6 @@
 use serde::Serialize;
 
-use crate::InsertOpts;
+use crate::insert_opts::InsertOpts;
 
 /// The arguments of a job of one kind, stored as the job's `args` JSON.
 ///

@@ -54,48 +54,63 @@
 //! pending, running and scheduled, a unique period under a second, args or metadata that are
 //! not JSON objects. One bad job fails its whole batch.
 
-mod client;
-mod client_id;
+// How the crate is laid out (docs/architecture.md draws the tree):
+//
+// - The API floor: the types a user names (args, options, workers, errors, events,
+//   middleware, registrations). It imports nothing from `client`, `insert` or `runtime`,
+//   except that `Job` and `PersistentContext` hand out the client (`Job::client`).
+// - `client`: the `Client` handle, its builder and its inserts, admin verbs and harness.
+// - `runtime`: a started client's tasks, crate-private; it never imports `client`.
+//
+// Every module imports from the module that defines an item, never through this root, and
+// this root only declares modules and re-exports.
+
+// The API floor.
 mod clock;
-mod completer;
 mod error;
 mod event;
-mod health;
-mod heartbeat;
-mod insert;
 mod insert_opts;
-mod job_admin;
+mod insert_params;
 mod job_args;
-mod job_executor;
-mod leader;
 #[cfg(feature = "logging")]
 pub mod logging;
-mod maintenance;
 mod middleware;
 mod migrate;
-mod notifier;
-mod panic_trace;
+mod names;
 mod periodic;
 mod persistent;
-mod producer;
-mod queue_admin;
 mod queue_config;
 mod retry_policy;
-mod runtime;
-mod shutdown;
-mod undecodable;
+mod work_error;
 mod worker;
 
-pub use client::{Client, ClientBuilder, InsertResult, WorkedJob};
+// The insert pipeline, shared by the client and the runtime.
+mod insert;
+
+// The client handle.
+mod client;
+
+// A started client's tasks.
+mod runtime;
+
+pub use client::Client;
+pub use client::builder::ClientBuilder;
+pub use client::harness::WorkedJob;
+pub use client::health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
+pub use client::job_admin::{
+    JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
+};
+pub use client::queue_admin::{
+    QUEUE_LIST_MAX_LIMIT, QUEUE_METADATA_MAX_BYTES, QueueRow, QueueUpdateParams,
+};
+pub use client::shutdown::{
+    SHUTDOWN_GRACE_DEFAULT, ShutdownSignal, ShutdownSignals, shutdown_signal,
+};
 pub use clock::TestClock;
 pub use error::{Error, Result};
 pub use event::{Event, EventKind};
-pub use health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
-pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
-pub use job_admin::{
-    JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
-};
+pub use insert_params::{InsertManyParams, InsertResult};
 pub use job_args::JobArgs;
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
@@ -118,13 +133,10 @@ pub use persistent::{
     PERSISTENT_KIND_PREFIX, PERSISTENT_QUEUE_DEFAULT, PersistentContext, PersistentOpts,
     PersistentWorker,
 };
-pub use queue_admin::{
-    QUEUE_LIST_MAX_LIMIT, QUEUE_METADATA_MAX_BYTES, QueueRow, QueueUpdateParams,
-};
 pub use queue_config::QueueConfig;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
-pub use shutdown::{SHUTDOWN_GRACE_DEFAULT, ShutdownSignal, ShutdownSignals, shutdown_signal};
-pub use worker::{BoxError, Job, MAX_OUTPUT_BYTES, WorkError, Worker, Workers};
+pub use work_error::{BoxError, WorkError};
+pub use worker::{Job, MAX_OUTPUT_BYTES, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

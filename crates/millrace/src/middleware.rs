@@ -14,8 +14,9 @@ use std::task::{Context, Poll};
 use millrace_driver::JobInsertParams;
 use millrace_types::JobRow;
 
-use crate::worker::WorkError;
-use crate::{InsertResult, Result};
+use crate::error::Result;
+use crate::insert_params::InsertResult;
+use crate::work_error::WorkError;
 
 /// A boxed future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -7,7 +7,6 @@
 //! coalesce into one, and RunOnStart fires only when no next run is stored. Jobs without an id
 //! are scheduled in memory, as River does.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -15,13 +14,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use millrace_driver::{Driver, Executor};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use crate::insert::InsertManyParams;
-use crate::runtime::Shared;
-use crate::{Client, Error, InsertOpts, JobArgs, Result, TestClock};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::insert_opts::InsertOpts;
+use crate::insert_params::InsertManyParams;
+use crate::job_args::JobArgs;
 
 /// Metadata key marking jobs a periodic job inserted, as River does.
 pub const METADATA_PERIODIC: &str = "periodic";
@@ -138,10 +137,10 @@ type MakeJob = Arc<dyn Fn() -> InsertManyParams + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct PeriodicJob {
-    schedule: Schedule,
+    pub(crate) schedule: Schedule,
     make: MakeJob,
-    run_on_start: bool,
-    id: Option<String>,
+    pub(crate) run_on_start: bool,
+    pub(crate) id: Option<String>,
 }
 
 impl fmt::Debug for PeriodicJob {
@@ -206,7 +205,7 @@ impl PeriodicJob {
         }
     }
 
-    fn params(&self) -> InsertManyParams {
+    pub(crate) fn params(&self) -> InsertManyParams {
         let mut meta = serde_json::Map::new();
         meta.insert(METADATA_PERIODIC.to_owned(), true.into());
         if let Some(id) = &self.id {
@@ -228,11 +227,11 @@ pub(crate) struct PeriodicRegistry {
     /// The client's insert options, which each run's job inherits, to validate jobs with.
     insert_opts: InsertOpts,
     /// The client's test clock, if any: the time a job is validated at, as it is inserted at.
-    clock: Option<TestClock>,
+    clock: Clock,
 }
 
 impl PeriodicRegistry {
-    pub(crate) fn new(insert_opts: InsertOpts, clock: Option<TestClock>) -> Self {
+    pub(crate) fn new(insert_opts: InsertOpts, clock: Clock) -> Self {
         PeriodicRegistry {
             jobs: Mutex::default(),
             changed: Notify::new(),
@@ -241,7 +240,7 @@ impl PeriodicRegistry {
         }
     }
 
-    fn snapshot(&self) -> Vec<(u64, PeriodicJob)> {
+    pub(crate) fn snapshot(&self) -> Vec<(u64, PeriodicJob)> {
         self.jobs.lock().expect("lock poisoned").1.clone()
     }
 }
@@ -288,11 +287,7 @@ impl PeriodicJobs {
     /// [`Client::insert`] returns them, when the job's options or args are invalid; the message
     /// names the periodic job.
     pub fn add(&self, job: PeriodicJob) -> Result<PeriodicJobHandle> {
-        let now = self
-            .registry
-            .clock
-            .as_ref()
-            .map_or_else(Timestamp::now, TestClock::now);
+        let now = self.registry.clock.now();
         job.validate(&self.registry.insert_opts, now)?;
         let mut jobs = self.registry.jobs.lock().expect("lock poisoned");
         if let Some(id) = &job.id {
@@ -346,156 +341,6 @@ impl PeriodicJobs {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// The scheduling service: runs on the Millrace leaseholder.
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let Some(client) = shared.client_any.downcast_ref::<Client<D>>().cloned() else {
-            return;
-        };
-        Enqueuer {
-            client,
-            next: HashMap::new(),
-        }
-        .run(stop)
-        .await;
-    })
-}
-
-struct Enqueuer<D: Driver> {
-    client: Client<D>,
-    /// The next run of each periodic job this leaseholder schedules, by handle.
-    next: HashMap<u64, Timestamp>,
-}
-
-/// How long the enqueuer sleeps at most, so a failed pass is retried.
-const MAX_SLEEP: Duration = Duration::from_secs(1);
-
-impl<D: Driver> Enqueuer<D> {
-    async fn run(mut self, stop: CancellationToken) {
-        let registry = self.client.inner.periodic.clone();
-        let mut failing = false;
-        loop {
-            let jobs = registry.snapshot();
-            match self.pass(&jobs).await {
-                Ok(()) => {
-                    if failing {
-                        tracing::info!("periodic job scheduling works again");
-                    }
-                    failing = false;
-                }
-                Err(err) => {
-                    // Once per outage, not once per pass.
-                    if !failing {
-                        tracing::warn!(%err, "periodic job scheduling failed; retrying");
-                    }
-                    failing = true;
-                    self.next.clear();
-                }
-            }
-            let now = self.client.inner.config.now();
-            let sleep = self
-                .next
-                .values()
-                .min()
-                .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
-                .unwrap_or(Duration::ZERO)
-                .min(MAX_SLEEP);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = registry.changed.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-            }
-        }
-    }
-
-    async fn pass(&mut self, jobs: &[(u64, PeriodicJob)]) -> millrace_driver::Result<()> {
-        let now = self.client.inner.config.now();
-        self.next
-            .retain(|handle, _| jobs.iter().any(|(h, _)| h == handle));
-        let new: Vec<&(u64, PeriodicJob)> = jobs
-            .iter()
-            .filter(|(h, _)| !self.next.contains_key(h))
-            .collect();
-        if !new.is_empty() {
-            let ids: Vec<String> = new.iter().filter_map(|(_, j)| j.id.clone()).collect();
-            let stored: HashMap<String, Timestamp> = if ids.is_empty() {
-                HashMap::new()
-            } else {
-                self.client
-                    .driver()
-                    .executor()
-                    .periodic_job_get(&ids)
-                    .await?
-                    .into_iter()
-                    .collect()
-            };
-            for (handle, job) in new {
-                let first = match job.id.as_ref().and_then(|id| stored.get(id)) {
-                    Some(at) => *at,
-                    None if job.run_on_start => now,
-                    None => job.schedule.next_after(now).unwrap_or(Timestamp::MAX),
-                };
-                if let Some(id) = &job.id {
-                    if !stored.contains_key(id) {
-                        let mut exec = self.client.driver().executor();
-                        if !exec.periodic_job_set_next(id, None, first).await? {
-                            // Stored meanwhile by another client: read it next pass.
-                            continue;
-                        }
-                    }
-                }
-                self.next.insert(*handle, first);
-            }
-        }
-        for (handle, job) in jobs {
-            let Some(due) = self.next.get(handle).copied() else {
-                continue;
-            };
-            if due > now {
-                continue;
-            }
-            // Runs missed while nobody scheduled coalesce into this one.
-            let following = job.schedule.next_after(now).unwrap_or(Timestamp::MAX);
-            match &job.id {
-                Some(id) => {
-                    let driver = self.client.driver().clone();
-                    let mut tx = driver.begin().await?;
-                    let moved = driver
-                        .conn_executor(D::tx_conn(&mut tx))
-                        .periodic_job_set_next(id, Some(due), following)
-                        .await?;
-                    if moved {
-                        if let Err(err) = self
-                            .client
-                            .insert_many_tx(D::tx_conn(&mut tx), [job.params()])
-                            .await
-                        {
-                            // An invalid job is the user's to fix; keep the schedule moving.
-                            tracing::error!(%err, periodic_job_id = id, "periodic job could not be inserted");
-                        }
-                        D::commit(tx).await?;
-                        self.next.insert(*handle, following);
-                    } else {
-                        // Another client ran it: take the stored next run from the database.
-                        drop(tx);
-                        self.next.remove(handle);
-                    }
-                }
-                None => {
-                    if let Err(err) = self.client.insert_many([job.params()]).await {
-                        tracing::error!(%err, "periodic job could not be inserted");
-                    }
-                    self.next.insert(*handle, following);
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -15,10 +15,11 @@ use millrace_types::JobRow;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Client, Error, JobArgs, Result};
-
-/// Any error, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+// The one way up from the API floor: a job hands out the client working it.
+use crate::client::{Client, ClientHandle};
+use crate::error::{Error, Result};
+use crate::job_args::JobArgs;
+use crate::work_error::WorkError;
 
 /// Works jobs of one kind.
 ///
@@ -72,7 +73,7 @@ pub trait Worker: Send + Sync + 'static {
 
     /// Middleware around this worker's jobs, inside the client's. Called once, when the worker
     /// is registered. Defaults to none.
-    fn middleware(&self) -> Vec<Arc<dyn crate::WorkMiddleware>> {
+    fn middleware(&self) -> Vec<Arc<dyn crate::middleware::WorkMiddleware>> {
         Vec::new()
     }
 
@@ -149,11 +150,7 @@ impl<A> Job<A> {
     /// }
     /// ```
     pub fn client<D: Driver>(&self) -> Result<Client<D>> {
-        self.ctx
-            .client
-            .downcast_ref::<Client<D>>()
-            .cloned()
-            .ok_or_else(|| Error::Config("Job::client asked for another driver type".to_owned()))
+        ClientHandle::client(self.ctx.client.as_ref(), "Job::client")
     }
 
     /// Records the job's output, stored in its metadata under `output` with its outcome (River's
@@ -297,70 +294,6 @@ impl fmt::Debug for JobContext {
     }
 }
 
-/// Why a worker did not complete its job. Deliberately not `std::error::Error`, so `?` turns
-/// any error into [`WorkError::Retry`].
-///
-/// ```
-/// use std::time::Duration;
-/// use millrace::WorkError;
-///
-/// let retry = WorkError::msg("upstream returned 503");
-/// let cancel = WorkError::cancel("the account was deleted");
-/// let snooze = WorkError::snooze(Duration::from_secs(60));
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum WorkError {
-    /// Record the error and retry (or discard after the last attempt).
-    Retry(BoxError),
-    /// Record the error and cancel the job: no more attempts.
-    Cancel(BoxError),
-    /// Run the job again after this long, without spending an attempt or recording an error.
-    ///
-    /// A snooze that would schedule the job past the end of year 9999 (precisely, past
-    /// `jiff::Timestamp::MAX`, 9999-12-30T22:00:00.999999999Z, the latest time a job row can
-    /// be read back with) is refused: the attempt fails with an error that says so, and is
-    /// retried or discarded like any failed attempt. It is never clamped, nor run again at
-    /// once.
-    Snooze(Duration),
-}
-
-impl WorkError {
-    /// A retryable error with a message.
-    pub fn msg(message: impl fmt::Display) -> Self {
-        WorkError::Retry(message.to_string().into())
-    }
-
-    /// Cancels the job with this error.
-    pub fn cancel(err: impl Into<BoxError>) -> Self {
-        WorkError::Cancel(err.into())
-    }
-
-    /// Snoozes the job: it runs again after `after`, without spending an attempt or
-    /// recording an error, and its metadata counts the snooze under `snoozes` (as River's).
-    ///
-    /// Metadata that is not a JSON object (written by another tool) is first kept whole
-    /// under [`REPLACED_METADATA_KEY`](millrace_driver::REPLACED_METADATA_KEY). A snooze that
-    /// would pass year 9999 fails the attempt instead; see [`WorkError::Snooze`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use millrace::WorkError;
-    ///
-    /// let later = WorkError::snooze(Duration::from_secs(60));
-    /// assert!(matches!(later, WorkError::Snooze(d) if d == Duration::from_secs(60)));
-    /// ```
-    pub fn snooze(after: Duration) -> Self {
-        WorkError::Snooze(after)
-    }
-}
-
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for WorkError {
-    fn from(err: E) -> Self {
-        WorkError::Retry(Box::new(err))
-    }
-}
-
 /// A prepared run of one job: its timeout override and its future.
 pub(crate) struct PreparedJob {
     pub(crate) timeout: Option<Duration>,
@@ -373,7 +306,7 @@ pub(crate) trait ErasedWorker: Send + Sync {
     fn prepare(&self, row: JobRow, ctx: JobContext) -> std::result::Result<PreparedJob, String>;
 
     /// The worker's own middleware.
-    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>];
+    fn middleware(&self) -> &[Arc<dyn crate::middleware::WorkMiddleware>];
 
     fn next_retry(&self, row: &JobRow) -> Option<Timestamp>;
 
@@ -381,10 +314,10 @@ pub(crate) trait ErasedWorker: Send + Sync {
     fn timeout_for(&self, row: &JobRow) -> Option<Duration>;
 }
 
-struct Erased<W>(Arc<W>, Vec<Arc<dyn crate::WorkMiddleware>>);
+struct Erased<W>(Arc<W>, Vec<Arc<dyn crate::middleware::WorkMiddleware>>);
 
 impl<W: Worker> ErasedWorker for Erased<W> {
-    fn middleware(&self) -> &[Arc<dyn crate::WorkMiddleware>] {
+    fn middleware(&self) -> &[Arc<dyn crate::middleware::WorkMiddleware>] {
         &self.1
     }
 
@@ -468,7 +401,7 @@ impl Workers {
             .chain(<W::Args as JobArgs>::KIND_ALIASES.iter().copied());
         let kinds: Vec<&str> = kinds.collect();
         for kind in &kinds {
-            crate::insert::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
+            crate::names::validate_kind(kind).map_err(|err| Error::Config(err.to_string()))?;
             if self.by_kind.contains_key(*kind) {
                 return Err(Error::Config(format!(
                     "a worker for kind {kind:?} is already registered"

@@ -1,6 +1,6 @@
 //! Administering jobs and queues, and what a worker records while it runs (issue 8): job lists
 //! by every filter, bulk deletes, job and queue updates, job output and metadata, insert-only
-//! clients. Shared with the SQLite driver: `crates/millrace-sqlite/tests/admin_api.rs` compiles
+//! clients. Shared with the SQLite driver: `crates/millrace-sqlite/tests/it/main.rs` compiles
 //! this file against its own `fixture`.
 
 use std::sync::Arc;

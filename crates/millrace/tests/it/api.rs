@@ -1,6 +1,6 @@
 //! The API surface River users reach for beyond the basics: middleware, the error handler,
 //! kind aliases, strict priorities, bounded events. Shared with the SQLite driver:
-//! `crates/millrace-sqlite/tests/api.rs` compiles this file against its own `fixture`.
+//! `crates/millrace-sqlite/tests/it/main.rs` compiles this file against its own `fixture`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

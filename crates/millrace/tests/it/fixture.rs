@@ -1,6 +1,6 @@
 //! What the tests shared with the SQLite driver need of their database, on PostgreSQL: the
 //! driver type, a fresh database, a transaction of the test's own, and taking a running job
-//! away behind its client's back. `crates/millrace-sqlite/tests/fixture/mod.rs` is its twin;
+//! away behind its client's back. `crates/millrace-sqlite/tests/it/fixture/mod.rs` is its twin;
 //! the shared tests (`api.rs`, `admin_api.rs`, `persistent.rs`,
 //! `runtime.rs`, `test_clock.rs`) name only these.
 

@@ -234,15 +234,69 @@ async fn dead_clients_jobs_are_rescued_when_its_lease_runs_out() {
         row.errors
     );
     assert_eq!(row.metadata["river:rescue_count"], 1);
-    let ghosts: i64 = scalar(
+    // The rescuer deletes the row after its pass, which may end after the rescued job's
+    // outcome is stored: wait for it, within the pass's bound.
+    let ghost_gone = async {
+        loop {
+            let ghosts: i64 = scalar(
+                &db,
+                &format!(
+                    "SELECT count(*) FROM {} WHERE id = 'ghost'",
+                    db.schema().qualify("millrace_client")
+                ),
+            )
+            .await;
+            if ghosts == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), ghost_gone)
+        .await
+        .expect("a rescued client's row is removed");
+    client.stop().await.unwrap();
+}
+
+// Issue 15: the dead-client rescue left persistent instances out in Rust, after its statement's
+// limit of 1,000, so a dead client holding 1,000 instances had the same batch fetched for ever
+// and its other jobs were never rescued.
+#[tokio::test]
+async fn dead_clients_jobs_are_rescued_past_a_full_batch_of_persistent_instances() {
+    let db = TestDb::new().await;
+    let client = builder(&db, "survivor").build().unwrap();
+    let instances = client
+        .insert_many((0..1_000).map(|_| millrace::InsertManyParams::new(Tick {})))
+        .await
+        .unwrap();
+    let last_instance = instances.last().unwrap().job.id;
+    // The ghost held 1,000 persistent instances (the first rows by id), then this job.
+    exec(&db, &format!(
+        "UPDATE {{job}} SET kind = 'millrace_persistent:ghostly', queue = 'millrace_persistent', state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id <= {last_instance}"
+    )).await;
+    let id = client.insert(Tick {}, None).await.unwrap().job.id;
+    exec(&db, &format!(
+        "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id = {id}"
+    )).await;
+    exec(
         &db,
-        &format!(
-            "SELECT count(*) FROM {} WHERE id = 'ghost'",
-            db.schema().qualify("millrace_client")
-        ),
+        "INSERT INTO {client} (id, lease_expires_at) VALUES ('ghost', now() - interval '1 second')",
     )
     .await;
-    assert_eq!(ghosts, 0, "a rescued client's row is removed");
+    let mut events = client.subscribe();
+    client.start().await.unwrap();
+    let (kind, job) = wait_for_outcome(&mut events, id).await;
+    assert_eq!(kind, EventKind::JobCompleted);
+    assert_eq!(job.attempt, 2);
+    let held: i64 = scalar(
+        &db,
+        "SELECT count(*) FROM {job} WHERE kind = 'millrace_persistent:ghostly' AND state = 'running'",
+    )
+    .await;
+    assert_eq!(
+        held, 1_000,
+        "persistent instances move by their own lease only"
+    );
     client.stop().await.unwrap();
 }
 

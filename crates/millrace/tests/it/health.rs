@@ -1,5 +1,5 @@
 //! `Client::health`: what a readiness or liveness probe reads. Shared with the SQLite driver
-//! (`crates/millrace-sqlite/tests/health.rs`).
+//! (`crates/millrace-sqlite/tests/it/main.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Rows written by hand or by other clients with values no River client writes: each one is
 //! read as leniently as River's Go client reads it, or, when it cannot be read at all, fails on
 //! its own without stalling the fetch, the rescuers or the admin reads around it. Shared with
-//! the SQLite driver (`crates/millrace-sqlite/tests/hostile_rows.rs`), whose `fixture` lists
+//! the SQLite driver (`crates/millrace-sqlite/tests/it/main.rs`), whose `fixture` lists
 //! the values its schema can hold.
 
 use std::collections::{BTreeMap, BTreeSet};

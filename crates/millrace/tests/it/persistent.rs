@@ -1,6 +1,6 @@
 //! Persistent workers, with several clients in one process. The guarantees with killed
 //! processes and lost connections are tested in millrace-test, on PostgreSQL. Shared with the
-//! SQLite driver: `crates/millrace-sqlite/tests/persistent.rs` compiles this file against its
+//! SQLite driver: `crates/millrace-sqlite/tests/it/main.rs` compiles this file against its
 //! own `fixture`.
 
 use std::sync::Arc;

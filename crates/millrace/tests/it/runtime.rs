@@ -1,5 +1,5 @@
 //! The worker runtime: every outcome as River records it, stop, pause, the completion fence.
-//! Shared with the SQLite driver: `crates/millrace-sqlite/tests/runtime.rs` compiles this file
+//! Shared with the SQLite driver: `crates/millrace-sqlite/tests/it/main.rs` compiles this file
 //! against its own `fixture`, and adds a test of its own that uses the helpers here.
 
 use std::sync::Arc;

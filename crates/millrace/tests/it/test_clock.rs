@@ -1,6 +1,6 @@
 //! A client on a [`TestClock`] (issue 8): retries, scheduled jobs and periodic jobs follow the
 //! clock the test moves. Shared with the SQLite driver:
-//! `crates/millrace-sqlite/tests/test_clock.rs` compiles this file against its own `fixture`.
+//! `crates/millrace-sqlite/tests/it/main.rs` compiles this file against its own `fixture`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

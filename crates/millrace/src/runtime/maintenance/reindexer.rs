@@ -1,0 +1,64 @@
+//! Rebuilds the GIN indexes of `river_job` (args and metadata) daily at midnight UTC, as
+//! River's reindexer, without blocking writes. Runs on the River leader; can be turned off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{Timestamp, ToSpan, tz::TimeZone};
+use millrace_driver::{Driver, Executor};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::shared::Shared;
+
+const INDEXES: [&str; 2] = ["river_job_args_index", "river_job_metadata_index"];
+
+pub(crate) fn service<D: Driver>(
+    shared: Arc<Shared<D>>,
+    stop: CancellationToken,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if !shared.config.maintenance.reindexer {
+            return;
+        }
+        loop {
+            // The system clock, not the client's: the wait is slept in real time, so a test
+            // clock standing still must not stretch or shrink it.
+            let wait = until_next_midnight(Timestamp::now());
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            for index in INDEXES {
+                if let Err(err) = shared.driver.executor().index_reindex(index).await {
+                    tracing::warn!(%err, index, "reindex failed");
+                }
+            }
+        }
+    })
+}
+
+fn until_next_midnight(now: Timestamp) -> Duration {
+    let today = now.to_zoned(TimeZone::UTC).date();
+    let next = today
+        .checked_add(1.day())
+        .ok()
+        .and_then(|d| d.to_zoned(TimeZone::UTC).ok())
+        .map(|z| z.timestamp());
+    match next {
+        Some(next) => {
+            Duration::try_from(next.duration_since(now)).unwrap_or(Duration::from_secs(3600))
+        }
+        None => Duration::from_secs(3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_until_midnight_utc() {
+        let now: Timestamp = "2024-05-06T23:00:00Z".parse().unwrap();
+        assert_eq!(until_next_midnight(now), Duration::from_secs(3600));
+    }
+}

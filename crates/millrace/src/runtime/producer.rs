@@ -1,0 +1,269 @@
+//! One queue's producer: fetches as many jobs as it has free slots and runs each on a task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use millrace_driver::{Backoff, Driver, Executor, JobGetAvailableParams, JobReturnOrphansParams};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::runtime::shared::{Held, Shared, WorkGuard};
+
+pub(crate) struct Producer<D: Driver> {
+    shared: Arc<Shared<D>>,
+    queue: String,
+    max_workers: usize,
+    wake: Arc<Notify>,
+    paused: watch::Receiver<bool>,
+    /// Dropped once this producer's jobs have ended; see [`WorkGuard`].
+    work: Option<WorkGuard>,
+}
+
+/// The bounds of the backoff before fetching again after a failed fetch.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<D: Driver> Producer<D> {
+    pub(crate) fn new(
+        shared: Arc<Shared<D>>,
+        queue: String,
+        max_workers: usize,
+        wake: Arc<Notify>,
+        paused: watch::Receiver<bool>,
+        work: WorkGuard,
+    ) -> Self {
+        Producer {
+            shared,
+            queue,
+            max_workers,
+            wake,
+            paused,
+            work: Some(work),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(queue = %self.queue))]
+    pub(crate) async fn run(mut self) {
+        let config = self.shared.config.clone();
+        let stop = self.shared.soft_stop.clone();
+        let mut jobs = JoinSet::new();
+        let mut poll = tokio::time::interval(config.fetch_poll_interval);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut touch = tokio::time::interval(config.queue_touch_interval);
+        touch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_fetch = Instant::now();
+        let mut want_fetch = true;
+        // Whether the last fetch filled every free slot, so more jobs probably wait.
+        let mut more = false;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        let mut sweep_orphans = false;
+
+        loop {
+            // Count finished tasks as free slots before deciding how many jobs to fetch: the
+            // select below joins one task per turn, and a fetch sized by unjoined tasks comes
+            // back small while most slots are in fact free.
+            while jobs.try_join_next().is_some() {
+                if more {
+                    want_fetch = true;
+                }
+            }
+            let paused = *self.paused.borrow();
+            let free = self.max_workers.saturating_sub(jobs.len());
+            let ready = want_fetch && !paused && free > 0;
+            if ready && Instant::now() >= next_fetch {
+                want_fetch = false;
+                // A fetch that hangs (the database is gone) must not hold up a stop. One
+                // abandoned after its statement committed leaves rows running that no task
+                // holds: the sweep below gives them back.
+                let fetched = tokio::select! {
+                    biased;
+                    fetched = self.fetch(free, &mut jobs, &mut sweep_orphans) => Some(fetched),
+                    _ = stop.cancelled() => None,
+                };
+                let Some(fetched) = fetched else {
+                    sweep_orphans = true;
+                    break;
+                };
+                self.record_fetch(fetched.is_ok());
+                match fetched {
+                    Ok(fetched) => {
+                        if backoff.failures() > 0 {
+                            tracing::info!("fetching works again");
+                            backoff.reset();
+                        }
+                        more = fetched == free;
+                        next_fetch = Instant::now() + config.fetch_cooldown;
+                        if more {
+                            want_fetch = true;
+                        }
+                    }
+                    Err(err) => {
+                        if backoff.failures() == 0 {
+                            tracing::warn!(%err, "fetch failed; retrying with backoff");
+                        }
+                        if err.is_connection() {
+                            sweep_orphans = true;
+                        }
+                        next_fetch = Instant::now() + backoff.next_delay();
+                        want_fetch = true;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {
+                    if more {
+                        want_fetch = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_fetch), if ready => {}
+                _ = self.wake.notified() => want_fetch = true,
+                _ = poll.tick() => want_fetch = true,
+                _ = touch.tick() => self.touch().await,
+                Ok(()) = self.paused.changed() => {
+                    if !*self.paused.borrow() {
+                        want_fetch = true;
+                    }
+                }
+            }
+        }
+        // Soft stop: let running jobs finish. A hard stop reaches them through their tokens.
+        while jobs.join_next().await.is_some() {}
+        // From here on only the database is waited on, which a stop bounds.
+        drop(self.work.take());
+        // A fetch whose reply was lost may have left rows running that no task holds, and no
+        // next fetch will give them back. Nothing else would before River's one-hour rescue:
+        // a clean stop deletes this client's heartbeat, so the dead-client rescue never sees
+        // them.
+        if sweep_orphans && let Err(err) = self.return_orphans().await {
+            tracing::warn!(
+                %err,
+                "could not give back the jobs of a fetch whose reply was lost; they stay \
+                 running until rescued"
+            );
+        }
+    }
+
+    /// Records a fetch's result for the health report.
+    fn record_fetch(&self, ok: bool) {
+        let mut fetches = self.shared.fetches.lock().expect("lock poisoned");
+        let record = fetches.entry(self.queue.clone()).or_default();
+        if ok {
+            record.last_ok_at = Some(self.shared.config.now());
+            record.failures = 0;
+        } else {
+            record.failures = record.failures.saturating_add(1);
+        }
+    }
+
+    /// Records the queue in `river_queue` (or refreshes it, so River's queue cleaner keeps it)
+    /// and picks up a pause this client may have missed.
+    async fn touch(&mut self) {
+        // A pause or resume that lands while the row is read is newer than what the read
+        // returns: apply the read only if none did.
+        let generation = self.shared.pause_generation();
+        let mut exec = self.shared.driver.executor();
+        // A refresh that hangs must not hold up a stop; it has nothing to finish.
+        let touched = tokio::select! {
+            touched = exec.queue_create_or_touch(&self.queue) => touched,
+            _ = self.shared.soft_stop.cancelled() => return,
+        };
+        match touched {
+            Ok(row) => {
+                if self.shared.pause_generation() == generation {
+                    self.shared.set_paused(&self.queue, row.paused_at.is_some());
+                }
+            }
+            Err(err) => tracing::debug!(%err, "queue refresh failed"),
+        }
+    }
+
+    /// Returns to `available`, attempt unspent, this queue's rows that are running under this
+    /// client's id but held by none of its tasks: those of a fetch that committed while its
+    /// reply was lost.
+    async fn return_orphans(&self) -> millrace_driver::Result<()> {
+        let held = {
+            let held = self.shared.held.lock().expect("lock poisoned");
+            held.iter()
+                .filter(|(_, h)| h.queue == self.queue)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let returned = self
+            .shared
+            .driver
+            .executor()
+            .job_return_orphans(&JobReturnOrphansParams {
+                client_id: self.shared.config.id.clone(),
+                queue: self.queue.clone(),
+                held,
+            })
+            .await?;
+        if returned > 0 {
+            tracing::warn!(returned, "returned jobs whose fetch reply was lost");
+        }
+        Ok(())
+    }
+
+    async fn fetch(
+        &mut self,
+        free: usize,
+        jobs: &mut JoinSet<()>,
+        sweep_orphans: &mut bool,
+    ) -> millrace_driver::Result<usize> {
+        if *sweep_orphans {
+            // A fetch may have committed while its reply was lost. Give its rows back before
+            // fetching again.
+            self.return_orphans().await?;
+            *sweep_orphans = false;
+        }
+        let rows = self
+            .shared
+            .driver
+            .executor()
+            .job_get_available(&JobGetAvailableParams {
+                queue: self.queue.clone(),
+                max: free as i32,
+                client_id: self.shared.config.id.clone(),
+                now: self.shared.config.fetch_now(),
+            })
+            .await?;
+        let fetched = rows.len();
+        let mut undecodable = Vec::new();
+        for row in rows {
+            let row = match row {
+                Ok(row) => row,
+                Err(job) => {
+                    undecodable.push(job);
+                    continue;
+                }
+            };
+            let token = self.shared.hard_stop.child_token();
+            self.shared.held.lock().expect("lock poisoned").insert(
+                row.id,
+                Held {
+                    queue: self.queue.clone(),
+                    token: token.clone(),
+                },
+            );
+            jobs.spawn(crate::runtime::job_executor::run_job(
+                self.shared.clone(),
+                row,
+                token,
+            ));
+        }
+        if !undecodable.is_empty()
+            && let Err(err) =
+                crate::runtime::undecodable::fail_fetched(&self.shared, undecodable).await
+        {
+            // The rows stay running under this client, held by no task: give them back
+            // before the next fetch, which fails them again.
+            tracing::warn!(%err, "could not record the failed attempts of undecodable jobs");
+            *sweep_orphans = true;
+        }
+        Ok(fetched)
+    }
+}
