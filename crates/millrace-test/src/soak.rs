@@ -419,5 +419,5 @@ pub async fn check_sqlite(pool: &SqlitePool) -> Result<LedgerReport, sqlx::Error
 }
 
 /// The page limit every SQLite connection of the soak opens with (`max_page_count`, 4 KiB
-/// pages: 64 MiB): the disk-full fault fills the file to it.
-pub const SQLITE_MAX_PAGES: u32 = 16_384;
+/// pages: 32 MiB): the disk-full fault fills the file to it.
+pub const SQLITE_MAX_PAGES: u32 = 8_192;

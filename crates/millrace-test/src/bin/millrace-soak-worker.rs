@@ -276,7 +276,15 @@ where
                     () = tokio::time::sleep(CANCEL_WAIT) => Err(WorkError::msg("no cancel came")),
                 }
             }
-            _ => self.driver.complete_with_effect(&job, &self.process).await,
+            _ => {
+                // Work that takes a while (0 to 200 ms), so that faults find jobs in flight.
+                let busy = Duration::from_millis(u64::try_from(job.row.id.0 % 5).unwrap_or(0) * 50);
+                tokio::select! {
+                    () = job.cancelled() => return Err(WorkError::msg("stopped while working")),
+                    () = tokio::time::sleep(busy) => {}
+                }
+                self.driver.complete_with_effect(&job, &self.process).await
+            }
         }
     }
 
