@@ -145,6 +145,15 @@ impl InsertManyParams {
                 )));
             }
         };
+        // PostgreSQL's jsonb refuses `\u0000`; refused here on every driver, so a job means
+        // the same wherever it goes, with an input error instead of a database one (issue 20).
+        if json_holds_nul(&metadata) {
+            return Err(Error::InvalidInsert(
+                "metadata must not hold a NUL character (\\u0000), which PostgreSQL's jsonb \
+                 cannot store"
+                    .to_owned(),
+            ));
+        }
         let state = if opts.pending == Some(true) {
             JobState::Pending
         } else if opts.scheduled_at.is_some() {
@@ -273,6 +282,24 @@ pub(crate) fn validate_max_attempts(max_attempts: Option<i32>) -> Result<i16> {
             "max_attempts must be between 1 and 32767, got {n}"
         ))),
     }
+}
+
+/// Whether JSON text holds a NUL character, which encoders write as the escape `\u0000`.
+fn json_holds_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skips the escaped character, so `\\u0000` (a backslash, then text) is not one.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 fn is_word(c: char) -> bool {
