@@ -234,7 +234,7 @@ async fn pg_soak(seed: u64, span: Duration) {
         let _ = cancel_running(&admin).await;
         tokio::time::sleep(POLL * 5).await;
     }
-    let workers = std::mem::take(&mut *workers.lock().unwrap());
+    let workers = std::mem::take(&mut *lock(&workers));
     for worker in workers.into_iter().flatten() {
         worker.terminate().await;
     }
@@ -242,7 +242,7 @@ async fn pg_soak(seed: u64, span: Duration) {
     let report = soak::check_pg(&pool, &schema)
         .await
         .expect("read the ledger");
-    let recoveries = recoveries.lock().unwrap().clone();
+    let recoveries = lock(&recoveries).clone();
     print_figures(
         "postgres",
         seed,
@@ -273,7 +273,7 @@ struct PgFaultCtx {
     workers: Arc<Mutex<Vec<Option<Proc>>>>,
     logs: LogDir,
     url: String,
-    recoveries: Arc<Mutex<Vec<(FaultKind, Option<Duration>)>>>,
+    recoveries: Arc<Mutex<Vec<(FaultKind, Outcome)>>>,
 }
 
 impl PgFaultCtx {
@@ -283,9 +283,12 @@ impl PgFaultCtx {
         // the fault itself.
         let healed = match fault.kind {
             FaultKind::KillWorker => {
-                let old = self.workers.lock().unwrap()[w]
-                    .take()
-                    .expect("the plan hits a worker with one fault at a time");
+                // A worker still starting again after an earlier fault is spared: its slot is
+                // empty until it says `ready`.
+                let Some(old) = lock(&self.workers)[w].take() else {
+                    lock(&self.recoveries).push((FaultKind::KillWorker, Outcome::Skipped));
+                    return;
+                };
                 let healed = old.kill();
                 let watch = self.snapshot().await;
                 tokio::time::sleep(fault.hold).await;
@@ -310,16 +313,17 @@ impl PgFaultCtx {
                     ],
                 )
                 .await;
-                self.workers.lock().unwrap()[w] = Some(new);
+                lock(&self.workers)[w] = Some(new);
                 self.recover(fault.kind, healed, watch).await;
                 return;
             }
             FaultKind::PauseWorker => {
                 // Counted from the pause: the fleet must rescue the paused worker's jobs
                 // while it sleeps, within its lease.
-                let pid = self.workers.lock().unwrap()[w]
-                    .as_ref()
-                    .map_or(0, Proc::pid);
+                let Some(pid) = lock(&self.workers)[w].as_ref().map(Proc::pid) else {
+                    lock(&self.recoveries).push((FaultKind::PauseWorker, Outcome::Skipped));
+                    return;
+                };
                 signal(pid, "-STOP");
                 let paused = Instant::now();
                 let watch = self.snapshot().await;
@@ -425,7 +429,7 @@ impl PgFaultCtx {
             }
             tokio::time::sleep(POLL).await;
         };
-        self.recoveries.lock().unwrap().push((kind, took));
+        lock(&self.recoveries).push((kind, took.into()));
     }
 }
 
@@ -586,7 +590,7 @@ async fn sqlite_soak(seed: u64, span: Duration) {
     for task in tasks {
         task.await.expect("a fault task panicked");
     }
-    let recoveries = recoveries.lock().unwrap().clone();
+    let recoveries = lock(&recoveries).clone();
     inserter.terminate().await;
     let deadline = Instant::now() + DRAIN_DEADLINE;
     loop {
@@ -605,7 +609,7 @@ async fn sqlite_soak(seed: u64, span: Duration) {
         );
         tokio::time::sleep(POLL * 5).await;
     }
-    let workers = std::mem::take(&mut *workers.lock().unwrap());
+    let workers = std::mem::take(&mut *lock(&workers));
     for worker in workers.into_iter().flatten() {
         worker.terminate().await;
     }
@@ -634,7 +638,7 @@ struct SqliteFaultCtx {
     workers: Arc<Mutex<Vec<Option<Proc>>>>,
     logs: LogDir,
     path: String,
-    recoveries: Arc<Mutex<Vec<(FaultKind, Option<Duration>)>>>,
+    recoveries: Arc<Mutex<Vec<(FaultKind, Outcome)>>>,
 }
 
 impl SqliteFaultCtx {
@@ -643,9 +647,10 @@ impl SqliteFaultCtx {
         let pool = self.driver.pool();
         let from = match fault.kind {
             FaultKind::KillWorker => {
-                let old = self.workers.lock().unwrap()[w]
-                    .take()
-                    .expect("the plan hits a worker with one fault at a time");
+                let Some(old) = lock(&self.workers)[w].take() else {
+                    lock(&self.recoveries).push((FaultKind::KillWorker, Outcome::Skipped));
+                    return;
+                };
                 let killed = old.kill();
                 tokio::time::sleep(fault.hold).await;
                 let name = format!("soak_w{w}_{}", index + 1);
@@ -661,20 +666,21 @@ impl SqliteFaultCtx {
                     ],
                 )
                 .await;
-                self.workers.lock().unwrap()[w] = Some(new);
+                lock(&self.workers)[w] = Some(new);
                 killed
             }
             FaultKind::PauseWorker => {
-                let pid = self.workers.lock().unwrap()[w]
-                    .as_ref()
-                    .map_or(0, Proc::pid);
+                let Some(pid) = lock(&self.workers)[w].as_ref().map(Proc::pid) else {
+                    lock(&self.recoveries).push((FaultKind::PauseWorker, Outcome::Skipped));
+                    return;
+                };
                 signal(pid, "-STOP");
                 let paused = Instant::now();
                 let (took, ()) = tokio::join!(recover_sqlite(&self.driver, paused), async {
                     tokio::time::sleep(fault.hold).await;
                     signal(pid, "-CONT");
                 });
-                self.recoveries.lock().unwrap().push((fault.kind, took));
+                lock(&self.recoveries).push((fault.kind, took.into()));
                 return;
             }
             FaultKind::DiskFull => {
@@ -706,7 +712,7 @@ impl SqliteFaultCtx {
             other => unreachable!("{other} is not a SQLite fault"),
         };
         let took = recover_sqlite(&self.driver, from).await;
-        self.recoveries.lock().unwrap().push((fault.kind, took));
+        lock(&self.recoveries).push((fault.kind, took.into()));
     }
 }
 
@@ -786,15 +792,17 @@ fn print_figures(
     span: Duration,
     plan: &FaultPlan,
     report: &LedgerReport,
-    recoveries: &[(FaultKind, Option<Duration>)],
+    recoveries: &[(FaultKind, Outcome)],
     elapsed: Duration,
 ) {
     let mut by_kind: BTreeMap<FaultKind, (Vec<Duration>, usize)> = BTreeMap::new();
-    for (kind, took) in recoveries {
+    let mut skipped: BTreeMap<FaultKind, usize> = BTreeMap::new();
+    for (kind, outcome) in recoveries {
         let entry = by_kind.entry(*kind).or_default();
-        match took {
-            Some(took) => entry.0.push(*took),
-            None => entry.1 += 1,
+        match outcome {
+            Outcome::Recovered(took) => entry.0.push(*took),
+            Outcome::NotRecovered => entry.1 += 1,
+            Outcome::Skipped => *skipped.entry(*kind).or_default() += 1,
         }
     }
     eprintln!(
@@ -802,7 +810,8 @@ fn print_figures(
         plan.faults.len()
     );
     eprintln!(
-        "SOAK {driver} seed {seed}: recovery per fault kind (count, p50, p95, max, not recovered):"
+        "SOAK {driver} seed {seed}: recovery per fault kind (applied, p50, p95, max, not \
+         recovered, skipped):"
     );
     for (kind, (mut times, missed)) in by_kind {
         times.sort();
@@ -812,13 +821,14 @@ fn print_figures(
                 .map_or("-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()))
         };
         eprintln!(
-            "SOAK   {:<20} {:>4} {:>7} {:>7} {:>7} {}",
+            "SOAK   {:<20} {:>4} {:>7} {:>7} {:>7} {:>4} {:>4}",
             kind.name(),
             times.len() + missed,
             pick(0.5),
             pick(0.95),
             pick(1.0),
-            missed
+            missed,
+            skipped.get(&kind).copied().unwrap_or(0)
         );
     }
 }
@@ -981,7 +991,34 @@ impl Drop for Proc {
     }
 }
 
+/// What became of one fault.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// The fleet recovered this long after the fault (see `PgFaultCtx::recover`).
+    Recovered(Duration),
+    /// Not within the recovery deadline.
+    NotRecovered,
+    /// Not applied: its worker was still starting again after an earlier fault.
+    Skipped,
+}
+
+impl From<Option<Duration>> for Outcome {
+    fn from(took: Option<Duration>) -> Outcome {
+        took.map_or(Outcome::NotRecovered, Outcome::Recovered)
+    }
+}
+
+/// Locks a mutex shared by the fault tasks; a task that panicked holding it has already
+/// failed the soak, so the others read on.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn signal(pid: u32, which: &str) {
+    // `kill` with pid 0 would signal the whole process group, this test included.
+    assert!(pid > 0, "no process to signal");
     let status = Command::new("kill")
         .args([which, &pid.to_string()])
         .status()
