@@ -326,11 +326,16 @@ impl PgFaultCtx {
                 };
                 signal(pid, "-STOP");
                 let paused = Instant::now();
-                let watch = self.snapshot().await;
-                let ((), ()) = tokio::join!(self.recover(fault.kind, paused, watch), async {
+                // The pause ends on time whatever the database does meanwhile.
+                let resume = async {
                     tokio::time::sleep(fault.hold).await;
                     signal(pid, "-CONT");
-                });
+                };
+                let measure = async {
+                    let watch = self.snapshot().await;
+                    self.recover(fault.kind, paused, watch).await;
+                };
+                tokio::join!(resume, measure);
                 return;
             }
             FaultKind::RestartPostgres => {
