@@ -188,6 +188,7 @@ async fn pg_soak(seed: u64, span: Duration) {
     eprint!("{}", plan.timeline());
     let workers = Arc::new(Mutex::new(workers));
     let recoveries = Arc::new(Mutex::new(Vec::new()));
+    let restarting = Arc::new(tokio::sync::Mutex::new(()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (index, fault) in plan.faults.iter().cloned().enumerate() {
@@ -202,6 +203,7 @@ async fn pg_soak(seed: u64, span: Duration) {
             logs: logs.clone(),
             url: url.clone(),
             recoveries: recoveries.clone(),
+            restarting: restarting.clone(),
         };
         tasks.push(tokio::spawn(async move { ctx.apply(index, fault).await }));
     }
@@ -274,6 +276,7 @@ struct PgFaultCtx {
     logs: LogDir,
     url: String,
     recoveries: Arc<Mutex<Vec<(FaultKind, Outcome)>>>,
+    restarting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PgFaultCtx {
@@ -339,6 +342,12 @@ impl PgFaultCtx {
                 return;
             }
             FaultKind::RestartPostgres => {
+                // A restart still under way (a slow start on busy cores) spares this one:
+                // stopping a server that is already down would fail.
+                let Ok(_restarting) = self.restarting.clone().try_lock_owned() else {
+                    lock(&self.recoveries).push((FaultKind::RestartPostgres, Outcome::Skipped));
+                    return;
+                };
                 let cluster = self.cluster.clone();
                 let hold = fault.hold;
                 tokio::task::spawn_blocking(move || cluster.restart(hold))
