@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         .flatten()
     {
         if let Some(next) = schedule.next_after(at) {
-            assert!(next > at, "{pattern:?} in {zone:?}: {next} is not after {at}");
+            assert!(
+                next > at,
+                "{pattern:?} in {zone:?}: {next} is not after {at}"
+            );
         }
     }
 });
