@@ -372,6 +372,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_an_escaped_nul_counts_as_nul() {
+        assert!(json_holds_nul(r#"{"a\u0000":1}"#));
+        // An escaped backslash, then a NUL.
+        assert!(json_holds_nul(r#"{"a":"\\\u0000"}"#));
+        // A backslash, then the text `u0000`.
+        assert!(!json_holds_nul(r#"{"a":"\\u0000"}"#));
+        assert!(!json_holds_nul(r#"{"u0000":"x"}"#));
+    }
+
+    #[test]
     fn html_characters_are_escaped_like_go() {
         assert_eq!(
             escape_like_go("{\"q\":\"a<b>&c\u{2028}\"}".to_owned()),
