@@ -46,7 +46,11 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod driver;
+pub mod fault_plan;
+pub mod fault_proxy;
+pub mod pg_cluster;
 mod require;
+pub mod soak;
 mod test_db;
 
 pub use require::{

@@ -162,6 +162,15 @@ impl InsertManyParams {
                 )));
             }
         };
+        // PostgreSQL's jsonb refuses `\u0000`; refused here on every driver, so a job means
+        // the same wherever it goes, with an input error instead of a database one (issue 20).
+        if json_holds_nul(&metadata) {
+            return Err(Error::InvalidInsert(
+                "metadata must not hold a NUL character (\\u0000), which PostgreSQL's jsonb \
+                 cannot store"
+                    .to_owned(),
+            ));
+        }
         let state = if opts.pending == Some(true) {
             JobState::Pending
         } else if opts.scheduled_at.is_some() {
@@ -292,9 +301,37 @@ pub(crate) fn validate_max_attempts(max_attempts: Option<i32>) -> Result<i16> {
     }
 }
 
+/// Whether JSON text holds a NUL character, which encoders write as the escape `\u0000`.
+fn json_holds_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skips the escaped character, so `\\u0000` (a backslash, then text) is not one.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_escaped_nul_counts_as_nul() {
+        assert!(json_holds_nul(r#"{"a\u0000":1}"#));
+        // An escaped backslash, then a NUL.
+        assert!(json_holds_nul(r#"{"a":"\\\u0000"}"#));
+        // A backslash, then the text `u0000`.
+        assert!(!json_holds_nul(r#"{"a":"\\u0000"}"#));
+        assert!(!json_holds_nul(r#"{"u0000":"x"}"#));
+    }
 
     #[test]
     fn html_characters_are_escaped_like_go() {

@@ -18,6 +18,8 @@ mod api;
 mod health;
 #[path = "../../../millrace/tests/it/hostile_rows.rs"]
 mod hostile_rows;
+#[path = "../../../millrace/tests/it/injection.rs"]
+mod injection;
 #[path = "../../../millrace/tests/it/persistent.rs"]
 mod persistent;
 #[path = "../../../millrace/tests/it/runtime.rs"]

@@ -359,6 +359,13 @@ impl<D: Driver> ClientBuilder<D> {
                 id.len()
             )));
         }
+        // PostgreSQL's text cannot hold NUL: refused here rather than by the database at
+        // start.
+        if id.contains('\0') {
+            return Err(Error::Config(format!(
+                "client id {id:?} must not hold a NUL character"
+            )));
+        }
         let positive = [
             ("fetch_cooldown", self.fetch_cooldown, Duration::ZERO),
             (

@@ -11,6 +11,7 @@ mod fixture;
 mod fleet;
 mod health;
 mod hostile_rows;
+mod injection;
 mod insert;
 mod job_admin;
 mod migrate;
