@@ -154,6 +154,7 @@ pub struct ClientBuilder<D: Driver> {
     persistent: Vec<Result<PersistentEntry>>,
     insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
     work_middleware: Vec<Arc<dyn WorkMiddleware>>,
+    metric_hooks: Vec<Arc<dyn crate::MetricHook>>,
     error_handler: Option<Arc<dyn ErrorHandler>>,
     test_clock: Option<TestClock>,
 }
@@ -302,6 +303,14 @@ impl<D: Driver> ClientBuilder<D> {
     /// order added, the first outermost, around each worker's own.
     pub fn work_middleware(mut self, middleware: impl WorkMiddleware) -> Self {
         self.work_middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a hook that receives the client's own measurements, such as each fetch's
+    /// duration; see [`MetricHook`](crate::MetricHook). `millrace-otel` uses it for River's
+    /// `river.job_get_available_duration`.
+    pub fn metric_hook(mut self, hook: impl crate::MetricHook) -> Self {
+        self.metric_hooks.push(Arc::new(hook));
         self
     }
 
@@ -514,6 +523,7 @@ impl<D: Driver> ClientBuilder<D> {
                     heartbeat_lease: self.heartbeat_lease,
                     maintenance: self.maintenance,
                     work_middleware: self.work_middleware,
+                    metric_hooks: self.metric_hooks,
                     error_handler: self.error_handler,
                     clock: self.test_clock,
                 },
@@ -561,6 +571,7 @@ impl<D: Driver> Client<D> {
             persistent: Vec::new(),
             insert_middleware: Vec::new(),
             work_middleware: Vec::new(),
+            metric_hooks: Vec::new(),
             error_handler: None,
             test_clock: None,
         }
@@ -592,6 +603,7 @@ impl<D: Driver> Client<D> {
     /// client.insert(Ping {}, Some(InsertOpts::new().priority(2))).await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert", skip_all, fields(kind = A::KIND))]
     pub async fn insert<A: JobArgs>(
         &self,
         args: A,
@@ -621,6 +633,7 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert", skip_all, fields(kind = A::KIND))]
     pub async fn insert_tx<A: JobArgs>(
         &self,
         conn: &mut D::Conn,
@@ -652,11 +665,13 @@ impl<D: Driver> Client<D> {
     /// assert_eq!(results.len(), 100);
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many(
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
+        tracing::Span::current().record("count", jobs.len());
         self.insert_jobs(&mut self.inner.driver.executor(), jobs)
             .await
     }
@@ -678,12 +693,14 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_tx(
         &self,
         conn: &mut D::Conn,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
+        tracing::Span::current().record("count", jobs.len());
         self.insert_jobs(&mut self.inner.driver.conn_executor(conn), jobs)
             .await
     }
@@ -708,11 +725,13 @@ impl<D: Driver> Client<D> {
     /// assert_eq!(count, 10_000);
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many_fast", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_fast(
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<u64> {
         let jobs = self.resolve_fast(params)?;
+        tracing::Span::current().record("count", jobs.len());
         let mut exec = self.inner.driver.executor();
         let count = exec.job_insert_fast(&jobs).await?;
         self.notify_inserted(&mut exec, &jobs).await?;
@@ -736,12 +755,14 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many_fast", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_fast_tx(
         &self,
         conn: &mut D::Conn,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<u64> {
         let jobs = self.resolve_fast(params)?;
+        tracing::Span::current().record("count", jobs.len());
         let mut exec = self.inner.driver.conn_executor(conn);
         let count = exec.job_insert_fast(&jobs).await?;
         self.notify_inserted(&mut exec, &jobs).await?;

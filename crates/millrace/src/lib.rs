@@ -71,6 +71,7 @@ mod leader;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod maintenance;
+mod metric_hook;
 mod middleware;
 mod migrate;
 mod notifier;
@@ -97,6 +98,7 @@ pub use job_admin::{
     JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
 };
 pub use job_args::JobArgs;
+pub use metric_hook::{Metric, MetricHook};
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
     WorkMiddleware, WorkNext,

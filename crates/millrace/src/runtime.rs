@@ -42,6 +42,7 @@ pub(crate) struct RuntimeConfig {
     pub(crate) heartbeat_lease: Duration,
     pub(crate) maintenance: MaintenanceConfig,
     pub(crate) work_middleware: Vec<Arc<dyn crate::WorkMiddleware>>,
+    pub(crate) metric_hooks: Vec<Arc<dyn crate::MetricHook>>,
     pub(crate) error_handler: Option<Arc<dyn crate::ErrorHandler>>,
     /// The time the client works by, when a test set one; else the system clock.
     pub(crate) clock: Option<TestClock>,
