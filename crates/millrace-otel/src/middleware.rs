@@ -12,8 +12,7 @@ use millrace::{
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider};
 use opentelemetry::trace::{
-    FutureExt as _, Link, SpanKind, Status, TraceContextExt as _, Tracer as _,
-    TracerProvider,
+    FutureExt as _, Link, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider,
 };
 use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, StringValue, Value};
 
