@@ -32,6 +32,7 @@ impl Worker for TaskWorker {
     type Args = Task;
 
     async fn work(&self, job: millrace::Job<Task>) -> Result<(), WorkError> {
+        tracing::info!("working the task");
         match job.args.mode {
             Mode::Succeed => Ok(()),
             Mode::Fail => Err(WorkError::msg("the task failed")),

@@ -2,6 +2,8 @@
 //! Prometheus scrapes parsed by an independent parser, against a real PostgreSQL.
 
 mod common;
+mod examples;
 mod otlp;
 mod prometheus;
 mod receiver;
+mod spans;
