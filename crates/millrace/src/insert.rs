@@ -230,7 +230,7 @@ impl InsertManyParams {
 /// Escapes `<`, `>`, `&`, U+2028 and U+2029 as Go's `encoding/json` (and River's Rust crate)
 /// do, so that args encode to the same bytes, and unique-by-args keys match, across River's
 /// clients. These characters only occur inside JSON strings, where the escapes mean the same.
-fn escape_like_go(json: String) -> String {
+pub(crate) fn escape_like_go(json: String) -> String {
     if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
         return json;
     }

@@ -64,6 +64,7 @@ mod health;
 mod heartbeat;
 mod insert;
 mod insert_opts;
+mod inspect;
 mod job_admin;
 mod job_args;
 mod job_executor;
@@ -94,6 +95,10 @@ pub use event::{Event, EventKind};
 pub use health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
 pub use insert::InsertManyParams;
 pub use insert_opts::{InsertOpts, UniqueOpts};
+pub use inspect::{
+    FleetClient, JobBatchAction, JobBatchResult, JobBatchRow, JobCount, JobCounts, LeaderRow,
+    Leaders, PeriodicSchedule, PersistentInstance, QueueLag, RunningJobs,
+};
 pub use job_admin::{
     JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
 };
