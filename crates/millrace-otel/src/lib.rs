@@ -43,11 +43,13 @@
 //! |---|---|---|
 //! | `prometheus` | yes | [`prometheus`]: an OTel meter provider scraped as Prometheus text, and a `/metrics` server |
 
+mod gauges;
 mod middleware;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod propagation;
 
+pub use gauges::{GAUGES_INTERVAL_DEFAULT, QueueGauges, QueueGaugesBuilder};
 pub use middleware::{
     ClientBuilderExt, DurationUnit, OtelMiddleware, OtelMiddlewareBuilder, SCOPE_NAME,
 };

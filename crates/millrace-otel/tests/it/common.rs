@@ -15,6 +15,8 @@ pub(crate) enum Mode {
     Fail,
     Cancel,
     Snooze,
+    /// Runs until its token fires (a stop), at most 30 s.
+    Hold,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +40,10 @@ impl Worker for TaskWorker {
             Mode::Fail => Err(WorkError::msg("the task failed")),
             Mode::Cancel => Err(WorkError::cancel("the task gave up")),
             Mode::Snooze => Err(WorkError::snooze(Duration::from_secs(3600))),
+            Mode::Hold => {
+                let _ = tokio::time::timeout(Duration::from_secs(30), job.cancelled()).await;
+                Ok(())
+            }
         }
     }
 }

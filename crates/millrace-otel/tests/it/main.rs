@@ -3,6 +3,7 @@
 
 mod common;
 mod examples;
+mod gauges;
 mod otlp;
 mod prometheus;
 mod receiver;
