@@ -10,6 +10,8 @@ mod demo;
 mod fleet;
 mod health;
 mod jobs;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod migrate;
 mod output;
 mod pooler;
