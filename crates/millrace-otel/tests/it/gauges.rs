@@ -3,12 +3,24 @@
 
 use std::time::Duration;
 
-use millrace::{Client, InsertManyParams, InsertOpts};
+use millrace::{
+    BoxError, Client, InsertManyParams, InsertOpts, PersistentContext, PersistentWorker,
+};
 use millrace_otel::QueueGauges;
 use millrace_otel::prometheus::PrometheusMetrics;
 use millrace_test::TestDb;
 
 use crate::common::{Mode, Task, worker_client};
+
+/// A persistent worker that runs until its token fires.
+struct Idle;
+
+impl PersistentWorker for Idle {
+    async fn run(&self, ctx: PersistentContext) -> Result<(), BoxError> {
+        ctx.cancelled().await;
+        Ok(())
+    }
+}
 
 fn parse(page: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_owned())))
@@ -27,7 +39,7 @@ fn gauge(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gauges_report_counts_lag_running_jobs_and_the_leader() {
+async fn gauges_report_counts_lag_running_jobs_persistent_holders_and_the_leader() {
     let db = TestDb::new().await;
     let inserter = Client::builder(db.driver()).build().unwrap();
     inserter
@@ -52,7 +64,7 @@ async fn gauges_report_counts_lag_running_jobs_and_the_leader() {
         .await
         .unwrap()
         .job;
-    let worker = worker_client(&db, |b| b);
+    let worker = worker_client(&db, |b| b.persistent_worker("otel_idle", Idle));
     worker.start().await.unwrap();
 
     let metrics = PrometheusMetrics::new().unwrap();
@@ -75,7 +87,13 @@ async fn gauges_report_counts_lag_running_jobs_and_the_leader() {
             "millrace_leader",
             &[("leader", "river"), ("client", &worker_id)],
         );
-        if (running == Some(1.0) && leads == Some(1.0)) || tokio::time::Instant::now() >= until {
+        let holds = gauge(
+            &scrape,
+            "millrace_persistent_held",
+            &[("name", "otel_idle"), ("holder", &worker_id)],
+        );
+        let ready = running == Some(1.0) && leads == Some(1.0) && holds == Some(1.0);
+        if ready || tokio::time::Instant::now() >= until {
             break scrape;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
