@@ -1,4 +1,5 @@
-//! The `millrace` command: migrations, validation, benchmarks and a live demo, on PostgreSQL
+//! The `millrace` command: migrations, validation, benchmarks, a live demo, health and the
+//! operator commands (jobs, queues, periodic, persistent, leader, clients), on PostgreSQL
 //! or a SQLite file.
 
 mod admin;

@@ -131,7 +131,8 @@ async fn overview<D: Driver>(client: &Client<D>) -> anyhow::Result<Vec<QueueJson
             break;
         }
     }
-    let counts = client.job_counts().await?;
+    // Operators want the discarded and completed counts too, whatever they cost.
+    let counts = client.job_counts_all().await?;
     let lags = client.queue_lag().await?;
     let mut by_name: BTreeMap<String, Option<QueueRow>> = rows
         .into_iter()
@@ -263,7 +264,7 @@ async fn set_paused<D: Driver>(
         let known = match client.queue_get(name).await {
             Ok(_) => true,
             Err(millrace::Error::QueueNotFound(_)) => {
-                client.job_counts().await?.queue_total(name) > 0
+                client.job_counts_all().await?.queue_total(name) > 0
             }
             Err(err) => return Err(err.into()),
         };

@@ -51,7 +51,7 @@ pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
 pub const REPLACED_METADATA_KEY: &str = "millrace:replaced_metadata";
 
 use jiff::Timestamp;
-use millrace_types::{JobRead, JobRow};
+use millrace_types::{JobRead, JobRow, JobState};
 
 /// A database driver: a pool of connections plus the schema every statement names.
 ///
@@ -435,11 +435,12 @@ pub trait Executor: Send {
     /// further than `limit`.
     fn job_count(&mut self, params: &JobListParams) -> impl Future<Output = Result<i64>> + Send;
 
-    /// How many jobs each queue has in each state: one row per queue and state with jobs.
-    /// Runs through the `(state, queue, …)` fetch index, so its cost grows with the rows
-    /// counted; see the `job_counts` docs of the client for figures.
+    /// How many jobs each queue has in each of `states` (every state when empty): one row
+    /// per queue and state with jobs. Runs through the `(state, queue, …)` fetch index, so
+    /// its cost grows with the rows counted; see the `job_counts` docs of the client.
     fn job_count_by_queue_and_state(
         &mut self,
+        states: &[JobState],
     ) -> impl Future<Output = Result<Vec<JobCountRow>>> + Send;
 
     /// The earliest `scheduled_at` of each queue's available jobs, found by a few index

@@ -603,8 +603,11 @@ impl Executor for PgExecutor<'_> {
         self.inspect_job_count(params).await
     }
 
-    async fn job_count_by_queue_and_state(&mut self) -> Result<Vec<millrace_driver::JobCountRow>> {
-        self.inspect_job_count_by_queue_and_state().await
+    async fn job_count_by_queue_and_state(
+        &mut self,
+        states: &[JobState],
+    ) -> Result<Vec<millrace_driver::JobCountRow>> {
+        self.inspect_job_count_by_queue_and_state(states).await
     }
 
     async fn queue_oldest_available(&mut self) -> Result<millrace_driver::QueueOldestAvailable> {

@@ -20,7 +20,8 @@ use crate::row::{job_columns, job_read};
 pub(crate) struct InspectQueries {
     /// Ascending, descending.
     job_count: [Arc<str>; 2],
-    job_count_by_queue_and_state: Arc<str>,
+    /// Every state, then the states bound as the one parameter.
+    job_count_by_queue_and_state: [Arc<str>; 2],
     queue_oldest_available: Arc<str>,
     /// Indexed by action (retry, cancel, delete), then ascending, descending.
     job_act_many: [[Arc<str>; 2]; 3],
@@ -49,10 +50,19 @@ impl InspectQueries {
         // GROUP BY (state, queue) in the order of the fetch index's leading columns, so
         // PostgreSQL can count from that index alone (an index-only scan on a vacuumed
         // table) instead of reading the heap.
-        let job_count_by_queue_and_state = format!(
-            "SELECT queue, state::text AS state, count(*) AS count FROM {job} \
-             GROUP BY state, queue ORDER BY queue, state"
-        );
+        // Two statements rather than an optional filter, so that a prepared statement's
+        // generic plan still ranges over the index for the states asked.
+        let job_count_by_queue_and_state = [
+            format!(
+                "SELECT queue, state::text AS state, count(*) AS count FROM {job} \
+                 GROUP BY state, queue ORDER BY queue, state"
+            ),
+            format!(
+                "SELECT queue, state::text AS state, count(*) AS count FROM {job} \
+                 WHERE state = ANY($1::text[]::{s}river_job_state[]) \
+                 GROUP BY state, queue ORDER BY queue, state"
+            ),
+        ];
 
         // A loose index scan: the recursive part jumps from one queue with available jobs to
         // the next through the (state, queue, priority, scheduled_at, id) index, and the
@@ -104,7 +114,11 @@ WITH picked AS (
     FOR UPDATE
 ),"#
             );
-            // Each mirrors its single-job statement (job_retry, job_cancel, job_delete).
+            // Each mirrors its single-job statement (job_retry, job_cancel, job_delete). The rows
+            // are reached through `= ANY(ARRAY(…))`, an index probe per id: a join with `picked`
+            // lets the planner, which cannot see how few rows it holds, hash the whole table on
+            // every batch. The state tests read the row the update sees, which is the locked
+            // (newest) version.
             let acted = match action {
                 JobBatchAction::Retry => format!(
                     r#"
@@ -115,8 +129,7 @@ acted AS (
         max_attempts = CASE WHEN j.attempt >= j.max_attempts AND j.max_attempts < 32767
                             THEN j.max_attempts + 1 ELSE j.max_attempts END,
         finalized_at = NULL
-    FROM picked AS p
-    WHERE j.id = p.id AND p.state <> 'running'
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state <> 'running'
     RETURNING j.id, j.state
 )"#
                 ),
@@ -124,13 +137,13 @@ acted AS (
                     r#"
 acted AS (
     UPDATE {job} AS j SET
-        state = CASE WHEN p.state = 'running' THEN j.state ELSE 'cancelled' END,
-        finalized_at = CASE WHEN p.state = 'running' THEN j.finalized_at
+        state = CASE WHEN j.state = 'running' THEN j.state ELSE 'cancelled' END,
+        finalized_at = CASE WHEN j.state = 'running' THEN j.finalized_at
                             ELSE coalesce($15::timestamptz, now()) END,
         metadata = {j_metadata}
             || jsonb_build_object('cancel_attempted_at', coalesce($15::timestamptz, now()))
-    FROM picked AS p
-    WHERE j.id = p.id AND p.state NOT IN ('cancelled', 'completed', 'discarded')
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+      AND j.state NOT IN ('cancelled', 'completed', 'discarded')
     RETURNING j.id, j.state, j.queue
 ),
 notified AS (
@@ -144,8 +157,7 @@ notified AS (
                     r#"
 acted AS (
     DELETE FROM {job} AS j
-    USING picked AS p
-    WHERE j.id = p.id AND p.state <> 'running'
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state <> 'running'
     RETURNING j.id, j.state
 )"#
                 ),
@@ -215,7 +227,7 @@ ORDER BY 1, 2, 3"#
         );
         InspectQueries {
             job_count: [count(">"), count("<")],
-            job_count_by_queue_and_state: job_count_by_queue_and_state.into(),
+            job_count_by_queue_and_state: job_count_by_queue_and_state.map(Into::into),
             queue_oldest_available: queue_oldest_available.into(),
             job_act_many: [
                 pair(JobBatchAction::Retry),
@@ -272,8 +284,15 @@ impl PgExecutor<'_> {
 
     pub(super) async fn inspect_job_count_by_queue_and_state(
         &mut self,
+        states: &[JobState],
     ) -> Result<Vec<JobCountRow>> {
-        let q = query(&self.driver.queries().inspect.job_count_by_queue_and_state);
+        let sql = &self.driver.queries().inspect.job_count_by_queue_and_state;
+        let q = if states.is_empty() {
+            query(&sql[0])
+        } else {
+            let q = query(&sql[1]);
+            q.bind(states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        };
         self.fetch_all(q)
             .await?
             .iter()

@@ -22,7 +22,8 @@ use crate::time::{NOW, encode};
 pub(crate) struct InspectQueries {
     /// Ascending, descending.
     job_count: [Arc<str>; 2],
-    job_count_by_queue_and_state: Arc<str>,
+    /// Every state, then the states bound as the one parameter.
+    job_count_by_queue_and_state: [Arc<str>; 2],
     queue_oldest_available: Arc<str>,
     /// The jobs a bulk action looks at: ascending, descending.
     job_pick: [Arc<str>; 2],
@@ -49,10 +50,17 @@ impl InspectQueries {
     pub(crate) fn new(s: &str, filters: &str) -> Self {
         let job = format!("{s}river_job");
         let cols = job_columns("");
-        let job_count_by_queue_and_state = format!(
-            "SELECT queue, state, count(*) AS count FROM {job} \
-             GROUP BY state, queue ORDER BY queue, state"
-        );
+        let job_count_by_queue_and_state = [
+            format!(
+                "SELECT queue, state, count(*) AS count FROM {job} \
+                 GROUP BY state, queue ORDER BY queue, state"
+            ),
+            format!(
+                "SELECT queue, state, count(*) AS count FROM {job} \
+                 WHERE state IN (SELECT value FROM json_each(?1)) \
+                 GROUP BY state, queue ORDER BY queue, state"
+            ),
+        ];
         // Read from the (state, queue, …) index. SQLite is one machine's database, where a
         // range scan of the available jobs is cheap enough; PostgreSQL probes per priority.
         let queue_oldest_available = format!(
@@ -149,7 +157,7 @@ ORDER BY 1, 2, 3"#
         );
         InspectQueries {
             job_count: [count(">"), count("<")],
-            job_count_by_queue_and_state: job_count_by_queue_and_state.into(),
+            job_count_by_queue_and_state: job_count_by_queue_and_state.map(Into::into),
             queue_oldest_available: queue_oldest_available.into(),
             job_pick: [pick(">", "ASC"), pick("<", "DESC")],
             job_act: [retry.into(), cancel.into(), delete.into()],
@@ -199,8 +207,18 @@ impl SqliteExecutor<'_> {
 
     pub(super) async fn inspect_job_count_by_queue_and_state(
         &mut self,
+        states: &[JobState],
     ) -> Result<Vec<JobCountRow>> {
-        let q = query(&self.driver.queries().inspect.job_count_by_queue_and_state);
+        let sql = &self.driver.queries().inspect.job_count_by_queue_and_state;
+        let q = if states.is_empty() {
+            query(&sql[0])
+        } else {
+            let q = query(&sql[1]);
+            q.bind(
+                serde_json::to_string(&states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+                    .expect("strings always encode"),
+            )
+        };
         self.read_all(q)
             .await?
             .iter()

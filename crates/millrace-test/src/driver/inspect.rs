@@ -57,7 +57,21 @@ pub async fn counts_and_lag_follow_the_jobs<F: DriverFixture>() {
     .await;
     fetch(&d, "a", 1).await;
 
-    let counts = d.executor().job_count_by_queue_and_state().await.unwrap();
+    let running_only = d
+        .executor()
+        .job_count_by_queue_and_state(&[JobState::Running])
+        .await
+        .unwrap();
+    assert_eq!(running_only.len(), 1);
+    assert_eq!(
+        (running_only[0].queue.as_str(), running_only[0].count),
+        ("a", 1)
+    );
+    let counts = d
+        .executor()
+        .job_count_by_queue_and_state(&[])
+        .await
+        .unwrap();
     let pairs: Vec<(&str, JobState, i64)> = counts
         .iter()
         .map(|c| (c.queue.as_str(), c.state, c.count))
@@ -271,7 +285,6 @@ pub async fn fleet_tables_read_back<F: DriverFixture>() {
             .unwrap()
     );
     assert!(e.periodic_job_set_next("hourly", None, next).await.unwrap());
-    drop(e);
     let mut run = job("report", "default");
     run.metadata = r#"{"periodic":true,"river:periodic_job_id":"nightly"}"#.to_owned();
     let inserted = insert(&d, &[run]).await.remove(0);
