@@ -15,13 +15,11 @@ use opentelemetry::metrics::{Counter, Meter, MeterProvider, ObservableGauge};
 use opentelemetry::{KeyValue, global};
 use tokio_util::sync::CancellationToken;
 
-/// Every state, so each queue reports all eight and a state that empties reads 0 rather than
-/// vanishing from the scrape.
-const STATES: [JobState; 8] = [
+/// The states `Client::job_counts` counts (the backlog; final states would cost a scan of the
+/// whole table every refresh). Each queue reports all five, so a state that empties reads 0
+/// rather than vanishing from the scrape.
+const STATES: [JobState; 5] = [
     JobState::Available,
-    JobState::Cancelled,
-    JobState::Completed,
-    JobState::Discarded,
     JobState::Pending,
     JobState::Retryable,
     JobState::Running,
@@ -128,7 +126,7 @@ impl<D: Driver> QueueGaugesBuilder<D> {
 ///
 /// | Metric | Unit | Attributes | What |
 /// |---|---|---|---|
-/// | `millrace.jobs` | `{job}` | `queue`, `state` | jobs by queue and state (all eight states for every queue with jobs) |
+/// | `millrace.jobs` | `{job}` | `queue`, `state` | jobs by queue and state, for the states that are not final (available, pending, retryable, running, scheduled), all five for every queue with such jobs |
 /// | `millrace.queue.lag` | `s` | `queue` | age of the queue's oldest available job; 0 when none waits |
 /// | `millrace.jobs.running` | `{job}` | `client`, `queue` | running jobs per client (River's too) and queue |
 /// | `millrace.persistent.held` | |  `name`, `holder` | 1 while the instance runs on `holder`, else 0 |
@@ -196,7 +194,7 @@ fn register(meter: &Meter, snapshot: &Arc<Mutex<Snapshot>>) -> Vec<Gauge> {
     gauges.push(Gauge::I64(
         meter
             .i64_observable_gauge("millrace.jobs")
-            .with_description("Jobs by queue and state")
+            .with_description("Jobs by queue and state, for the states that are not final")
             .with_unit("{job}")
             .with_callback(move |o| {
                 for (queue, state, count) in r().jobs {

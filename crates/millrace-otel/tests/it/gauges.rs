@@ -131,10 +131,19 @@ async fn gauges_report_counts_lag_running_jobs_persistent_holders_and_the_leader
         gauge(
             &scrape,
             "millrace_jobs",
-            &[("queue", "waiting"), ("state", "discarded")]
+            &[("queue", "waiting"), ("state", "retryable")]
         ),
         Some(0.0),
-        "every state is reported"
+        "every live state is reported"
+    );
+    assert_eq!(
+        gauge(
+            &scrape,
+            "millrace_jobs",
+            &[("queue", "waiting"), ("state", "completed")]
+        ),
+        None,
+        "final states are not counted: that would scan the whole table"
     );
     assert_eq!(
         gauge(
