@@ -75,6 +75,9 @@ pub(crate) struct DemoArgs {
     periodic_secs: u64,
     #[command(flatten)]
     pooler: PoolerArgs,
+    #[cfg(feature = "metrics")]
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -323,7 +326,9 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     // Listening from the start, so a signal during the start-up stops the demo gracefully too.
     let mut signals = Signals::new()?;
     let lease = Duration::from_secs(args.lease);
-    let client = Client::builder(driver)
+    #[cfg(feature = "metrics")]
+    let metrics = args.metrics.setup()?;
+    let builder = Client::builder(driver)
         .workers(workers)
         .persistent_worker_with("ticker", Ticker, PersistentOpts::new().lease(lease))
         .heartbeat_lease(lease)
@@ -335,8 +340,13 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
             .id("demo_periodic_tick"),
         )
         .queue("default", QueueConfig::new().max_workers(20))
-        .fetch_cooldown(Duration::from_millis(20))
-        .build()?;
+        .fetch_cooldown(Duration::from_millis(20));
+    #[cfg(feature = "metrics")]
+    let builder = match &metrics {
+        Some(metrics) => metrics.instrument(builder),
+        None => builder,
+    };
+    let client = builder.build()?;
     outln!(
         "millrace demo: client {} on {on}, inserting {} jobs/s (Ctrl-C to stop)",
         client.id(),
@@ -344,6 +354,13 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
     )?;
     let mut events = client.subscribe();
     client.start().await?;
+    #[cfg(feature = "metrics")]
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    #[cfg(feature = "metrics")]
+    if let Some(metrics) = metrics {
+        let addr = metrics.serve(client.clone(), metrics_stop.clone()).await?;
+        outln!("metrics at http://{addr}/metrics")?;
+    }
 
     // The printer ends early only when stdout was closed, which stops the demo.
     let mut printer = tokio::spawn(async move {
@@ -393,6 +410,8 @@ async fn run<D: Driver>(driver: D, args: &DemoArgs, on: &str) -> anyhow::Result<
             std::process::exit(i32::from(signal.exit_code()));
         }
     }
+    #[cfg(feature = "metrics")]
+    metrics_stop.cancel();
     // The printer ends once the client's events close; give it a moment to print the last
     // ones (the persistent worker's `stopped` line among them).
     drop(client);

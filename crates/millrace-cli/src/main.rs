@@ -1,18 +1,27 @@
-//! The `millrace` command: migrations, validation, benchmarks and a live demo, on PostgreSQL
+//! The `millrace` command: migrations, validation, benchmarks, a live demo, health and the
+//! operator commands (jobs, queues, periodic, persistent, leader, clients), on PostgreSQL
 //! or a SQLite file.
 
+mod admin;
 mod bench;
+mod completions;
 mod database;
 mod demo;
+mod fleet;
 mod health;
+mod jobs;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod migrate;
 mod output;
 mod pooler;
+mod queues;
 mod signals;
+mod table;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use millrace::logging::{self, LogFormat};
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::prelude::*;
@@ -66,6 +75,33 @@ included), 2 on bad input. --json prints one object: healthy, database_reachable
 database_round_trip_ms, database_error, pending_migrations, river_leader."
     )]
     Health(health::HealthArgs),
+    /// Inspect and act on jobs: list, get, retry, cancel, delete, insert.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Inspect queues (counts by state, lag, paused) and pause or resume them.
+    #[command(subcommand)]
+    Queues(queues::QueuesCommand),
+    /// Inspect the durable schedules of periodic jobs.
+    #[command(subcommand)]
+    Periodic(fleet::PeriodicCommand),
+    /// Inspect persistent worker instances.
+    #[command(subcommand)]
+    Persistent(fleet::PersistentCommand),
+    /// Show River's leader and Millrace's lease holder.
+    #[command(
+        after_help = "Exit status: 0 when a River leader holds an unexpired lease, 1 when none does, 2 on bad input or a connection error. --json prints one object: now, river, millrace (each null or leader_id, elected_at, expires_at, expired)."
+    )]
+    Leader(fleet::ReadArgs),
+    /// List the fleet's clients (Millrace heartbeats, and any client holding running jobs)
+    /// and what they run.
+    #[command(
+        after_help = "Exit status: 0 when listed, 1 when there are none, 2 on bad input or a connection error. --json prints one object a line (see docs/cli.md)."
+    )]
+    Clients(fleet::ReadArgs),
+    /// Print a shell completion script: millrace completions bash > /etc/bash_completion.d/millrace
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man(completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +137,14 @@ fn main() -> ExitCode {
             Command::Bench(command) => command.run().await,
             Command::Demo(args) => args.run().await.map(|()| ExitCode::SUCCESS),
             Command::Health(args) => args.run().await,
+            Command::Jobs(command) => command.run().await,
+            Command::Queues(command) => command.run().await,
+            Command::Periodic(command) => command.run().await,
+            Command::Persistent(command) => command.run().await,
+            Command::Leader(args) => args.run_leader().await,
+            Command::Clients(args) => args.run_clients().await,
+            Command::Completions(args) => args.run(Cli::command()),
+            Command::Man(args) => args.run(Cli::command()),
         }
     });
     match result {

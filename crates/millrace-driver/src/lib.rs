@@ -18,6 +18,7 @@
 
 mod backoff;
 mod error;
+mod inspect;
 mod params;
 mod schema;
 
@@ -25,6 +26,7 @@ use std::future::Future;
 
 pub use backoff::Backoff;
 pub use error::{DriverError, Result};
+pub use inspect::*;
 pub use millrace_types as types;
 pub use params::*;
 pub use schema::{InvalidSchemaName, Schema};
@@ -60,7 +62,7 @@ pub const PERSISTENT_FENCE_KEY: &str = "millrace:fence";
 pub const REPLACED_METADATA_KEY: &str = "millrace:replaced_metadata";
 
 use jiff::Timestamp;
-use millrace_types::{JobRead, JobRow};
+use millrace_types::{JobRead, JobRow, JobState};
 
 /// A database driver: a pool of connections plus the schema every statement names.
 ///
@@ -443,6 +445,56 @@ pub trait Executor: Send {
         name: &str,
         metadata: &str,
     ) -> impl Future<Output = Result<QueueRow>> + Send;
+
+    /// How many jobs the filters match after `after_id` (in the list's order), counting no
+    /// further than `limit`.
+    fn job_count(&mut self, params: &JobListParams) -> impl Future<Output = Result<i64>> + Send;
+
+    /// How many jobs each queue has in each of `states` (every state when empty): one row
+    /// per queue and state with jobs. Runs through the `(state, queue, …)` fetch index, so
+    /// its cost grows with the rows counted; see the `job_counts` docs of the client.
+    fn job_count_by_queue_and_state(
+        &mut self,
+        states: &[JobState],
+    ) -> impl Future<Output = Result<Vec<JobCountRow>>> + Send;
+
+    /// The earliest `scheduled_at` of each queue's available jobs, found by a few index
+    /// probes per queue rather than a scan of them, and the database's clock.
+    fn queue_oldest_available(
+        &mut self,
+    ) -> impl Future<Output = Result<QueueOldestAvailable>> + Send;
+
+    /// Retries, cancels or deletes the jobs the filter matches, at most `filter.limit` of them
+    /// in the list's order after `filter.after_id`, each as the single-job verb would, in one
+    /// transaction. Returns one row per job looked at, applied or skipped, in the list's
+    /// order; the last row's id is the cursor for the next batch. Rows are locked before
+    /// their state is read, so a job that changed state since a list is judged by its new
+    /// state and a running job is never overwritten.
+    fn job_act_many(
+        &mut self,
+        params: &JobBatchParams,
+    ) -> impl Future<Output = Result<Vec<JobBatchRow>>> + Send;
+
+    /// Every stored periodic schedule, by id, with the last job each inserted.
+    fn periodic_job_list(&mut self) -> impl Future<Output = Result<Vec<PeriodicJobRow>>> + Send;
+
+    /// The live (not finalized) jobs whose kind starts with `kind_prefix`: persistent worker
+    /// instances, by id.
+    fn persistent_list(
+        &mut self,
+        kind_prefix: &str,
+    ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
+
+    /// Every row of `millrace_client`, by id.
+    fn client_list(&mut self) -> impl Future<Output = Result<Vec<ClientRow>>> + Send;
+
+    /// Running jobs counted by client (the last `attempted_by` entry), queue and kind.
+    fn job_count_running_by_client(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<RunningCountRow>>> + Send;
+
+    /// The database's clock.
+    fn now(&mut self) -> impl Future<Output = Result<Timestamp>> + Send;
 
     /// Sends notifications, each on its topic's channel in the driver's schema.
     fn notify_many(

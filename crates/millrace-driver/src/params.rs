@@ -119,6 +119,16 @@ pub struct JobListParams {
     pub tags: Vec<String>,
     /// Only jobs whose metadata contains this JSON object (PostgreSQL's `@>`).
     pub metadata_contains: Option<String>,
+    /// Only jobs whose args contain this JSON object (PostgreSQL's `@>`).
+    pub args_contains: Option<String>,
+    /// Only jobs with an id of at least this.
+    pub id_min: Option<JobId>,
+    /// Only jobs with an id of at most this.
+    pub id_max: Option<JobId>,
+    /// Only jobs created at or after this time.
+    pub created_since: Option<Timestamp>,
+    /// Only jobs finalized at or after this time (so only finalized jobs).
+    pub finalized_since: Option<Timestamp>,
     /// Only jobs with an id greater than this (ascending) or less than this (descending).
     pub after_id: Option<JobId>,
     /// Newest first when true.
@@ -137,6 +147,11 @@ impl JobListParams {
             && self.priorities.is_empty()
             && self.tags.is_empty()
             && self.metadata_contains.is_none()
+            && self.args_contains.is_none()
+            && self.id_min.is_none()
+            && self.id_max.is_none()
+            && self.created_since.is_none()
+            && self.finalized_since.is_none()
     }
 }
 

@@ -15,6 +15,10 @@ use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 
+mod inspect;
+
+pub(crate) use inspect::InspectQueries;
+
 use crate::copy::CopyLayout;
 use crate::row::{fetched_job_read, job_read, job_row, leader_row, parse_state, queue_row};
 use crate::{PgDriver, db_error};
@@ -596,6 +600,50 @@ impl Executor for PgExecutor<'_> {
         self.fetch_all(q).await?.iter().map(job_read).collect()
     }
 
+    async fn job_count(&mut self, params: &JobListParams) -> Result<i64> {
+        self.inspect_job_count(params).await
+    }
+
+    async fn job_count_by_queue_and_state(
+        &mut self,
+        states: &[JobState],
+    ) -> Result<Vec<millrace_driver::JobCountRow>> {
+        self.inspect_job_count_by_queue_and_state(states).await
+    }
+
+    async fn queue_oldest_available(&mut self) -> Result<millrace_driver::QueueOldestAvailable> {
+        self.inspect_queue_oldest_available().await
+    }
+
+    async fn job_act_many(
+        &mut self,
+        params: &millrace_driver::JobBatchParams,
+    ) -> Result<Vec<millrace_driver::JobBatchRow>> {
+        self.inspect_job_act_many(params).await
+    }
+
+    async fn periodic_job_list(&mut self) -> Result<Vec<millrace_driver::PeriodicJobRow>> {
+        self.inspect_periodic_job_list().await
+    }
+
+    async fn persistent_list(&mut self, kind_prefix: &str) -> Result<Vec<JobRead>> {
+        self.inspect_persistent_list(kind_prefix).await
+    }
+
+    async fn client_list(&mut self) -> Result<Vec<millrace_driver::ClientRow>> {
+        self.inspect_client_list().await
+    }
+
+    async fn job_count_running_by_client(
+        &mut self,
+    ) -> Result<Vec<millrace_driver::RunningCountRow>> {
+        self.inspect_job_count_running_by_client().await
+    }
+
+    async fn now(&mut self) -> Result<Timestamp> {
+        self.inspect_now().await
+    }
+
     async fn job_update_metadata(&mut self, id: JobId, metadata: &str) -> Result<Option<JobRow>> {
         let q = query(&self.driver.queries().job_update_metadata)
             .bind(id.0)
@@ -1051,6 +1099,11 @@ fn bind_list(q: PgQuery, params: &JobListParams) -> PgQuery {
         .bind(params.priorities.clone())
         .bind(params.tags.clone())
         .bind(params.metadata_contains.clone())
+        .bind(params.args_contains.clone())
+        .bind(params.id_min.map(|id| id.0))
+        .bind(params.id_max.map(|id| id.0))
+        .bind(params.created_since.map(jiff_sqlx::Timestamp::from))
+        .bind(params.finalized_since.map(jiff_sqlx::Timestamp::from))
 }
 
 #[cfg(test)]

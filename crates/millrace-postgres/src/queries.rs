@@ -14,7 +14,7 @@ const FENCE_KEY: &str = "'millrace:fence'";
 /// a string, a number or `null` appends instead of merging, so every merge would grow the
 /// value and the merged key could never be read back; such a value is kept whole under
 /// [`REPLACED_METADATA_KEY`] instead.
-fn metadata_object(metadata: &str) -> String {
+pub(crate) fn metadata_object(metadata: &str) -> String {
     format!(
         "(CASE WHEN jsonb_typeof({metadata}) = 'object' THEN {metadata} \
          ELSE jsonb_build_object('{REPLACED_METADATA_KEY}', {metadata}) END)"
@@ -78,6 +78,7 @@ RETURNING {cols}"#
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
+    pub(crate) inspect: crate::executor::InspectQueries,
     pub(crate) job_table: String,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
@@ -194,7 +195,12 @@ WHERE (cardinality($1::text[]) = 0 OR state = ANY($1::text[]::{s}river_job_state
   AND (cardinality($6::bigint[]) = 0 OR id = ANY($6::bigint[]))
   AND (cardinality($7::smallint[]) = 0 OR priority = ANY($7::smallint[]))
   AND (cardinality($8::text[]) = 0 OR tags @> $8::varchar(255)[])
-  AND ($9::jsonb IS NULL OR metadata @> $9::jsonb)"#
+  AND ($9::jsonb IS NULL OR metadata @> $9::jsonb)
+  AND ($10::jsonb IS NULL OR args @> $10::jsonb)
+  AND ($11::bigint IS NULL OR id >= $11::bigint)
+  AND ($12::bigint IS NULL OR id <= $12::bigint)
+  AND ($13::timestamptz IS NULL OR created_at >= $13::timestamptz)
+  AND ($14::timestamptz IS NULL OR finalized_at >= $14::timestamptz)"#
         );
         let job_list = |cmp: &str, order: &str| -> Arc<str> {
             format!(
@@ -561,6 +567,7 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
         );
 
         Queries {
+            inspect: crate::executor::InspectQueries::new(&s, &filters),
             persistent_claim: persistent_claim.into(),
             persistent_renew: persistent_renew.into(),
             persistent_merge_metadata: persistent_merge_metadata.into(),

@@ -17,6 +17,10 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
+mod inspect;
+
+pub(crate) use inspect::InspectQueries;
+
 use crate::error::db_error;
 use crate::row::{decoded, job_read, job_row, leader_row, parse_state, queue_row, time};
 use crate::time::encode;
@@ -268,6 +272,11 @@ fn bind_list(q: SqliteQuery, params: &JobListParams) -> SqliteQuery {
         .bind(filter(&params.priorities))
         .bind(filter(&params.tags))
         .bind(params.metadata_contains.clone())
+        .bind(params.args_contains.clone())
+        .bind(params.id_min.map(|id| id.0))
+        .bind(params.id_max.map(|id| id.0))
+        .bind(params.created_since.map(encode))
+        .bind(params.finalized_since.map(encode))
 }
 
 fn sort_fetched(rows: &mut [JobRead]) {
@@ -488,6 +497,50 @@ impl Executor for SqliteExecutor<'_> {
             jobs.sort_by_key(job_read_id);
         }
         Ok(jobs)
+    }
+
+    async fn job_count(&mut self, params: &JobListParams) -> Result<i64> {
+        self.inspect_job_count(params).await
+    }
+
+    async fn job_count_by_queue_and_state(
+        &mut self,
+        states: &[JobState],
+    ) -> Result<Vec<millrace_driver::JobCountRow>> {
+        self.inspect_job_count_by_queue_and_state(states).await
+    }
+
+    async fn queue_oldest_available(&mut self) -> Result<millrace_driver::QueueOldestAvailable> {
+        self.inspect_queue_oldest_available().await
+    }
+
+    async fn job_act_many(
+        &mut self,
+        params: &millrace_driver::JobBatchParams,
+    ) -> Result<Vec<millrace_driver::JobBatchRow>> {
+        self.inspect_job_act_many(params).await
+    }
+
+    async fn periodic_job_list(&mut self) -> Result<Vec<millrace_driver::PeriodicJobRow>> {
+        self.inspect_periodic_job_list().await
+    }
+
+    async fn persistent_list(&mut self, kind_prefix: &str) -> Result<Vec<JobRead>> {
+        self.inspect_persistent_list(kind_prefix).await
+    }
+
+    async fn client_list(&mut self) -> Result<Vec<millrace_driver::ClientRow>> {
+        self.inspect_client_list().await
+    }
+
+    async fn job_count_running_by_client(
+        &mut self,
+    ) -> Result<Vec<millrace_driver::RunningCountRow>> {
+        self.inspect_job_count_running_by_client().await
+    }
+
+    async fn now(&mut self) -> Result<Timestamp> {
+        self.inspect_now().await
     }
 
     async fn job_update_metadata(&mut self, id: JobId, metadata: &str) -> Result<Option<JobRow>> {

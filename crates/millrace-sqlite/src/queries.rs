@@ -59,7 +59,7 @@ fn attempted_by_appended(job: &str, client: &str) -> String {
 /// array, a string, a number or `null` is kept whole under [`REPLACED_METADATA_KEY`].
 /// SQLite's `jsonb_set` would silently leave such a value as it is (so a snooze would never
 /// be counted), and a merge through `json_each` would turn an array's indexes into keys.
-fn metadata_object(metadata: &str) -> String {
+pub(crate) fn metadata_object(metadata: &str) -> String {
     format!(
         "(CASE WHEN json_type({metadata}) = 'object' THEN {metadata} \
          ELSE jsonb_object('{REPLACED_METADATA_KEY}', json({metadata})) END)"
@@ -180,6 +180,7 @@ RETURNING {cols}"#
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
+    pub(crate) inspect: crate::executor::InspectQueries,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
     pub(crate) job_insert_fast: Arc<str>,
@@ -288,9 +289,9 @@ ORDER BY p.key"#
         );
 
         let job_get_by_id = format!("SELECT {cols} FROM {job} WHERE id = ?1");
-        // Empty filters are bound as null; the others as JSON arrays (?9, the metadata a job
-        // must contain, as a JSON object). Every filter is always present, so one prepared
-        // statement serves any combination.
+        // Empty filters are bound as null; the others as JSON arrays (?9 and ?10, the metadata
+        // and args a job must contain, as JSON objects; ?11 to ?14 as scalars). Every filter
+        // is always present, so one prepared statement serves any combination.
         let filters = format!(
             r#"
 WHERE (?1 IS NULL OR state IN (SELECT value FROM json_each(?1)))
@@ -301,8 +302,14 @@ WHERE (?1 IS NULL OR state IN (SELECT value FROM json_each(?1)))
   AND (?8 IS NULL OR NOT EXISTS (
       SELECT 1 FROM json_each(?8) AS t
       WHERE t.value NOT IN (SELECT value FROM json_each({job}.tags))))
-  AND (?9 IS NULL OR {contains})"#,
+  AND (?9 IS NULL OR {contains})
+  AND (?10 IS NULL OR {args_contains})
+  AND (?11 IS NULL OR id >= ?11)
+  AND (?12 IS NULL OR id <= ?12)
+  AND (?13 IS NULL OR created_at >= ?13)
+  AND (?14 IS NULL OR finalized_at >= ?14)"#,
             contains = json_contains(&format!("{job}.metadata"), "?9", CONTAINS_ARRAY_DEPTH),
+            args_contains = json_contains(&format!("{job}.args"), "?10", CONTAINS_ARRAY_DEPTH),
         );
         let job_list = |cmp: &str, order: &str| -> Arc<str> {
             format!(
@@ -670,6 +677,7 @@ WHERE j.id = ?1 AND j.{fenced}"#
             .to_owned();
 
         Queries {
+            inspect: crate::executor::InspectQueries::new(&s, &filters),
             job_insert_many: job_insert_many.into(),
             job_insert_many_unique: job_insert_many_unique.into(),
             job_insert_fast: job_insert_fast.into(),

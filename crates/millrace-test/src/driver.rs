@@ -21,6 +21,10 @@ use millrace_driver::{
 };
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 
+mod inspect;
+
+pub use inspect::*;
+
 /// A fresh, migrated database for one check, and the driver on it.
 pub trait DriverFixture: Send + Sized + 'static {
     /// The driver under test.
@@ -1207,6 +1211,10 @@ macro_rules! driver_conformance {
             queues_pause_and_resume,
             start_by_id_runs_one_job,
             notifications_reach_listeners,
+            counts_and_lag_follow_the_jobs,
+            act_many_follows_the_single_job_verbs,
+            list_filters_by_id_range_times_and_args,
+            fleet_tables_read_back,
         );
     };
     (@tests $fixture:ty; $($check:ident),* $(,)?) => {

@@ -53,6 +53,26 @@ pub struct InsertManyParams {
 }
 
 impl InsertManyParams {
+    /// A job whose kind is only known at run time, with its args as JSON: for an operator's
+    /// manual run (`millrace jobs insert`) or a bridge from another system. The args are
+    /// encoded as the typed path encodes them, so a unique-by-args key matches a typed
+    /// insert's; they must be a JSON object, which the insert checks.
+    ///
+    /// ```
+    /// use millrace::{InsertManyParams, InsertOpts};
+    ///
+    /// let job = InsertManyParams::from_json("send_email", &serde_json::json!({ "to": "ada@example.com" }))
+    ///     .opts(InsertOpts::new().queue("email"));
+    /// assert_eq!(job.kind(), "send_email");
+    /// ```
+    pub fn from_json(kind: impl Into<String>, args: &serde_json::Value) -> Self {
+        InsertManyParams::raw(
+            kind.into(),
+            escape_like_go(args.to_string()),
+            InsertOpts::default(),
+        )
+    }
+
     /// A job with its args type's options.
     pub fn new<A: JobArgs>(args: A) -> Self {
         InsertManyParams {
@@ -256,7 +276,7 @@ impl InsertManyParams {
 /// Escapes `<`, `>`, `&`, U+2028 and U+2029 as Go's `encoding/json` (and River's Rust crate)
 /// do, so that args encode to the same bytes, and unique-by-args keys match, across River's
 /// clients. These characters only occur inside JSON strings, where the escapes mean the same.
-fn escape_like_go(json: String) -> String {
+pub(crate) fn escape_like_go(json: String) -> String {
     if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
         return json;
     }

@@ -74,6 +74,7 @@ mod insert_params;
 mod job_args;
 #[cfg(feature = "logging")]
 pub mod logging;
+mod metric_hook;
 mod middleware;
 mod migrate;
 mod names;
@@ -97,6 +98,10 @@ pub use client::Client;
 pub use client::builder::ClientBuilder;
 pub use client::harness::WorkedJob;
 pub use client::health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
+pub use client::inspect::{
+    FleetClient, JobBatchAction, JobBatchResult, JobBatchRow, JobCount, JobCounts, LeaderRow,
+    Leaders, PeriodicSchedule, PersistentInstance, QueueLag, RunningJobs,
+};
 pub use client::job_admin::{
     JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
 };
@@ -112,6 +117,7 @@ pub use event::{Event, EventKind};
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use insert_params::{InsertManyParams, InsertResult};
 pub use job_args::JobArgs;
+pub use metric_hook::{Metric, MetricHook};
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
     WorkMiddleware, WorkNext,

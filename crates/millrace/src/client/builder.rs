@@ -12,6 +12,7 @@ use crate::clock::{Clock, TestClock};
 use crate::error::{Error, Result};
 use crate::insert::Inserter;
 use crate::insert_opts::InsertOpts;
+use crate::metric_hook::MetricHook;
 use crate::middleware::{ErrorHandler, InsertMiddleware, WorkMiddleware};
 use crate::periodic::{PeriodicJob, PeriodicJobs, PeriodicRegistry};
 use crate::persistent::{PersistentEntry, PersistentOpts, PersistentWorker};
@@ -73,6 +74,7 @@ pub struct ClientBuilder<D: Driver> {
     persistent: Vec<Result<PersistentEntry>>,
     insert_middleware: Vec<Arc<dyn InsertMiddleware>>,
     work_middleware: Vec<Arc<dyn WorkMiddleware>>,
+    metric_hooks: Vec<Arc<dyn MetricHook>>,
     error_handler: Option<Arc<dyn ErrorHandler>>,
     test_clock: Option<TestClock>,
 }
@@ -221,6 +223,14 @@ impl<D: Driver> ClientBuilder<D> {
     /// order added, the first outermost, around each worker's own.
     pub fn work_middleware(mut self, middleware: impl WorkMiddleware) -> Self {
         self.work_middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a hook that receives the client's own measurements, such as each fetch's
+    /// duration; see [`MetricHook`]. `millrace-otel` uses it for River's
+    /// `river.job_get_available_duration`.
+    pub fn metric_hook(mut self, hook: impl MetricHook) -> Self {
+        self.metric_hooks.push(Arc::new(hook));
         self
     }
 
@@ -445,6 +455,7 @@ impl<D: Driver> ClientBuilder<D> {
                     heartbeat_lease: self.heartbeat_lease,
                     maintenance: self.maintenance,
                     work_middleware: self.work_middleware,
+                    metric_hooks: self.metric_hooks,
                     error_handler: self.error_handler,
                     clock,
                 },
@@ -490,6 +501,7 @@ impl<D: Driver> Client<D> {
             persistent: Vec::new(),
             insert_middleware: Vec::new(),
             work_middleware: Vec::new(),
+            metric_hooks: Vec::new(),
             error_handler: None,
             test_clock: None,
         }

@@ -31,6 +31,7 @@ impl<D: Driver> Client<D> {
     /// client.insert(Ping {}, Some(InsertOpts::new().priority(2))).await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert", skip_all, fields(kind = A::KIND))]
     pub async fn insert<A: JobArgs>(
         &self,
         args: A,
@@ -60,6 +61,7 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert", skip_all, fields(kind = A::KIND))]
     pub async fn insert_tx<A: JobArgs>(
         &self,
         conn: &mut D::Conn,
@@ -91,6 +93,7 @@ impl<D: Driver> Client<D> {
     /// assert_eq!(results.len(), 100);
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many(
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
@@ -115,6 +118,7 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_tx(
         &self,
         conn: &mut D::Conn,
@@ -146,11 +150,13 @@ impl<D: Driver> Client<D> {
     /// assert_eq!(count, 10_000);
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many_fast", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_fast(
         &self,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<u64> {
         let jobs = self.inner.inserter.resolve_fast(params)?;
+        tracing::Span::current().record("count", jobs.len());
         let mut exec = self.inner.driver.executor();
         let count = exec.job_insert_fast(&jobs).await?;
         self.inner
@@ -177,12 +183,14 @@ impl<D: Driver> Client<D> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(name = "insert_many_fast", skip_all, fields(count = tracing::field::Empty))]
     pub async fn insert_many_fast_tx(
         &self,
         conn: &mut D::Conn,
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<u64> {
         let jobs = self.inner.inserter.resolve_fast(params)?;
+        tracing::Span::current().record("count", jobs.len());
         let mut exec = self.inner.driver.conn_executor(conn);
         let count = exec.job_insert_fast(&jobs).await?;
         self.inner

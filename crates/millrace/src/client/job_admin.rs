@@ -43,6 +43,16 @@ pub struct JobListParams {
     pub tags: Vec<String>,
     /// Only jobs whose metadata contains this JSON object.
     pub metadata: Option<serde_json::Value>,
+    /// Only jobs whose args contain this JSON object.
+    pub args: Option<serde_json::Value>,
+    /// Only jobs with an id of at least this.
+    pub id_min: Option<JobId>,
+    /// Only jobs with an id of at most this.
+    pub id_max: Option<JobId>,
+    /// Only jobs created at or after this time.
+    pub created_since: Option<jiff::Timestamp>,
+    /// Only jobs finalized at or after this time.
+    pub finalized_since: Option<jiff::Timestamp>,
     /// Only jobs after this id in the list's order.
     pub after: Option<JobId>,
     /// Newest first.
@@ -63,6 +73,11 @@ impl Default for JobListParams {
             priorities: Vec::new(),
             tags: Vec::new(),
             metadata: None,
+            args: None,
+            id_min: None,
+            id_max: None,
+            created_since: None,
+            finalized_since: None,
             after: None,
             descending: false,
             limit: 100,
@@ -127,6 +142,35 @@ impl JobListParams {
         self
     }
 
+    /// Only jobs whose args contain this JSON object, as PostgreSQL's `@>` (on SQLite too).
+    #[must_use]
+    pub fn args(mut self, contains: serde_json::Value) -> Self {
+        self.args = Some(contains);
+        self
+    }
+
+    /// Only jobs whose id is in this range (both ends included).
+    #[must_use]
+    pub fn id_range(mut self, range: std::ops::RangeInclusive<JobId>) -> Self {
+        self.id_min = Some(*range.start());
+        self.id_max = Some(*range.end());
+        self
+    }
+
+    /// Only jobs created at or after this time.
+    #[must_use]
+    pub fn created_since(mut self, since: jiff::Timestamp) -> Self {
+        self.created_since = Some(since);
+        self
+    }
+
+    /// Only jobs finalized (completed, cancelled or discarded) at or after this time.
+    #[must_use]
+    pub fn finalized_since(mut self, since: jiff::Timestamp) -> Self {
+        self.finalized_since = Some(since);
+        self
+    }
+
     /// Lets [`Client::job_delete_many`] delete without a filter.
     #[must_use]
     pub fn unfiltered(mut self) -> Self {
@@ -180,7 +224,7 @@ pub struct JobDeleteManyResult {
 }
 
 /// Splits a batch into the rows that decoded and those that did not, each in order.
-fn split(reads: Vec<JobRead>) -> (Vec<JobRow>, Vec<UndecodableJob>) {
+pub(crate) fn split(reads: Vec<JobRead>) -> (Vec<JobRow>, Vec<UndecodableJob>) {
     let mut jobs = Vec::with_capacity(reads.len());
     let mut undecodable = Vec::new();
     for read in reads {
@@ -192,22 +236,22 @@ fn split(reads: Vec<JobRead>) -> (Vec<JobRow>, Vec<UndecodableJob>) {
     (jobs, undecodable)
 }
 
-fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
+pub(crate) fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
     if !(1..=JOB_LIST_MAX_LIMIT).contains(&params.limit) {
         return Err(Error::InvalidArgument(format!(
             "job list limit must be between 1 and {JOB_LIST_MAX_LIMIT}, got {}",
             params.limit
         )));
     }
-    let metadata_contains = match &params.metadata {
-        None => None,
-        Some(value @ serde_json::Value::Object(_)) => Some(value.to_string()),
-        Some(other) => {
-            return Err(Error::InvalidArgument(format!(
-                "metadata filter must be a JSON object, not {other}"
-            )));
-        }
+    let object = |name: &str, value: &Option<serde_json::Value>| match value {
+        None => Ok(None),
+        Some(value @ serde_json::Value::Object(_)) => Ok(Some(value.to_string())),
+        Some(other) => Err(Error::InvalidArgument(format!(
+            "{name} filter must be a JSON object, not {other}"
+        ))),
     };
+    let metadata_contains = object("metadata", &params.metadata)?;
+    let args_contains = object("args", &params.args)?;
     Ok(DriverListParams {
         states: params.states.clone(),
         kinds: params.kinds.clone(),
@@ -216,6 +260,11 @@ fn to_driver(params: &JobListParams) -> Result<DriverListParams> {
         priorities: params.priorities.clone(),
         tags: params.tags.clone(),
         metadata_contains,
+        args_contains,
+        id_min: params.id_min,
+        id_max: params.id_max,
+        created_since: params.created_since,
+        finalized_since: params.finalized_since,
         after_id: params.after,
         descending: params.descending,
         limit: params.limit,

@@ -3,6 +3,7 @@ pub(crate) mod client_id;
 pub(crate) mod harness;
 pub(crate) mod health;
 pub(crate) mod insert;
+pub(crate) mod inspect;
 pub(crate) mod job_admin;
 pub(crate) mod queue_admin;
 pub(crate) mod shutdown;

@@ -71,6 +71,8 @@ impl<D: Driver> Inserter<D> {
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
+        // Fills the `count` of the client's `insert_many` span; a no-op in any other span.
+        tracing::Span::current().record("count", jobs.len());
         self.insert_jobs(&mut self.driver.executor(), jobs).await
     }
 
@@ -81,6 +83,7 @@ impl<D: Driver> Inserter<D> {
         params: impl IntoIterator<Item = InsertManyParams>,
     ) -> Result<Vec<InsertResult>> {
         let jobs = self.resolve_all(params)?;
+        tracing::Span::current().record("count", jobs.len());
         self.insert_jobs(exec, jobs).await
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::metric_hook::MetricHook;
 use crate::middleware::{ErrorHandler, WorkMiddleware};
 use crate::retry_policy::RetryPolicy;
 
@@ -27,6 +28,7 @@ pub(crate) struct RuntimeConfig {
     pub(crate) heartbeat_lease: Duration,
     pub(crate) maintenance: MaintenanceConfig,
     pub(crate) work_middleware: Vec<Arc<dyn WorkMiddleware>>,
+    pub(crate) metric_hooks: Vec<Arc<dyn MetricHook>>,
     pub(crate) error_handler: Option<Arc<dyn ErrorHandler>>,
     /// The time the client works by, when a test set one; else the system clock.
     pub(crate) clock: Clock,

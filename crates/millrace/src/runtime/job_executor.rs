@@ -82,11 +82,17 @@ pub(crate) async fn run_job<D: Driver>(
         job_id = id.0,
         kind = %row.kind,
         queue = %row.queue,
-        attempt
+        attempt,
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
     );
     let (outcome, duration) = execute(&env, &row, token, run.clone())
         .instrument(span.clone())
         .await;
+    // Recorded before the span closes, so a subscriber sees how the job ended and how long
+    // it took on the span itself; a no-op when no subscriber enabled the span.
+    span.record("outcome", outcome_name(&outcome));
+    span.record("duration_ms", duration.as_secs_f64() * 1000.0);
     span.in_scope(|| log_outcome(&row, &outcome));
     let completion = Completion {
         completed_in_tx: run.completed_in_tx.load(Ordering::Acquire),
@@ -281,6 +287,19 @@ fn log_outcome(row: &JobRow, outcome: &JobOutcome) {
         } else {
             tracing::warn!(job_id, %kind, %queue, attempt, error = %error.error, "job failed; it will be retried");
         }
+    }
+}
+
+/// The outcome's name on the job span: the state it leaves the job in, or `returned` for an
+/// attempt a stop interrupted.
+fn outcome_name(outcome: &JobOutcome) -> &'static str {
+    match outcome {
+        JobOutcome::Completed => "completed",
+        JobOutcome::Errored { discard: true, .. } => "discarded",
+        JobOutcome::Errored { .. } => "retryable",
+        JobOutcome::Cancelled { .. } => "cancelled",
+        JobOutcome::Snoozed { .. } => "snoozed",
+        JobOutcome::Returned => "returned",
     }
 }
 

@@ -7,7 +7,9 @@ use millrace_driver::{Backoff, Driver, Executor, JobGetAvailableParams, JobRetur
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument as _;
 
+use crate::metric_hook::Metric;
 use crate::runtime::shared::{Held, Shared, WorkGuard};
 
 pub(crate) struct Producer<D: Driver> {
@@ -220,6 +222,9 @@ impl<D: Driver> Producer<D> {
             self.return_orphans().await?;
             *sweep_orphans = false;
         }
+        // One span per fetch batch; it costs nothing unless a subscriber enables `debug`.
+        let span = tracing::debug_span!("fetch", queue = %self.queue, max = free, fetched = tracing::field::Empty);
+        let started = Instant::now();
         let rows = self
             .shared
             .driver
@@ -230,8 +235,17 @@ impl<D: Driver> Producer<D> {
                 client_id: self.shared.config.id.clone(),
                 now: self.shared.config.fetch_now(),
             })
+            .instrument(span.clone())
             .await?;
         let fetched = rows.len();
+        span.record("fetched", fetched);
+        for hook in &self.shared.config.metric_hooks {
+            hook.emit(&Metric::JobGetAvailable {
+                queue: &self.queue,
+                duration: started.elapsed(),
+                count: fetched,
+            });
+        }
         let mut undecodable = Vec::new();
         for row in rows {
             let row = match row {
