@@ -68,7 +68,9 @@ pub async fn run(pool: PgPool, schema: Schema) -> Result<(), Box<dyn Error>> {
     let client = Client::builder(PgDriver::new(pool).with_schema(schema))
         .workers(workers)
         .queue(QUEUE_DEFAULT, QueueConfig::new())
-        .retry_policy(FixedDelay(Duration::from_millis(100)))
+        // Long enough that the row read after the first failure still shows one error on a
+        // busy machine, short enough for an example.
+        .retry_policy(FixedDelay(Duration::from_millis(1_000)))
         .fetch_cooldown(Duration::from_millis(10))
         .fetch_poll_interval(Duration::from_millis(100))
         .schedule_interval(Duration::from_millis(100))
@@ -88,7 +90,7 @@ pub async fn run(pool: PgPool, schema: Schema) -> Result<(), Box<dyn Error>> {
         .id;
     println!("inserted job {id} with max_attempts 2");
 
-    // The first failure is recorded and the job is due again 100 ms later.
+    // The first failure is recorded and the job is due again a second later.
     let (kind, _) = outcome(&mut events, id).await?;
     ensure(
         kind == EventKind::JobFailed,

@@ -92,7 +92,17 @@ async fn gauges_report_counts_lag_running_jobs_persistent_holders_and_the_leader
             "millrace_persistent_held",
             &[("name", "otel_idle"), ("holder", &worker_id)],
         );
-        let ready = running == Some(1.0) && leads == Some(1.0) && holds == Some(1.0);
+        // Counts by state come from another statement of the same refresh, which may have
+        // read the table a moment before the job started: wait for both to show it.
+        let counted = gauge(
+            &scrape,
+            "millrace_jobs",
+            &[("queue", "default"), ("state", "running")],
+        );
+        let ready = running == Some(1.0)
+            && counted == Some(1.0)
+            && leads == Some(1.0)
+            && holds == Some(1.0);
         if ready || tokio::time::Instant::now() >= until {
             break scrape;
         }
