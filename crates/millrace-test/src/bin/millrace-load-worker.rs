@@ -155,6 +155,12 @@ pub(crate) fn load_client(
         .fetch_cooldown(Duration::from_millis(10))
         .fetch_poll_interval(Duration::from_millis(200))
         .schedule_interval(Duration::from_millis(500))
+        // The proofs kill every connection every 200 ms for minutes on two shared cores; a
+        // heartbeat that cannot get through for 12 s of that makes the client fence itself
+        // and its jobs run again (at least once, as the README says of outages longer than
+        // the lease). The proofs are about lost replies and killed connections, not an
+        // expired lease, which the outage tests cover: a minute keeps the two apart.
+        .heartbeat_lease(Duration::from_secs(60))
         .build()
 }
 
