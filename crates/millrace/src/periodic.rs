@@ -284,8 +284,8 @@ impl PeriodicJobs {
     ///
     /// [`Error::Config`] when another periodic job has the same id, or the id is empty or
     /// 128 bytes or more. [`Error::InvalidInsert`] or [`Error::ArgsEncode`], as
-    /// [`Client::insert`] returns them, when the job's options or args are invalid; the message
-    /// names the periodic job.
+    /// [`Client::insert`](crate::Client::insert) returns them, when the job's options or args
+    /// are invalid; the message names the periodic job.
     pub fn add(&self, job: PeriodicJob) -> Result<PeriodicJobHandle> {
         let now = self.registry.clock.now();
         job.validate(&self.registry.insert_opts, now)?;

@@ -18,8 +18,8 @@ impl<D: Driver> Client<D> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInsert`] or [`Error::ArgsEncode`] for invalid options or args (nothing
-    /// is stored), [`Error::Driver`] when the database fails.
+    /// [`Error::InvalidInsert`](crate::Error::InvalidInsert) or [`Error::ArgsEncode`](crate::Error::ArgsEncode) for invalid options or args (nothing
+    /// is stored), [`Error::Driver`](crate::Error::Driver) when the database fails.
     ///
     /// # Examples
     ///
@@ -135,7 +135,7 @@ impl<D: Driver> Client<D> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidInsert`] if any job has unique options (COPY cannot skip duplicates;
+    /// [`Error::InvalidInsert`](crate::Error::InvalidInsert) if any job has unique options (COPY cannot skip duplicates;
     /// use [`Client::insert_many`]), and as [`Client::insert`] otherwise.
     ///
     /// # Examples
