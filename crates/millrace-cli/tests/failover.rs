@@ -203,8 +203,11 @@ async fn killed_holder_hands_the_persistent_instance_over() {
         "persistent instance moved from {} to {} {:?} after SIGKILL",
         demos[first].id, demos[next].id, took
     );
+    // The lease runs from the holder's last renewal, not from the kill, and it renews four
+    // times a lease: it can run out three quarters of a lease after the kill (1.57 s of 2 s
+    // was seen), never much sooner.
     assert!(
-        took >= LEASE.mul_f64(0.8),
+        took >= LEASE.mul_f64(0.5),
         "taken over before the lease could run out: {took:?}"
     );
     // Exactly one of the survivors started it.
