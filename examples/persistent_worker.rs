@@ -90,10 +90,11 @@ impl PersistentWorker for StreamConsumer {
 
         // Resume where the previous instance, on whichever client, left off.
         let mut offset = self.store.offset();
-        println!(
-            "  consumer: instance with token {} resumes at offset {offset}",
-            ctx.attempt()
-        );
+        // The example's tokens are attempts, as `Event::PersistentWorkerStarted` reports them;
+        // a store of one's own should take `ctx.fencing_token()`, which has no 32,767 ceiling.
+        #[allow(deprecated)]
+        let token = ctx.attempt();
+        println!("  consumer: instance with token {token} resumes at offset {offset}");
         loop {
             tokio::select! {
                 // Fires on the client's stop and when the instance is lost: return promptly.
@@ -106,7 +107,7 @@ impl PersistentWorker for StreamConsumer {
             }
             offset += 1;
             // The attempt is the fencing token: it is handed to every write.
-            self.store.write(ctx.attempt(), offset)?;
+            self.store.write(token, offset)?;
             // Fenced on the attempt too: an error means the instance is no longer ours.
             ctx.record_progress(serde_json::json!({ "offset": offset }))
                 .await?;

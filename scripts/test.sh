@@ -159,6 +159,24 @@ ensure_pgbouncer() {
     fi
 }
 
+# Chromium and its WebDriver, which the dashboard's browser tests drive headless
+# (crates/millrace-web/tests/it/browser.rs). Debian's packages; as root with apt, installed when
+# missing. Under CI those tests fail, rather than skip, when they are still missing.
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; then
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+        fi
+    else
+        echo "warning: chromium or chromedriver is missing and cannot be installed here (not root," \
+            "or no apt-get); the dashboard's browser tests will fail under CI and be skipped otherwise" >&2
+    fi
+}
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 
@@ -173,6 +191,9 @@ ensure_river_tools
 
 step "PgBouncer"
 ensure_pgbouncer
+
+step "Chromium and chromedriver"
+ensure_chromium
 
 step "cargo nextest run --workspace --all-features"
 cargo nextest run --workspace --all-features

@@ -202,8 +202,10 @@ impl PersistentWorker for Ticker {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             ticks += 1;
-            ctx.record_progress(serde_json::json!({ "ticks": ticks, "attempt": ctx.attempt() }))
-                .await?;
+            ctx.record_progress(
+                serde_json::json!({ "ticks": ticks, "token": ctx.fencing_token() }),
+            )
+            .await?;
         }
     }
 }

@@ -16,8 +16,10 @@ mod migrate;
 mod output;
 mod pooler;
 mod queues;
+mod sequences;
 mod signals;
 mod table;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -81,6 +83,9 @@ database_round_trip_ms, database_error, pending_migrations, river_leader."
     /// Inspect queues (counts by state, lag, paused) and pause or resume them.
     #[command(subcommand)]
     Queues(queues::QueuesCommand),
+    /// Inspect sequences: their head jobs, backlogs, and which a failed job blocks.
+    #[command(subcommand)]
+    Sequences(sequences::SequencesCommand),
     /// Inspect the durable schedules of periodic jobs.
     #[command(subcommand)]
     Periodic(fleet::PeriodicCommand),
@@ -98,6 +103,14 @@ database_round_trip_ms, database_error, pending_migrations, river_leader."
         after_help = "Exit status: 0 when listed, 1 when there are none, 2 on bad input or a connection error. --json prints one object a line (see docs/cli.md)."
     )]
     Clients(fleet::ReadArgs),
+    /// Serve the web dashboard (jobs, queues, periodic and persistent workers, the fleet) on
+    /// 127.0.0.1:9090, or --listen ADDR.
+    #[command(
+        after_help = "Listens on loopback unless given --token or --basic-auth. Stops cleanly on \
+SIGINT or SIGTERM (exit status 0); exit status 2 on bad flags, an address in use or a database \
+that cannot be reached. docs/dashboard.md describes the pages and the security model."
+    )]
+    Ui(ui::UiArgs),
     /// Print a shell completion script: millrace completions bash > /etc/bash_completion.d/millrace
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff), or write one page per command into --dir.
@@ -139,10 +152,12 @@ fn main() -> ExitCode {
             Command::Health(args) => args.run().await,
             Command::Jobs(command) => command.run().await,
             Command::Queues(command) => command.run().await,
+            Command::Sequences(command) => command.run().await,
             Command::Periodic(command) => command.run().await,
             Command::Persistent(command) => command.run().await,
             Command::Leader(args) => args.run_leader().await,
             Command::Clients(args) => args.run_clients().await,
+            Command::Ui(args) => args.run().await,
             Command::Completions(args) => args.run(Cli::command()),
             Command::Man(args) => args.run(Cli::command()),
         }

@@ -100,6 +100,8 @@ async fn fetch<D: Driver>(driver: &D, queue: &str, max: i32, client: &str) -> Ve
             max,
             client_id: client.to_owned(),
             now: None,
+            limit: None,
+            rate: None,
         })
         .await
         .unwrap()
@@ -523,6 +525,68 @@ async fn queues_show_counts_lag_and_pause_state() {
 }
 
 #[tokio::test]
+async fn sequences_list_shows_heads_backlogs_and_blocks() {
+    let db = TestDb::new().await;
+    let d = db.driver();
+    let blocked = insert(
+        d.clone(),
+        "ledger",
+        &[json!({"n": 0}), json!({"n": 1}), json!({"n": 2})],
+        InsertOpts::new().sequence_key("cli-seq").max_attempts(1),
+    )
+    .await;
+    let moving = insert(
+        d.clone(),
+        "ledger",
+        &[json!({"n": 0}), json!({"n": 1})],
+        InsertOpts::new().sequence_key("other"),
+    )
+    .await;
+    // Only each sequence's first job is available to fetch.
+    let mut fetched = fetch(&d, "default", 10, "worker-1").await;
+    fetched.sort_unstable();
+    assert_eq!(fetched, [blocked[0], moving[0]]);
+    discard(&d, blocked[0], "ledger closed").await;
+
+    let listed = on(&db, &["sequences", "list", "--json"]).await;
+    status(&listed, 0);
+    let sequences = json_lines(&listed);
+    assert_eq!(sequences.len(), 2, "{sequences:?}");
+    assert_eq!(sequences[0]["key"], "cli-seq");
+    assert_eq!(sequences[0]["head_id"], blocked[0]);
+    assert_eq!(sequences[0]["head_state"], "discarded");
+    assert_eq!(sequences[0]["pending"], 2);
+    assert_eq!(sequences[0]["blocked"], true);
+    assert_eq!(sequences[1]["key"], "other");
+    assert_eq!(sequences[1]["head_state"], "running");
+    assert_eq!(sequences[1]["pending"], 1);
+    assert_eq!(sequences[1]["blocked"], false);
+
+    let only_blocked = json_lines(&on(&db, &["sequences", "list", "--blocked", "--json"]).await);
+    assert_eq!(only_blocked.len(), 1);
+    assert_eq!(only_blocked[0]["key"], "cli-seq");
+
+    // Deleting the failed job moves its sequence on at once.
+    status(
+        &on(&db, &["jobs", "delete", &blocked[0].to_string()]).await,
+        0,
+    );
+    let moved = json_one(&on(&db, &["sequences", "list", "--key", "cli-seq", "--json"]).await);
+    assert_eq!(moved["head_id"], blocked[1]);
+    assert_eq!(moved["head_state"], "available");
+    assert_eq!(moved["pending"], 1);
+    assert_eq!(moved["blocked"], false);
+
+    let table = on(&db, &["sequences", "list"]).await;
+    assert!(stdout(&table).starts_with("KEY"), "{}", stdout(&table));
+    status(
+        &on(&db, &["sequences", "list", "--key", "nothing"]).await,
+        1,
+    );
+    status(&on(&db, &["sequences", "list", "--limit", "0"]).await, 2);
+}
+
+#[tokio::test]
 async fn fleet_commands_show_leaders_clients_schedules_and_persistent_instances() {
     let db = TestDb::new().await;
     let d: PgDriver = db.driver();
@@ -614,6 +678,11 @@ async fn bad_input_gets_one_clear_line_and_status_2() {
         (
             &["jobs", "insert", "k", "--args", "[1,2]"],
             "must be a JSON object",
+        ),
+        // PostgreSQL's jsonb cannot store NUL: an input error, not the database's (issue 20).
+        (
+            &["jobs", "insert", "email", "--args", r#"{"s":"a\u0000b"}"#],
+            "must not hold a NUL character",
         ),
         (
             &["jobs", "list", "--created-since", "soonish"],

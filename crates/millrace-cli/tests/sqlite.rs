@@ -115,7 +115,7 @@ async fn migrate_commands_work_on_a_sqlite_url() {
     let list = millrace(&dir, &cmd("migrate-list", &[])).await;
     assert_success(&list, "migrate-list");
     let listed = stdout(&list);
-    assert_eq!(listed.lines().count(), 9, "{listed}");
+    assert_eq!(listed.lines().count(), 11, "{listed}");
     assert!(listed.lines().all(|l| l.contains(" applied ")), "{listed}");
     assert_success(&millrace(&dir, &cmd("validate", &[])).await, "validate");
 

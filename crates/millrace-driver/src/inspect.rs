@@ -19,6 +19,28 @@ pub struct JobCountRow {
     pub count: i64,
 }
 
+/// Finalized jobs of one state in one time bucket, from
+/// [`Executor::job_finalized_histogram`](crate::Executor::job_finalized_histogram).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedBucketRow {
+    /// The bucket's index: 0 is the one starting at `since`, each `bucket` long.
+    pub bucket: i64,
+    /// The final state (completed, cancelled or discarded).
+    pub state: JobState,
+    /// How many jobs reached it in the bucket.
+    pub count: i64,
+}
+
+/// The planner's estimate of the jobs in one state, from
+/// [`Executor::job_state_estimates`](crate::Executor::job_state_estimates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStateEstimate {
+    /// The state.
+    pub state: JobState,
+    /// About how many jobs are in it, as of the table's last analyze.
+    pub estimate: i64,
+}
+
 /// The oldest available job of each queue that has one, from
 /// [`Executor::queue_oldest_available`](crate::Executor::queue_oldest_available).
 #[derive(Debug, Clone, PartialEq, Eq)]

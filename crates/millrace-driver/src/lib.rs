@@ -21,6 +21,7 @@ mod error;
 mod inspect;
 mod params;
 mod schema;
+mod sequence;
 
 use std::future::Future;
 
@@ -30,6 +31,7 @@ pub use inspect::*;
 pub use millrace_types as types;
 pub use params::*;
 pub use schema::{InvalidSchemaName, Schema};
+pub use sequence::*;
 
 /// The prefix of every persistent worker's kind (`millrace_persistent:<name>`).
 ///
@@ -105,6 +107,32 @@ pub trait Driver: Clone + Send + Sync + 'static {
     /// A new listener on its own connection.
     fn listener(&self) -> impl Future<Output = Result<Self::Listener>> + Send;
 
+    /// A connection of its own, outside the pool, opened with the pool's settings, for what
+    /// must never wait behind the pool's other users: the client's heartbeat.
+    ///
+    /// A client that cannot renew its heartbeat fences itself (cancels its running jobs)
+    /// before its lease runs out. Renewing through a pool that job traffic saturates (a
+    /// handful of connections, dozens of workers, connections lost and reopened) could make
+    /// a client fence itself while the database is fine; on a connection of its own, a
+    /// renewal fails only when the database cannot be reached.
+    ///
+    /// `Ok(None)` when the driver has no such connection; the caller then uses the pool.
+    /// Defaults to `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Connection`] or [`DriverError::Database`] when the connection cannot
+    /// be opened.
+    fn connect(&self) -> impl Future<Output = Result<Option<Self::Conn>>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Closes a connection [`Driver::connect`] opened, telling the server it goes, so the
+    /// server does not log a lost client. Defaults to dropping it.
+    fn disconnect(conn: Self::Conn) -> impl Future<Output = ()> + Send {
+        async move { drop(conn) }
+    }
+
     /// Whether the database delivers notifications as they happen (PostgreSQL's
     /// LISTEN/NOTIFY); without it the client polls.
     fn supports_listen_notify(&self) -> bool;
@@ -177,6 +205,11 @@ pub trait Executor: Send {
     /// Inserts jobs and returns each stored row, in input order. A job whose unique key
     /// conflicts with a live job returns that job's row with `unique_skipped_as_duplicate`.
     /// The batch must not hold two jobs with the same unique key.
+    ///
+    /// A job with a sequence key ([`SEQUENCE_KEY`] in its metadata) is inserted `pending`
+    /// when its sequence already has unfinished work or an earlier job of the batch has its
+    /// key (see [`sequence_states`]); on PostgreSQL the keys' locks are held from that check
+    /// to the end of the transaction, so racing inserts cannot both make a job available.
     fn job_insert_many(
         &mut self,
         jobs: &[JobInsertParams],
@@ -229,10 +262,22 @@ pub trait Executor: Send {
     /// Fetches up to `max` available jobs of a queue, due now, in priority, time and id order,
     /// and marks them running for the client: attempt + 1, `attempted_at`, and the client id
     /// appended to `attempted_by` (the last 100 kept). One statement, `FOR UPDATE SKIP LOCKED`.
+    /// With a [`FetchLimit`], the fetch is serialized with the queue's other
+    /// limited fetches and takes no more per partition than the limit leaves room for.
     fn job_get_available(
         &mut self,
         params: &JobGetAvailableParams,
     ) -> impl Future<Output = Result<Vec<JobRead>>> + Send;
+
+    /// How long until a partition of `queue` that is at its [`FetchRate`] limit has room again:
+    /// the time until the oldest logged fetch of the first such partition leaves the window.
+    /// `None` when no partition is at its limit. Read without the fetch's lock: it only tells
+    /// a producer when to fetch next, and the fetch decides.
+    fn job_rate_limit_wait(
+        &mut self,
+        queue: &str,
+        rate: &FetchRate,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>>> + Send;
 
     /// Marks one job running for a client, as a fetch would, whatever its queue and time,
     /// unless it is running or finalized. For test harnesses that work one given job.
@@ -322,6 +367,19 @@ pub trait Executor: Send {
 
     /// Deletes clients' heartbeat rows.
     fn client_delete(&mut self, client_ids: &[String]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Deletes the heartbeat rows of the given clients whose lease is still expired and that
+    /// hold no running job but persistent instances: what the dead-client rescuer does once
+    /// their jobs are rescued.
+    ///
+    /// A client that renewed its lease meanwhile, or that took jobs after the rescuer read
+    /// its running rows (a process resumed after SIGSTOP), keeps its row: deleting it would
+    /// leave those jobs under no lease, and no Millrace rescuer would see them again if the
+    /// client then died.
+    fn client_delete_expired(
+        &mut self,
+        client_ids: &[String],
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Running jobs whose last `attempted_by` entry is one of the given clients, leaving out
     /// persistent instances (kinds starting with [`PERSISTENT_KIND_PREFIX`]).
@@ -458,6 +516,23 @@ pub trait Executor: Send {
         states: &[JobState],
     ) -> impl Future<Output = Result<Vec<JobCountRow>>> + Send;
 
+    /// Jobs finalized at or after `since`, counted by state and by bucket of `bucket_secs`
+    /// seconds counted from `since` (bucket 0 first): one row per bucket and state with
+    /// jobs. Reads a range of the `(state, finalized_at)` index, so its cost grows with the
+    /// jobs finalized since then, not with the table.
+    fn job_finalized_histogram(
+        &mut self,
+        since: Timestamp,
+        bucket_secs: i64,
+    ) -> impl Future<Output = Result<Vec<FinalizedBucketRow>>> + Send;
+
+    /// The database's own estimate of the jobs in each state, from its statistics (as of the
+    /// table's last analyze), read without touching the table: for counts too large to make
+    /// exactly. Empty when the database keeps no such statistics (SQLite, or a PostgreSQL
+    /// table never analyzed).
+    fn job_state_estimates(&mut self)
+    -> impl Future<Output = Result<Vec<JobStateEstimate>>> + Send;
+
     /// The earliest `scheduled_at` of each queue's available jobs, found by a few index
     /// probes per queue rather than a scan of them, and the database's clock.
     fn queue_oldest_available(
@@ -492,6 +567,33 @@ pub trait Executor: Send {
     fn job_count_running_by_client(
         &mut self,
     ) -> impl Future<Output = Result<Vec<RunningCountRow>>> + Send;
+
+    /// Promotes the next `pending` job (lowest id) of each given sequence key whose sequence
+    /// has no live job and no blocking one (a discarded or cancelled job without
+    /// [`SEQUENCE_CONTINUE_KEY`]), taking each key's lock first, in [`sorted_keys`] order,
+    /// and waiting for it. Notifies `river_insert` for the queues that got available jobs.
+    ///
+    /// Every verb that finalizes or deletes a sequence job calls this for its keys; it is
+    /// public for the client's admin paths and for tests.
+    fn sequence_promote(
+        &mut self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<SequencePromoted>>> + Send;
+
+    /// The sequence promoter's sweep: finds up to `max` keys with `pending` jobs and nothing
+    /// ahead of them (a head finished by a River client, deleted by hand, or a promotion lost
+    /// with its process) and promotes them as [`Executor::sequence_promote`] does, skipping
+    /// keys whose lock another transaction holds (the next sweep gets them).
+    fn sequence_promote_stranded(
+        &mut self,
+        max: i32,
+    ) -> impl Future<Output = Result<Vec<SequencePromoted>>> + Send;
+
+    /// Sequences with unfinished work (a live, blocking or pending job), by key.
+    fn sequence_list(
+        &mut self,
+        params: &SequenceListParams,
+    ) -> impl Future<Output = Result<Vec<SequenceRow>>> + Send;
 
     /// The database's clock.
     fn now(&mut self) -> impl Future<Output = Result<Timestamp>> + Send;

@@ -240,6 +240,107 @@ pub struct JobGetAvailableParams {
     pub client_id: String,
     /// The current time; `None` means `now()`.
     pub now: Option<Timestamp>,
+    /// The queue's concurrency limit, enforced inside the fetch; `None` fetches as River does.
+    pub limit: Option<FetchLimit>,
+    /// The queue's rate limit, enforced inside the same serialized fetch; `None` for none.
+    pub rate: Option<FetchRate>,
+}
+
+/// A concurrency limit a fetch enforces: at most `global` rows of the queue running at once in
+/// each partition across every client, and at most `local` of them under the fetching client.
+///
+/// A driver serializes the fetches of a queue that has a limit (PostgreSQL: a transaction-scoped
+/// advisory lock on the schema and queue; SQLite: its single writer), then counts the running
+/// rows of each partition and takes no more than the partition has room for, so clients racing
+/// never exceed the limit.
+///
+/// ```
+/// use millrace_driver::FetchLimit;
+///
+/// let limit = FetchLimit { global: Some(2), local: None, by_kind: false, by_args: vec!["customer_id".into()] };
+/// assert!(limit.is_partitioned());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchLimit {
+    /// The most rows running at once per partition across every client.
+    pub global: Option<i32>,
+    /// The most rows running at once per partition under the fetching client (the last entry
+    /// of `attempted_by`).
+    pub local: Option<i32>,
+    /// Whether each kind is its own partition.
+    pub by_kind: bool,
+    /// Top-level args fields whose values (as JSON) name the partition; a missing field counts
+    /// as `null`.
+    pub by_args: Vec<String>,
+}
+
+impl FetchLimit {
+    /// Whether rows are split into partitions (by kind or by args fields).
+    ///
+    /// ```
+    /// use millrace_driver::FetchLimit;
+    ///
+    /// let limit = FetchLimit { global: Some(2), ..FetchLimit::default() };
+    /// assert!(!limit.is_partitioned());
+    /// ```
+    pub fn is_partitioned(&self) -> bool {
+        self.by_kind || !self.by_args.is_empty()
+    }
+}
+
+/// A rate limit a fetch enforces: at most `limit` rows of the queue fetched per partition in
+/// any sliding window of `period`, across every client.
+///
+/// The driver logs each fetch it lets through (queue, partition key, time) in Millrace's
+/// `millrace_rate_limit_fetch` table, in the fetch's own serialized transaction (the same
+/// advisory lock or single writer as a [`FetchLimit`]), counts the log's rows younger than
+/// `period` per partition, and takes no more than each partition has room for. Rows older than
+/// `period` are pruned by the same fetch, so the log holds at most `limit` rows per partition.
+///
+/// ```
+/// use std::time::Duration;
+/// use millrace_driver::FetchRate;
+///
+/// let rate = FetchRate { limit: 100, period: Duration::from_secs(60), by_kind: true, by_args: vec![] };
+/// assert!(rate.is_partitioned());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchRate {
+    /// The most rows fetched per partition in any window of `period`.
+    pub limit: i32,
+    /// The window's length.
+    pub period: std::time::Duration,
+    /// Whether each kind is its own partition.
+    pub by_kind: bool,
+    /// Top-level args fields whose values (as JSON) name the partition; a missing field counts
+    /// as `null`.
+    pub by_args: Vec<String>,
+}
+
+impl FetchRate {
+    /// Whether rows are split into partitions (by kind or by args fields).
+    ///
+    /// ```
+    /// use millrace_driver::FetchRate;
+    ///
+    /// assert!(!FetchRate { limit: 5, ..FetchRate::default() }.is_partitioned());
+    /// ```
+    pub fn is_partitioned(&self) -> bool {
+        self.by_kind || !self.by_args.is_empty()
+    }
+
+    /// The window's length in whole microseconds, as the drivers bind it (saturating).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use millrace_driver::FetchRate;
+    ///
+    /// let rate = FetchRate { limit: 5, period: Duration::from_millis(1500), ..FetchRate::default() };
+    /// assert_eq!(rate.period_micros(), 1_500_000);
+    /// ```
+    pub fn period_micros(&self) -> i64 {
+        i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX)
+    }
 }
 
 /// The state a finished attempt leaves a running job in.

@@ -32,10 +32,14 @@
 //! | `river.work_duration` | gauge | `s` | as `river.work_count` |
 //! | `river.work_duration_histogram` | histogram | `s` | as `river.work_count` |
 //!
+//! Batches inserted by COPY (`Client::insert_many_fast`) count under the insert metrics like
+//! any other batch, through the client's metric hook (no insert middleware runs there).
 //! `status` is `ok`, `error` or `panic`; a snooze is `ok` with `snooze=true`. Spans:
 //! `river.insert_many` (producer) and `river.work/KIND` (consumer), linked to the span that
 //! inserted the job through `traceparent` in the job's metadata. The queue gauges
-//! ([`QueueGauges`]) add what River lacks. See `docs/observability.md`.
+//! ([`QueueGauges`]) add what River lacks, and [`ExportCounter`] counts the telemetry an
+//! exporter loses (spans dropped at a full queue or in a failed export, failed metric
+//! exports). See `docs/observability.md`.
 //!
 //! # Features
 //!
@@ -44,12 +48,17 @@
 //! | `prometheus` | yes | [`prometheus`]: an OTel meter provider scraped as Prometheus text, and a `/metrics` server |
 
 mod gauges;
+mod loss;
 mod middleware;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod propagation;
 
 pub use gauges::{GAUGES_INTERVAL_DEFAULT, QueueGauges, QueueGaugesBuilder};
+pub use loss::{
+    CountingMetricExporter, CountingSpanExporter, CountingSpanProcessor, ExportCounter,
+    ExportCounterInstruments, ExportCounts,
+};
 pub use middleware::{
     ClientBuilderExt, DurationUnit, OtelMiddleware, OtelMiddlewareBuilder, SCOPE_NAME,
 };

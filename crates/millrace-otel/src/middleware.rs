@@ -202,7 +202,7 @@ impl OtelMiddlewareBuilder {
     }
 }
 
-fn scope() -> InstrumentationScope {
+pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder(SCOPE_NAME)
         .with_version(env!("CARGO_PKG_VERSION"))
         .build()
@@ -580,7 +580,6 @@ impl MetricHook for OtelMiddleware {
     fn emit(&self, metric: &Metric<'_>) {
         // A `match` over a non-exhaustive enum: metrics added to the core later are ignored
         // until this crate records them.
-        #[allow(clippy::single_match)]
         match metric {
             Metric::JobGetAvailable {
                 queue,
@@ -592,6 +591,30 @@ impl MetricHook for OtelMiddleware {
                 m.job_get_available_duration
                     .record(self.inner.unit.value(*duration), &attrs);
                 m.job_get_available_count.record(*count as u64, &attrs);
+            }
+            // The COPY path runs no insert middleware; its batches count as any other's,
+            // with no unique skips (COPY takes no unique options).
+            Metric::InsertManyFast {
+                count,
+                duration,
+                ok,
+            } => {
+                let status = if *ok { "ok" } else { "error" };
+                let m = &self.inner.metrics;
+                let attrs = [status_attr(status)];
+                let duration = self.inner.unit.value(*duration);
+                if *count > 0 {
+                    m.insert_count.add(
+                        *count as u64,
+                        &[
+                            status_attr(status),
+                            KeyValue::new("unique_skipped_as_duplicate", false),
+                        ],
+                    );
+                }
+                m.insert_many_count.add(1, &attrs);
+                m.insert_many_duration.record(duration, &attrs);
+                m.insert_many_duration_histogram.record(duration, &attrs);
             }
             _ => {}
         }

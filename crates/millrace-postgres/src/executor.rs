@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use millrace_driver::{
-    DriverError, Executor, JobCancelParams, JobCompleteParams, JobCompleted,
+    DriverError, Executor, FetchLimit, JobCancelParams, JobCompleteParams, JobCompleted,
     JobDeleteFinalizedParams, JobDeleteOutcome, JobGetAvailableParams, JobInsertParams,
     JobInsertResult, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
     JobScheduleParams, JobScheduled, LeaderParams, LeaderRow, LeaderTable, MigrationRow,
@@ -16,6 +16,8 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Row};
 
 mod inspect;
+mod rate;
+mod sequence;
 
 pub(crate) use inspect::InspectQueries;
 
@@ -110,6 +112,7 @@ impl<'a> PgExecutor<'a> {
     async fn job_complete_general(
         &mut self,
         params: &[&JobCompleteParams],
+        finished_keys: &mut Vec<String>,
     ) -> Result<Vec<JobCompleted>> {
         if params.is_empty() {
             return Ok(Vec::new());
@@ -169,12 +172,56 @@ impl<'a> PgExecutor<'a> {
             .await?
             .iter()
             .map(|row| {
+                let state = parse_state(row)?;
+                if state.is_finalized() {
+                    if let Some(key) = row.try_get::<Option<String>, _>("seq").map_err(db_error)? {
+                        finished_keys.push(key);
+                    }
+                }
                 Ok(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),
-                    state: parse_state(row)?,
+                    state,
                 })
             })
             .collect()
+    }
+
+    /// The fetch of a queue with a concurrency limit, in a transaction of its own (or the
+    /// caller's): first the queue's advisory lock, then the counting fetch. Two statements,
+    /// because under READ COMMITTED a statement sees what committed before it began: a lock
+    /// taken inside the fetch statement would still leave it counting running rows from
+    /// before a racing fetch committed.
+    async fn job_get_available_limited(
+        &mut self,
+        params: &JobGetAvailableParams,
+        limit: &FetchLimit,
+    ) -> Result<Vec<JobRead>> {
+        let queries = self.driver.queries();
+        // One pass, with the partitioned statement ranking at most `window` rows (None: all).
+        let fetch = |max: i32, window: Option<i64>| {
+            let fetch = if limit.is_partitioned() {
+                query(&queries.job_get_available_partitioned)
+            } else {
+                query(&queries.job_get_available_capped)
+            };
+            let fetch = fetch
+                .bind(params.queue.as_str())
+                .bind(params.now.map(jiff_sqlx::Timestamp::from))
+                .bind(max)
+                .bind(params.client_id.as_str())
+                .bind(limit.global)
+                .bind(limit.local);
+            if limit.is_partitioned() {
+                fetch
+                    .bind(limit.by_kind)
+                    .bind(limit.by_args.clone())
+                    .bind(window)
+            } else {
+                fetch
+            }
+        };
+        self.run_limited(params, limit.is_partitioned(), fetch)
+            .await
     }
 
     async fn migration_has_line(&mut self) -> Result<bool> {
@@ -184,6 +231,200 @@ impl<'a> PgExecutor<'a> {
         Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
     }
 }
+
+impl PgExecutor<'_> {
+    /// Runs a limited fetch (by concurrency, rate or both) in a transaction of its own, or
+    /// the caller's: the queue's limit lock, then `fetch` for up to `params.max` rows ranking
+    /// only the head of the queue, then, when `partitioned` and the batch came up short, a
+    /// second `fetch` for the rest ranking the whole backlog. `fetch` gets the rows wanted
+    /// and the window to rank (None: all).
+    ///
+    /// Ranking the head of the queue is enough unless saturated partitions fill it; only then
+    /// does the second pass rank the whole backlog (the first pass's rows are running by
+    /// then, in the same transaction, so they count against their partitions).
+    async fn run_limited(
+        &mut self,
+        params: &JobGetAvailableParams,
+        partitioned: bool,
+        fetch: impl Fn(i32, Option<i64>) -> PgQuery,
+    ) -> Result<Vec<JobRead>> {
+        let queries = self.driver.queries();
+        let key = format!("millrace.limit.{}.{}", queries.schema.name(), params.queue);
+        let lock = query(&queries.limit_lock).bind(key);
+        let window = i64::from(params.max).saturating_mul(PARTITION_WINDOW_PER_SLOT);
+        let window = window.max(PARTITION_WINDOW_MIN);
+        let first = fetch(params.max, Some(window));
+        let rest = partitioned.then_some(|short| fetch(short, None));
+        let rows = if let Some(conn) = &mut self.conn {
+            let persistent = !self.driver.is_transaction_pooled();
+            limited_passes(conn, persistent, lock, first, params.max, rest)
+                .await
+                .map_err(db_error)?
+        } else {
+            let (pool, pooled) = self.target();
+            let mut tx = pool.begin().await.map_err(db_error)?;
+            let rows = limited_passes(&mut tx, !pooled, lock, first, params.max, rest)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            rows
+        };
+        rows.iter().map(fetched_job_read).collect()
+    }
+
+    /// Inserts the batch as given, states included: the body of `job_insert_many`.
+    async fn insert_rows(&mut self, jobs: &[JobInsertParams]) -> Result<Vec<JobInsertResult>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queries = self.driver.queries();
+        let unique = jobs.iter().any(|j| j.unique_key.is_some());
+        let sql = if unique {
+            &queries.job_insert_many_unique
+        } else {
+            &queries.job_insert_many
+        };
+        let q = query(sql)
+            .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+            .bind(times(jobs.iter().map(|j| j.created_at)))
+            .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.metadata.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+            .bind(times(jobs.iter().map(|j| j.scheduled_at)))
+            .bind(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.tags.join(",")).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|j| j.unique_key.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                jobs.iter()
+                    .map(|j| j.unique_states.map(|s| i32::from(s.bits())))
+                    .collect::<Vec<_>>(),
+            );
+        let rows = self.fetch_all(q).await?;
+        if unique {
+            // One row per job, in the order of the params.
+            return rows
+                .iter()
+                .enumerate()
+                .map(|(index, row)| {
+                    let duplicate = row
+                        .try_get("unique_skipped_as_duplicate")
+                        .map_err(db_error)?;
+                    let job = match (job_read(row)?, jobs.get(index)) {
+                        (Ok(job), _) => job,
+                        // The statement has committed: failing now would have a retry insert
+                        // the batch's other jobs twice.
+                        (Err(live), Some(params)) if duplicate && rows.len() == jobs.len() => {
+                            tracing::warn!(job_id = %live.id, error = %live.error, "an insert's unique duplicate could not be decoded; reporting it from the insert's own options");
+                            params.stand_in_for(&live)
+                        }
+                        (Err(live), _) => return Err(DriverError::UndecodableJob(Box::new(live))),
+                    };
+                    Ok(JobInsertResult {
+                        job,
+                        unique_skipped_as_duplicate: duplicate,
+                    })
+                })
+                .collect();
+        }
+        // Rows come back in the order of the params (the conformance suite checks it).
+        if rows.len() != jobs.len() {
+            return Err(DriverError::Decode {
+                column: "id",
+                message: format!(
+                    "inserted {} jobs but {} rows came back",
+                    jobs.len(),
+                    rows.len()
+                ),
+            });
+        }
+        let mut results = Vec::with_capacity(jobs.len());
+        // Jobs whose JSON PostgreSQL writes back differently from how it was sent.
+        let mut reread = Vec::new();
+        for (index, (job, row)) in jobs.iter().zip(&rows).enumerate() {
+            let id = JobId(row.try_get(0).map_err(db_error)?);
+            let created_at = row
+                .try_get::<jiff_sqlx::Timestamp, _>(1)
+                .map_err(db_error)?;
+            let scheduled_at = row
+                .try_get::<jiff_sqlx::Timestamp, _>(2)
+                .map_err(db_error)?;
+            let built = inserted_row(job, id, created_at.to_jiff(), scheduled_at.to_jiff());
+            if built.is_none() {
+                reread.push((index, id));
+            }
+            results.push(built);
+        }
+        if !reread.is_empty() {
+            let stored = self
+                .job_list(&JobListParams {
+                    ids: reread.iter().map(|(_, id)| *id).collect(),
+                    limit: reread.len() as i64,
+                    ..Default::default()
+                })
+                .await?;
+            for (index, id) in reread {
+                let job = match stored.iter().find(|j| job_read_id(j) == id).cloned() {
+                    Some(Ok(job)) => job,
+                    Some(Err(undecodable)) => {
+                        return Err(DriverError::UndecodableJob(Box::new(undecodable)));
+                    }
+                    None => {
+                        return Err(DriverError::Decode {
+                            column: "id",
+                            message: format!("inserted job {id} is gone"),
+                        });
+                    }
+                };
+                results[index] = Some(job);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|job| JobInsertResult {
+                job: job.expect("every row built or read back"),
+                unique_skipped_as_duplicate: false,
+            })
+            .collect())
+    }
+}
+
+/// Runs a limited fetch on `conn`, inside the caller's transaction: the queue's lock, then
+/// `first`, then, when `first` took fewer than `max` rows, `rest` for the rows still wanted.
+async fn limited_passes<'q>(
+    conn: &mut sqlx::PgConnection,
+    persistent: bool,
+    lock: Query<'q, Postgres, PgArguments>,
+    first: Query<'q, Postgres, PgArguments>,
+    max: i32,
+    rest: Option<impl Fn(i32) -> Query<'q, Postgres, PgArguments>>,
+) -> std::result::Result<Vec<PgRow>, sqlx::Error> {
+    lock.persistent(persistent).execute(&mut *conn).await?;
+    let mut rows = first.persistent(persistent).fetch_all(&mut *conn).await?;
+    let short = max - i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    if let Some(rest) = rest
+        && short > 0
+    {
+        rows.extend(
+            rest(short)
+                .persistent(persistent)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// How many waiting rows a partitioned fetch ranks per row it may take, in its first pass.
+const PARTITION_WINDOW_PER_SLOT: i64 = 10;
+
+/// The fewest waiting rows a partitioned fetch ranks in its first pass.
+const PARTITION_WINDOW_MIN: i64 = 500;
 
 /// What a statement's caller wants back.
 #[derive(Clone, Copy)]
@@ -419,128 +660,20 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn job_insert_many(&mut self, jobs: &[JobInsertParams]) -> Result<Vec<JobInsertResult>> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
+        match sequence::batch_keys(jobs) {
+            Some(keys) => self.sequence_insert(jobs, keys).await,
+            None => self.insert_rows(jobs).await,
         }
-        let queries = self.driver.queries();
-        let unique = jobs.iter().any(|j| j.unique_key.is_some());
-        let sql = if unique {
-            &queries.job_insert_many_unique
-        } else {
-            &queries.job_insert_many
-        };
-        let q = query(sql)
-            .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
-            .bind(times(jobs.iter().map(|j| j.created_at)))
-            .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.metadata.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-            .bind(times(jobs.iter().map(|j| j.scheduled_at)))
-            .bind(jobs.iter().map(|j| j.state.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.tags.join(",")).collect::<Vec<_>>())
-            .bind(
-                jobs.iter()
-                    .map(|j| j.unique_key.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                jobs.iter()
-                    .map(|j| j.unique_states.map(|s| i32::from(s.bits())))
-                    .collect::<Vec<_>>(),
-            );
-        let rows = self.fetch_all(q).await?;
-        if unique {
-            // One row per job, in the order of the params.
-            return rows
-                .iter()
-                .enumerate()
-                .map(|(index, row)| {
-                    let duplicate = row
-                        .try_get("unique_skipped_as_duplicate")
-                        .map_err(db_error)?;
-                    let job = match (job_read(row)?, jobs.get(index)) {
-                        (Ok(job), _) => job,
-                        // The statement has committed: failing now would have a retry insert
-                        // the batch's other jobs twice.
-                        (Err(live), Some(params)) if duplicate && rows.len() == jobs.len() => {
-                            tracing::warn!(job_id = %live.id, error = %live.error, "an insert's unique duplicate could not be decoded; reporting it from the insert's own options");
-                            params.stand_in_for(&live)
-                        }
-                        (Err(live), _) => return Err(DriverError::UndecodableJob(Box::new(live))),
-                    };
-                    Ok(JobInsertResult {
-                        job,
-                        unique_skipped_as_duplicate: duplicate,
-                    })
-                })
-                .collect();
-        }
-        // Rows come back in the order of the params (the conformance suite checks it).
-        if rows.len() != jobs.len() {
-            return Err(DriverError::Decode {
-                column: "id",
-                message: format!(
-                    "inserted {} jobs but {} rows came back",
-                    jobs.len(),
-                    rows.len()
-                ),
-            });
-        }
-        let mut results = Vec::with_capacity(jobs.len());
-        // Jobs whose JSON PostgreSQL writes back differently from how it was sent.
-        let mut reread = Vec::new();
-        for (index, (job, row)) in jobs.iter().zip(&rows).enumerate() {
-            let id = JobId(row.try_get(0).map_err(db_error)?);
-            let created_at = row
-                .try_get::<jiff_sqlx::Timestamp, _>(1)
-                .map_err(db_error)?;
-            let scheduled_at = row
-                .try_get::<jiff_sqlx::Timestamp, _>(2)
-                .map_err(db_error)?;
-            let built = inserted_row(job, id, created_at.to_jiff(), scheduled_at.to_jiff());
-            if built.is_none() {
-                reread.push((index, id));
-            }
-            results.push(built);
-        }
-        if !reread.is_empty() {
-            let stored = self
-                .job_list(&JobListParams {
-                    ids: reread.iter().map(|(_, id)| *id).collect(),
-                    limit: reread.len() as i64,
-                    ..Default::default()
-                })
-                .await?;
-            for (index, id) in reread {
-                let job = match stored.iter().find(|j| job_read_id(j) == id).cloned() {
-                    Some(Ok(job)) => job,
-                    Some(Err(undecodable)) => {
-                        return Err(DriverError::UndecodableJob(Box::new(undecodable)));
-                    }
-                    None => {
-                        return Err(DriverError::Decode {
-                            column: "id",
-                            message: format!("inserted job {id} is gone"),
-                        });
-                    }
-                };
-                results[index] = Some(job);
-            }
-        }
-        Ok(results
-            .into_iter()
-            .map(|job| JobInsertResult {
-                job: job.expect("every row built or read back"),
-                unique_skipped_as_duplicate: false,
-            })
-            .collect())
     }
 
     async fn job_insert_fast(&mut self, jobs: &[JobInsertParams]) -> Result<u64> {
         if jobs.is_empty() {
             return Ok(0);
+        }
+        // COPY cannot read which sequences are busy between its rows; a batch with sequence
+        // jobs takes the insert statement's path instead.
+        if let Some(keys) = sequence::batch_keys(jobs) {
+            return Ok(self.sequence_insert(jobs, keys).await?.len() as u64);
         }
         let layout = CopyLayout::for_jobs(jobs);
         let statement = format!(
@@ -597,7 +730,21 @@ impl Executor for PgExecutor<'_> {
             &queries.job_delete_many_asc
         };
         let q = bind_list(query(sql), params);
-        self.fetch_all(q).await?.iter().map(job_read).collect()
+        let deleted: Vec<JobRead> = self
+            .fetch_all(q)
+            .await?
+            .iter()
+            .map(job_read)
+            .collect::<Result<_>>()?;
+        let keys: Vec<String> = deleted
+            .iter()
+            .filter_map(|j| j.as_ref().ok())
+            .filter_map(|j| millrace_driver::sequence_key_of(&j.metadata))
+            .collect();
+        if !keys.is_empty() {
+            self.sequence_promote_after(keys).await;
+        }
+        Ok(deleted)
     }
 
     async fn job_count(&mut self, params: &JobListParams) -> Result<i64> {
@@ -611,6 +758,19 @@ impl Executor for PgExecutor<'_> {
         self.inspect_job_count_by_queue_and_state(states).await
     }
 
+    async fn job_finalized_histogram(
+        &mut self,
+        since: Timestamp,
+        bucket_secs: i64,
+    ) -> Result<Vec<millrace_driver::FinalizedBucketRow>> {
+        self.inspect_job_finalized_histogram(since, bucket_secs)
+            .await
+    }
+
+    async fn job_state_estimates(&mut self) -> Result<Vec<millrace_driver::JobStateEstimate>> {
+        self.inspect_job_state_estimates().await
+    }
+
     async fn queue_oldest_available(&mut self) -> Result<millrace_driver::QueueOldestAvailable> {
         self.inspect_queue_oldest_available().await
     }
@@ -619,7 +779,16 @@ impl Executor for PgExecutor<'_> {
         &mut self,
         params: &millrace_driver::JobBatchParams,
     ) -> Result<Vec<millrace_driver::JobBatchRow>> {
-        self.inspect_job_act_many(params).await
+        let rows = self.inspect_job_act_many(params).await?;
+        // The rows do not name their sequences; a cancel or delete that may have freed one
+        // lets the sweep promote whatever it left without a head.
+        if params.action != millrace_driver::JobBatchAction::Retry && rows.iter().any(|r| r.applied)
+        {
+            if let Err(err) = self.sequence_sweep(i32::MAX).await {
+                tracing::warn!(%err, "promoting the next jobs of sequences failed; the sequence promoter will");
+            }
+        }
+        Ok(rows)
     }
 
     async fn periodic_job_list(&mut self) -> Result<Vec<millrace_driver::PeriodicJobRow>> {
@@ -638,6 +807,27 @@ impl Executor for PgExecutor<'_> {
         &mut self,
     ) -> Result<Vec<millrace_driver::RunningCountRow>> {
         self.inspect_job_count_running_by_client().await
+    }
+
+    async fn sequence_promote(
+        &mut self,
+        keys: &[String],
+    ) -> Result<Vec<millrace_driver::SequencePromoted>> {
+        self.sequence_promote_keys(keys.to_vec()).await
+    }
+
+    async fn sequence_promote_stranded(
+        &mut self,
+        max: i32,
+    ) -> Result<Vec<millrace_driver::SequencePromoted>> {
+        self.sequence_sweep(max).await
+    }
+
+    async fn sequence_list(
+        &mut self,
+        params: &millrace_driver::SequenceListParams,
+    ) -> Result<Vec<millrace_driver::SequenceRow>> {
+        self.sequence_rows(params).await
     }
 
     async fn now(&mut self) -> Result<Timestamp> {
@@ -692,11 +882,20 @@ impl Executor for PgExecutor<'_> {
             .bind(params.id.0)
             .bind(params.now.map(jiff_sqlx::Timestamp::from))
             .bind(channel);
-        self.fetch_optional(q)
+        let job = self
+            .fetch_optional(q)
             .await?
             .as_ref()
             .map(job_row)
-            .transpose()
+            .transpose()?;
+        if let Some(key) = job
+            .as_ref()
+            .filter(|j| j.state == JobState::Cancelled)
+            .and_then(|j| millrace_driver::sequence_key_of(&j.metadata))
+        {
+            self.sequence_promote_after(vec![key]).await;
+        }
+        Ok(job)
     }
 
     async fn job_retry(&mut self, params: &JobRetryParams) -> Result<Option<JobRow>> {
@@ -717,6 +916,9 @@ impl Executor for PgExecutor<'_> {
         };
         let job = job_row(&row)?;
         if row.try_get::<bool, _>("deleted").map_err(db_error)? {
+            if let Some(key) = millrace_driver::sequence_key_of(&job.metadata) {
+                self.sequence_promote_after(vec![key]).await;
+            }
             Ok(JobDeleteOutcome::Deleted(job))
         } else {
             Ok(JobDeleteOutcome::Running(job))
@@ -724,6 +926,12 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn job_get_available(&mut self, params: &JobGetAvailableParams) -> Result<Vec<JobRead>> {
+        if let Some(rate) = &params.rate {
+            return self.job_get_available_rated(params, rate).await;
+        }
+        if let Some(limit) = &params.limit {
+            return self.job_get_available_limited(params, limit).await;
+        }
         let q = query(&self.driver.queries().job_get_available)
             .bind(params.queue.as_str())
             .bind(params.now.map(jiff_sqlx::Timestamp::from))
@@ -734,6 +942,14 @@ impl Executor for PgExecutor<'_> {
             .iter()
             .map(fetched_job_read)
             .collect()
+    }
+
+    async fn job_rate_limit_wait(
+        &mut self,
+        queue: &str,
+        rate: &millrace_driver::FetchRate,
+    ) -> Result<Option<std::time::Duration>> {
+        self.rate_limit_wait(queue, rate).await
     }
 
     async fn job_start_by_id(&mut self, id: JobId, client_id: &str) -> Result<Option<JobRow>> {
@@ -755,6 +971,9 @@ impl Executor for PgExecutor<'_> {
             .iter()
             .partition(|p| p.outcome == JobOutcome::Completed && p.metadata_merge.is_none());
         let mut done = Vec::with_capacity(params.len());
+        // The sequences whose job finished: their next jobs are promoted once the outcomes
+        // are stored.
+        let mut finished_keys = Vec::new();
         // One statement per attempt number: see `job_complete_completed`.
         let mut by_attempt: Vec<(i16, Vec<i64>)> = Vec::new();
         for p in plain {
@@ -771,6 +990,9 @@ impl Executor for PgExecutor<'_> {
                 .bind(ids)
                 .bind(attempt);
             for row in self.fetch_all(q).await? {
+                if let Some(key) = row.try_get::<Option<String>, _>("seq").map_err(db_error)? {
+                    finished_keys.push(key);
+                }
                 done.push(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),
                     state: JobState::Completed,
@@ -778,7 +1000,17 @@ impl Executor for PgExecutor<'_> {
             }
         }
         if !other.is_empty() {
-            done.extend(self.job_complete_general(&other).await?);
+            done.extend(
+                self.job_complete_general(&other, &mut finished_keys)
+                    .await?,
+            );
+        }
+        if !finished_keys.is_empty() {
+            // After the outcomes commit (on the pool) and under the keys' locks, so an insert
+            // racing with this completion either saw it or is seen by the promotion. A crash
+            // or a failure in between leaves the sequence to the promoter's sweep; the
+            // outcomes are stored either way and are reported so.
+            self.sequence_promote_after(finished_keys).await;
         }
         Ok(done)
     }
@@ -916,6 +1148,13 @@ impl Executor for PgExecutor<'_> {
 
     async fn client_delete(&mut self, client_ids: &[String]) -> Result<u64> {
         let q = query(&self.driver.queries().client_delete).bind(client_ids.to_vec());
+        self.execute(q).await
+    }
+
+    async fn client_delete_expired(&mut self, client_ids: &[String]) -> Result<u64> {
+        let q = query(&self.driver.queries().client_delete_expired)
+            .bind(client_ids.to_vec())
+            .bind(PERSISTENT_KIND_PREFIX);
         self.execute(q).await
     }
 

@@ -37,12 +37,14 @@ mod executor;
 mod listener;
 mod migrations;
 mod queries;
+mod rate;
 mod row;
+mod sequence;
 
 use std::sync::Arc;
 
 use millrace_driver::{Driver, DriverError, Migration, Result, Schema};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 
 pub use connect::{ConnectError, ConnectOptions, SslMode};
 #[doc(hidden)]
@@ -307,6 +309,24 @@ impl Driver for PgDriver {
 
     async fn listener(&self) -> Result<PgListener> {
         PgListener::connect(self).await
+    }
+
+    /// A connection opened with the [direct](PgDriver::direct) pool's options when the
+    /// driver has one (straight to PostgreSQL, as for leader election), else with the main
+    /// pool's. Only the options are taken: a pool's `after_connect` hook does not run on it,
+    /// which the statements it serves do not need (they name their schema).
+    async fn connect(&self) -> Result<Option<PgConnection>> {
+        let pool = self.direct.as_ref().unwrap_or(&self.pool);
+        let options = pool.connect_options();
+        PgConnection::connect_with(&options)
+            .await
+            .map(Some)
+            .map_err(db_error)
+    }
+
+    async fn disconnect(conn: PgConnection) {
+        // The connection is going either way; a failed goodbye changes nothing.
+        let _ = conn.close().await;
     }
 
     fn supports_listen_notify(&self) -> bool {

@@ -79,6 +79,8 @@ RETURNING {cols}"#
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
     pub(crate) inspect: crate::executor::InspectQueries,
+    pub(crate) sequence: crate::sequence::SequenceQueries,
+    pub(crate) rate: crate::rate::RateQueries,
     pub(crate) job_table: String,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
@@ -99,6 +101,7 @@ pub(crate) struct Queries {
     pub(crate) client_heartbeat: Arc<str>,
     pub(crate) client_get_expired: Arc<str>,
     pub(crate) client_delete: Arc<str>,
+    pub(crate) client_delete_expired: Arc<str>,
     pub(crate) job_get_running_of_clients: Arc<str>,
     pub(crate) job_get_stuck: Arc<str>,
     pub(crate) job_delete_finalized: Arc<str>,
@@ -112,6 +115,9 @@ pub(crate) struct Queries {
     pub(crate) persistent_release: Arc<str>,
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
+    pub(crate) job_get_available_capped: Arc<str>,
+    pub(crate) job_get_available_partitioned: Arc<str>,
+    pub(crate) limit_lock: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
     pub(crate) job_complete_completed: Arc<str>,
     pub(crate) job_start_by_id: Arc<str>,
@@ -322,6 +328,97 @@ WHERE j.id = locked.id
 RETURNING {fetch_cols}, j.unique_states"#
         );
 
+        // The fetch of a queue with an unpartitioned concurrency limit: the same as above,
+        // with the LIMIT lowered to what the limits leave room for. It runs after
+        // `limit_lock`, in the same transaction, so the running rows it counts are every
+        // other limited fetch's committed result (see `job_get_available_limited`).
+        // $5 is the global limit and $6 the local one (the fetching client's own running
+        // rows: those whose last `attempted_by` entry is $4); null means none.
+        let update_fetched = format!(
+            r#"
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = least(j.attempt, 32766) + 1,
+    attempted_at = coalesce($2::timestamptz, now()),
+    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $4::text)
+FROM locked
+WHERE j.id = locked.id
+RETURNING {fetch_cols}, j.unique_states"#
+        );
+        let mine = "r.attempted_by[cardinality(r.attempted_by)] = $4::text";
+        let job_get_available_capped = format!(
+            r#"
+WITH running AS (
+    SELECT count(*) AS total, count(*) FILTER (WHERE {mine}) AS mine
+    FROM {job} AS r
+    WHERE r.state = 'running' AND r.queue = $1
+),
+locked AS (
+    SELECT id FROM {job}
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+    ORDER BY priority ASC, scheduled_at ASC, id ASC
+    LIMIT (SELECT greatest(0, least($3::bigint,
+                                    coalesce($5::bigint - total, $3::bigint),
+                                    coalesce($6::bigint - mine, $3::bigint)))
+           FROM running)
+    FOR UPDATE SKIP LOCKED
+){update_fetched}"#
+        );
+        // The partitioned fetch: the due available rows of the queue are ranked within their
+        // partition, and a partition gives no more rows than its running count leaves room
+        // for. $9 bounds how many rows, in fetch order, are ranked: the executor first ranks
+        // a window (cheap: the head of the fetch index), and only when that window cannot
+        // fill the batch ranks every waiting row (`LIMIT NULL`), which is what keeps a
+        // saturated partition at the head of the queue from starving the others. The
+        // partition key is a JSON array: the kind (when $7) and the values of the args
+        // fields named in $8, in order; a missing field is null. Both CTEs are materialized:
+        // inlined, the planner (which sees one row where there are hundreds) joined them in
+        // a nested loop that recomputed every partition key per pair, a second per fetch.
+        let pkey = |t: &str| {
+            format!(
+                "jsonb_build_array(CASE WHEN $7::boolean THEN {t}.kind END, \
+                 (SELECT coalesce(jsonb_agg({t}.args -> f ORDER BY n), '[]'::jsonb) \
+                  FROM unnest($8::text[]) WITH ORDINALITY AS u(f, n)))"
+            )
+        };
+        let (running_key, ranked_key) = (pkey("r"), pkey("a"));
+        let job_get_available_partitioned = format!(
+            r#"
+WITH running AS MATERIALIZED (
+    SELECT {running_key} AS pkey, count(*) AS total, count(*) FILTER (WHERE {mine}) AS mine
+    FROM {job} AS r
+    WHERE r.state = 'running' AND r.queue = $1
+    GROUP BY 1
+),
+ranked AS MATERIALIZED (
+    SELECT id, priority, scheduled_at, pkey,
+           row_number() OVER (PARTITION BY pkey ORDER BY priority, scheduled_at, id) AS n
+    FROM (
+        SELECT a.id, a.priority, a.scheduled_at, {ranked_key} AS pkey
+        FROM {job} AS a
+        WHERE a.state = 'available' AND a.queue = $1
+          AND a.scheduled_at <= coalesce($2::timestamptz, now())
+        ORDER BY a.priority ASC, a.scheduled_at ASC, a.id ASC
+        LIMIT $9::bigint
+    ) AS waiting
+),
+chosen AS (
+    SELECT k.id FROM ranked AS k LEFT JOIN running AS u ON u.pkey = k.pkey
+    WHERE ($5::int IS NULL OR k.n <= $5::int - coalesce(u.total, 0))
+      AND ($6::int IS NULL OR k.n <= $6::int - coalesce(u.mine, 0))
+    ORDER BY k.priority ASC, k.scheduled_at ASC, k.id ASC
+    LIMIT $3
+),
+locked AS (
+    SELECT c.id FROM {job} AS c
+    WHERE c.id IN (SELECT id FROM chosen) AND c.state = 'available'
+    FOR UPDATE SKIP LOCKED
+){update_fetched}"#
+        );
+        // Serializes the limited fetches of one queue in one schema until their transaction
+        // ends. The key is a hash of a bound string, so no name is spliced into SQL.
+        let limit_lock = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned();
+
         // The common case, a batch of successes, without the general statement's CASEs and
         // metadata rewrite: less work per row for PostgreSQL on the hot path. Rows are found
         // through the primary key, and the attempt fence is one value per statement (the
@@ -335,7 +432,7 @@ RETURNING {fetch_cols}, j.unique_states"#
             r#"
 UPDATE {job} AS j SET state = 'completed', finalized_at = now()
 WHERE j.id = ANY($1::bigint[]) AND j.state = 'running' AND j.attempt = $2::smallint
-RETURNING j.id"#
+RETURNING j.id, j.metadata ->> 'millrace:seq' AS seq"#
         );
         let job_start_by_id = format!(
             r#"
@@ -382,7 +479,7 @@ FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::timestamptz[], $5::jso
             $6::boolean[], $7::boolean[], $8::jsonb[])
     AS p(id, attempt, state, scheduled_at, error, give_back, snooze, metadata_merge)
 WHERE j.id = p.id AND j.state = 'running' AND j.attempt = p.attempt
-RETURNING j.id, j.state::text AS state"#
+RETURNING j.id, j.state::text AS state, j.metadata ->> 'millrace:seq' AS seq"#
         );
 
         // Mirrors River's JobScheduler: due jobs become available, except that one whose
@@ -467,6 +564,16 @@ ON CONFLICT (id) DO UPDATE
             "SELECT id FROM {client} WHERE lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1"
         );
         let client_delete = format!("DELETE FROM {client} WHERE id = ANY($1::text[])");
+        let client_delete_expired = format!(
+            r#"
+DELETE FROM {client} AS c
+WHERE c.id = ANY($1::text[]) AND c.lease_expires_at < now()
+  AND NOT EXISTS (
+      SELECT 1 FROM {job}
+      WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = c.id
+        AND NOT starts_with(kind, $2)
+  )"#
+        );
         let job_get_running_of_clients = format!(
             r#"
 SELECT {cols} FROM {job}
@@ -568,6 +675,8 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
 
         Queries {
             inspect: crate::executor::InspectQueries::new(&s, &filters),
+            sequence: crate::sequence::SequenceQueries::new(&schema),
+            rate: crate::rate::RateQueries::new(&schema),
             persistent_claim: persistent_claim.into(),
             persistent_renew: persistent_renew.into(),
             persistent_merge_metadata: persistent_merge_metadata.into(),
@@ -578,6 +687,7 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
             client_heartbeat: client_heartbeat.into(),
             client_get_expired: client_get_expired.into(),
             client_delete: client_delete.into(),
+            client_delete_expired: client_delete_expired.into(),
             job_get_running_of_clients: job_get_running_of_clients.into(),
             job_get_stuck: job_get_stuck.into(),
             job_delete_finalized: job_delete_finalized.into(),
@@ -586,6 +696,9 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
             periodic_job_insert: periodic_job_insert.into(),
             periodic_job_update: periodic_job_update.into(),
             job_get_available: job_get_available.into(),
+            job_get_available_capped: job_get_available_capped.into(),
+            job_get_available_partitioned: job_get_available_partitioned.into(),
+            limit_lock: limit_lock.into(),
             job_complete_many: job_complete_many.into(),
             job_complete_completed: job_complete_completed.into(),
             job_start_by_id: job_start_by_id.into(),

@@ -18,6 +18,8 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, SqliteConnection, Transaction};
 
 mod inspect;
+mod rate;
+mod sequence;
 
 pub(crate) use inspect::InspectQueries;
 
@@ -279,6 +281,12 @@ fn bind_list(q: SqliteQuery, params: &JobListParams) -> SqliteQuery {
         .bind(params.finalized_since.map(encode))
 }
 
+/// A limit's or rate's list of partitioning fields as the JSON array the fetch statements
+/// take.
+fn fields_json(fields: &[String]) -> String {
+    serde_json::to_string(fields).expect("a list of strings always encodes")
+}
+
 fn sort_fetched(rows: &mut [JobRead]) {
     // A row that did not decode has no order to keep: it is never worked, only failed.
     rows.sort_by_key(|read| match read {
@@ -376,6 +384,17 @@ impl Executor for SqliteExecutor<'_> {
             &queries.job_insert_many
         };
         let mut scope = self.scope().await?;
+        // Sequence jobs behind unfinished work go in `pending`, decided in this write
+        // transaction, which no other writer can interleave with.
+        let sequenced;
+        let jobs = match sequence::batch_keys(jobs) {
+            Some(keys) => {
+                let occupied = Self::sequence_occupied_in_scope(driver, &mut scope, &keys).await?;
+                sequenced = millrace_driver::sequence_states(jobs, &occupied);
+                &sequenced[..]
+            }
+            None => jobs,
+        };
         let rows = scope
             .fetch_all(query(sql).bind(insert_payload(jobs)))
             .await?;
@@ -453,6 +472,11 @@ impl Executor for SqliteExecutor<'_> {
         if jobs.is_empty() {
             return Ok(0);
         }
+        // The fast statement cannot read which sequences are busy; a batch with sequence jobs
+        // takes the checked path.
+        if sequence::batch_keys(jobs).is_some() {
+            return Ok(self.job_insert_many(jobs).await?.len() as u64);
+        }
         let q = query(&self.driver.queries().job_insert_fast).bind(insert_payload(jobs));
         let count = self.write(q).await?;
         Ok(count)
@@ -486,9 +510,17 @@ impl Executor for SqliteExecutor<'_> {
             &queries.job_delete_many_asc
         };
         let q = bind_list(query(sql), params);
+        let driver = self.driver;
+        let own = self.conn.is_none();
         let mut scope = self.scope().await?;
         let rows = scope.fetch_all(q).await?;
         let mut jobs = rows.iter().map(job_read).collect::<Result<Vec<_>>>()?;
+        let keys: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| j.as_ref().ok())
+            .filter_map(|j| millrace_driver::sequence_key_of(&j.metadata))
+            .collect();
+        Self::sequence_promote_in_scope(driver, &mut scope, &keys, own).await?;
         scope.finish().await?;
         // SQLite returns deleted rows in no set order.
         if params.descending {
@@ -510,6 +542,21 @@ impl Executor for SqliteExecutor<'_> {
         self.inspect_job_count_by_queue_and_state(states).await
     }
 
+    async fn job_finalized_histogram(
+        &mut self,
+        since: Timestamp,
+        bucket_secs: i64,
+    ) -> Result<Vec<millrace_driver::FinalizedBucketRow>> {
+        self.inspect_job_finalized_histogram(since, bucket_secs)
+            .await
+    }
+
+    async fn job_state_estimates(&mut self) -> Result<Vec<millrace_driver::JobStateEstimate>> {
+        // SQLite's statistics (sqlite_stat1) hold no per-value counts; callers count exactly,
+        // which on one machine's database is cheap enough.
+        Ok(Vec::new())
+    }
+
     async fn queue_oldest_available(&mut self) -> Result<millrace_driver::QueueOldestAvailable> {
         self.inspect_queue_oldest_available().await
     }
@@ -518,7 +565,14 @@ impl Executor for SqliteExecutor<'_> {
         &mut self,
         params: &millrace_driver::JobBatchParams,
     ) -> Result<Vec<millrace_driver::JobBatchRow>> {
-        self.inspect_job_act_many(params).await
+        let rows = self.inspect_job_act_many(params).await?;
+        // The rows do not name their sequences; a cancel or delete that may have freed one
+        // lets the sweep promote whatever it left without a head.
+        if params.action != millrace_driver::JobBatchAction::Retry && rows.iter().any(|r| r.applied)
+        {
+            self.sequence_sweep(i32::MAX).await?;
+        }
+        Ok(rows)
     }
 
     async fn periodic_job_list(&mut self) -> Result<Vec<millrace_driver::PeriodicJobRow>> {
@@ -606,6 +660,15 @@ impl Executor for SqliteExecutor<'_> {
                     Ok(job) => (job.id, job.state, &job.queue),
                     Err(job) => (job.id, job.state, &job.queue),
                 };
+                if state == JobState::Cancelled {
+                    if let Some(key) = job
+                        .as_ref()
+                        .ok()
+                        .and_then(|j| millrace_driver::sequence_key_of(&j.metadata))
+                    {
+                        Self::sequence_promote_in_scope(driver, &mut scope, &[key], own).await?;
+                    }
+                }
                 if state == JobState::Running {
                     // Its client cancels the worker on this notification.
                     let payload = serde_json::json!({
@@ -645,6 +708,7 @@ impl Executor for SqliteExecutor<'_> {
 
     async fn job_delete(&mut self, id: JobId) -> Result<JobDeleteOutcome> {
         let driver = self.driver;
+        let own = self.conn.is_none();
         let q = query(&driver.queries().job_delete).bind(id.0);
         let mut scope = self.scope().await?;
         let deleted = scope
@@ -654,6 +718,13 @@ impl Executor for SqliteExecutor<'_> {
             .map(job_read)
             .transpose()?;
         if let Some(job) = deleted {
+            if let Some(key) = job
+                .as_ref()
+                .ok()
+                .and_then(|j| millrace_driver::sequence_key_of(&j.metadata))
+            {
+                Self::sequence_promote_in_scope(driver, &mut scope, &[key], own).await?;
+            }
             // Committed before the row is decoded: one that does not decode is deleted all
             // the same.
             scope.finish().await?;
@@ -672,11 +743,25 @@ impl Executor for SqliteExecutor<'_> {
         if params.max <= 0 {
             return Ok(Vec::new());
         }
-        let q = query(&self.driver.queries().job_get_available)
-            .bind(params.queue.clone())
-            .bind(params.now.map(encode))
-            .bind(params.max)
-            .bind(params.client_id.clone());
+        if let Some(rate) = &params.rate {
+            return self.job_get_available_rated(params, rate).await;
+        }
+        let q = match &params.limit {
+            None => query(&self.driver.queries().job_get_available)
+                .bind(params.queue.clone())
+                .bind(params.now.map(encode))
+                .bind(params.max)
+                .bind(params.client_id.clone()),
+            Some(limit) => query(&self.driver.queries().job_get_available_limited)
+                .bind(params.queue.clone())
+                .bind(params.now.map(encode))
+                .bind(params.max)
+                .bind(params.client_id.clone())
+                .bind(limit.global)
+                .bind(limit.local)
+                .bind(limit.by_kind)
+                .bind(fields_json(&limit.by_args)),
+        };
         // In the driver's own transaction, the rows are committed as running only once they
         // have been read back: a fetch abandoned half-way (its future dropped) rolls back
         // instead of leaving orphans.
@@ -686,6 +771,14 @@ impl Executor for SqliteExecutor<'_> {
         scope.finish().await?;
         sort_fetched(&mut jobs);
         Ok(jobs)
+    }
+
+    async fn job_rate_limit_wait(
+        &mut self,
+        queue: &str,
+        rate: &millrace_driver::FetchRate,
+    ) -> Result<Option<Duration>> {
+        self.rate_limit_wait(queue, rate).await
     }
 
     async fn job_start_by_id(&mut self, id: JobId, client_id: &str) -> Result<Option<JobRow>> {
@@ -750,17 +843,29 @@ impl Executor for SqliteExecutor<'_> {
             .collect();
         let payload = serde_json::to_string(&rows).expect("strings and numbers always encode");
         let q = query(&self.driver.queries().job_complete_many).bind(payload);
+        let driver = self.driver;
+        let own = self.conn.is_none();
         let mut scope = self.scope().await?;
         let rows = scope.fetch_all(q).await?;
+        // The sequences whose job finished: their next jobs are promoted in this same
+        // transaction.
+        let mut finished_keys = Vec::new();
         let completed = rows
             .iter()
             .map(|row| {
+                let state = parse_state(row)?;
+                if state.is_finalized() {
+                    if let Some(key) = row.try_get::<Option<String>, _>("seq").map_err(db_error)? {
+                        finished_keys.push(key);
+                    }
+                }
                 Ok(JobCompleted {
                     id: JobId(row.try_get("id").map_err(db_error)?),
-                    state: parse_state(row)?,
+                    state,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        Self::sequence_promote_in_scope(driver, &mut scope, &finished_keys, own).await?;
         scope.finish().await?;
         Ok(completed)
     }
@@ -930,6 +1035,16 @@ impl Executor for SqliteExecutor<'_> {
         Ok(deleted)
     }
 
+    async fn client_delete_expired(&mut self, client_ids: &[String]) -> Result<u64> {
+        if client_ids.is_empty() {
+            return Ok(0);
+        }
+        let q = query(&self.driver.queries().client_delete_expired)
+            .bind(strings(client_ids))
+            .bind(PERSISTENT_KIND_PREFIX);
+        self.write(q).await
+    }
+
     async fn job_get_running_of_clients(
         &mut self,
         client_ids: &[String],
@@ -1097,6 +1212,27 @@ impl Executor for SqliteExecutor<'_> {
             .bind(metadata.to_owned());
         let merged = self.write(q).await? == 1;
         Ok(merged)
+    }
+
+    async fn sequence_promote(
+        &mut self,
+        keys: &[String],
+    ) -> Result<Vec<millrace_driver::SequencePromoted>> {
+        self.sequence_promote_keys(keys).await
+    }
+
+    async fn sequence_promote_stranded(
+        &mut self,
+        max: i32,
+    ) -> Result<Vec<millrace_driver::SequencePromoted>> {
+        self.sequence_sweep(max).await
+    }
+
+    async fn sequence_list(
+        &mut self,
+        params: &millrace_driver::SequenceListParams,
+    ) -> Result<Vec<millrace_driver::SequenceRow>> {
+        self.sequence_rows(params).await
     }
 
     async fn notify_many(&mut self, notifications: &[(Topic, String)]) -> Result<()> {

@@ -60,7 +60,9 @@ mod executor;
 mod listener;
 mod migrations;
 mod queries;
+mod rate;
 mod row;
+mod sequence;
 mod time;
 
 use std::str::FromStr;
@@ -346,6 +348,11 @@ impl Driver for SqliteDriver {
     async fn listener(&self) -> Result<SqliteListener> {
         SqliteListener::connect(self).await
     }
+
+    // `connect` keeps its default (no connection of its own, so the heartbeat uses the pool):
+    // an attached schema or an in-memory database exists only in the pool's connections, so
+    // a connection opened beside them could see another database; and SQLite's writes all
+    // wait for the one write lock, a connection of its own or not.
 
     /// True: the polled `river_notification` outbox delivers notifications to every process
     /// on the file within about 100 ms, which is what the client's notifier and its insert

@@ -43,7 +43,7 @@ fn unique_live(prefix: &str) -> String {
 }
 
 /// `attempted_by` with `client` appended, keeping the last 100 entries.
-fn attempted_by_appended(job: &str, client: &str) -> String {
+pub(crate) fn attempted_by_appended(job: &str, client: &str) -> String {
     format!(
         "jsonb_insert(\
             CASE WHEN json_array_length({job}.attempted_by) >= 100 \
@@ -181,6 +181,8 @@ RETURNING {cols}"#
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
     pub(crate) inspect: crate::executor::InspectQueries,
+    pub(crate) sequence: crate::sequence::SequenceQueries,
+    pub(crate) rate: crate::rate::RateQueries,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
     pub(crate) job_insert_fast: Arc<str>,
@@ -195,6 +197,7 @@ pub(crate) struct Queries {
     pub(crate) job_retry: Arc<str>,
     pub(crate) job_delete: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
+    pub(crate) job_get_available_limited: Arc<str>,
     pub(crate) job_start_by_id: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
     pub(crate) job_schedule: Arc<str>,
@@ -214,6 +217,7 @@ pub(crate) struct Queries {
     pub(crate) client_heartbeat: Arc<str>,
     pub(crate) client_get_expired: Arc<str>,
     pub(crate) client_delete: Arc<str>,
+    pub(crate) client_delete_expired: Arc<str>,
     pub(crate) job_get_running_of_clients: Arc<str>,
     pub(crate) job_get_stuck: Arc<str>,
     pub(crate) job_delete_finalized: Arc<str>,
@@ -390,6 +394,56 @@ RETURNING {cols}"#,
             appended = attempted_by_appended("j", "?4"),
         );
 
+        // The fetch of a queue with a concurrency limit. The write transaction it runs in
+        // (BEGIN IMMEDIATE) is the lock PostgreSQL takes with an advisory lock: no other
+        // fetch commits between the count of running rows and the update. Every due row is
+        // ranked within its partition (the kind when ?7, and the JSON values of the args
+        // fields named in the JSON array ?8), and a partition gives no more rows than the
+        // global limit ?5 and the local limit ?6 (this client's rows: the last entry of
+        // `attempted_by` is ?4) leave room for. Without partitions every row shares one key.
+        let pkey = |t: &str| {
+            format!(
+                "json_array(CASE WHEN ?7 THEN {t}.kind END, \
+                 (SELECT json_group_array({t}.args -> ('$.\"' || e.value || '\"') ORDER BY e.key) \
+                  FROM json_each(?8) AS e))"
+            )
+        };
+        let (running_key, ranked_key) = (pkey("r"), pkey("a"));
+        let job_get_available_limited = format!(
+            r#"
+WITH running AS (
+    SELECT {running_key} AS pkey, count(*) AS total,
+           coalesce(sum(r.attempted_by ->> '$[#-1]' = ?4), 0) AS mine
+    FROM {job} AS r
+    WHERE r.state = 'running' AND r.queue = ?1
+    GROUP BY 1
+),
+ranked AS (
+    SELECT id, priority, scheduled_at, pkey,
+           row_number() OVER (PARTITION BY pkey ORDER BY priority, scheduled_at, id) AS n
+    FROM (
+        SELECT a.id, a.priority, a.scheduled_at, {ranked_key} AS pkey
+        FROM {job} AS a
+        WHERE a.state = 'available' AND a.queue = ?1 AND a.scheduled_at <= coalesce(?2, {NOW})
+    )
+),
+chosen AS (
+    SELECT k.id FROM ranked AS k LEFT JOIN running AS u ON u.pkey = k.pkey
+    WHERE (?5 IS NULL OR k.n <= ?5 - coalesce(u.total, 0))
+      AND (?6 IS NULL OR k.n <= ?6 - coalesce(u.mine, 0))
+    ORDER BY k.priority ASC, k.scheduled_at ASC, k.id ASC
+    LIMIT ?3
+)
+UPDATE {job} AS j SET
+    state = 'running',
+    attempt = min(j.attempt, 32766) + 1,
+    attempted_at = coalesce(?2, {NOW}),
+    attempted_by = {appended}
+WHERE j.id IN (SELECT id FROM chosen)
+RETURNING {cols}"#,
+            appended = attempted_by_appended("j", "?4"),
+        );
+
         let job_start_by_id = format!(
             r#"
 UPDATE {job} AS j SET
@@ -458,7 +512,7 @@ FROM (
     FROM json_each(?1) AS e
 ) AS p
 WHERE j.id = p.id AND +j.state = 'running' AND j.attempt = p.attempt
-RETURNING id, state"#
+RETURNING id, state, metadata ->> '$."millrace:seq"' AS seq"#
         );
 
         // Mirrors River's JobScheduler: due jobs become available, except that one whose
@@ -564,6 +618,16 @@ ON CONFLICT (id) DO UPDATE
         );
         let client_delete =
             format!("DELETE FROM {client} WHERE id IN (SELECT value FROM json_each(?1))");
+        let client_delete_expired = format!(
+            r#"
+DELETE FROM {client} AS c
+WHERE c.id IN (SELECT value FROM json_each(?1)) AND c.lease_expires_at < {NOW}
+  AND NOT EXISTS (
+      SELECT 1 FROM {job}
+      WHERE state = 'running' AND attempted_by ->> '$[#-1]' = c.id
+        AND substr(kind, 1, length(?2)) <> ?2
+  )"#
+        );
         let job_get_running_of_clients = format!(
             r#"
 SELECT {cols} FROM {job}
@@ -678,6 +742,8 @@ WHERE j.id = ?1 AND j.{fenced}"#
 
         Queries {
             inspect: crate::executor::InspectQueries::new(&s, &filters),
+            sequence: crate::sequence::SequenceQueries::new(&schema),
+            rate: crate::rate::RateQueries::new(&schema),
             job_insert_many: job_insert_many.into(),
             job_insert_many_unique: job_insert_many_unique.into(),
             job_insert_fast: job_insert_fast.into(),
@@ -692,6 +758,7 @@ WHERE j.id = ?1 AND j.{fenced}"#
             job_retry: job_retry.into(),
             job_delete: job_delete.into(),
             job_get_available: job_get_available.into(),
+            job_get_available_limited: job_get_available_limited.into(),
             job_start_by_id: job_start_by_id.into(),
             job_complete_many: job_complete_many.into(),
             job_schedule: job_schedule.into(),
@@ -711,6 +778,7 @@ WHERE j.id = ?1 AND j.{fenced}"#
             client_heartbeat: client_heartbeat.into(),
             client_get_expired: client_get_expired.into(),
             client_delete: client_delete.into(),
+            client_delete_expired: client_delete_expired.into(),
             job_get_running_of_clients: job_get_running_of_clients.into(),
             job_get_stuck: job_get_stuck.into(),
             job_delete_finalized: job_delete_finalized.into(),

@@ -17,7 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use millrace_driver::{
     Driver, Executor, JobCancelParams, JobCompleteParams, JobDeleteOutcome, JobGetAvailableParams,
     JobInsertParams, JobListParams, JobOutcome, JobRetryParams, JobReturnOrphansParams,
-    JobScheduleParams, Listener, Topic,
+    JobScheduleParams, Listener, SequenceListParams, Topic,
 };
 use millrace_types::{AttemptError, JobId, JobRow, JobState, UniqueStates};
 
@@ -88,6 +88,8 @@ async fn fetch<D: Driver>(driver: &D, queue: &str, max: i32) -> Vec<JobRow> {
             max,
             client_id: CLIENT.to_owned(),
             now: None,
+            limit: None,
+            rate: None,
         })
         .await
         .expect("fetch")
@@ -1179,6 +1181,197 @@ pub async fn notifications_reach_listeners<F: DriverFixture>() {
     assert_eq!(second.topic, Topic::Control);
 }
 
+/// Sequences (issue 19): a key's first job goes in available and the rest pending, in one
+/// batch or several; finishing the live job promotes the lowest pending one, a blocking
+/// failure holds the rest, deleting it moves on, and the sweep finds a sequence whose head
+/// vanished without a promotion.
+pub async fn sequences_keep_one_job_live_per_key<F: DriverFixture>() {
+    let fixture = F::create().await;
+    let driver = fixture.driver();
+    let seq = |key: &str, extra: &str| JobInsertParams {
+        metadata: format!(r#"{{"millrace:seq":"{key}"{extra}}}"#),
+        ..job("sequenced", "seq")
+    };
+    let first = insert(&driver, &[seq("a", ""), seq("a", ""), seq("b", "")]).await;
+    let states: Vec<JobState> = first.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [JobState::Available, JobState::Pending, JobState::Available]
+    );
+    let more = insert(&driver, &[seq("a", ""), seq("b", "")]).await;
+    assert!(
+        more.iter().all(|r| r.state == JobState::Pending),
+        "{more:?}"
+    );
+    // insert_fast takes the checked path for sequence jobs.
+    let fast = driver
+        .executor()
+        .job_insert_fast(&[seq("a", "")])
+        .await
+        .expect("insert fast");
+    assert_eq!(fast, 1);
+
+    // Only the heads are fetched; completing a's head promotes its next job by id.
+    let heads = fetch(&driver, "seq", 10).await;
+    let ids: Vec<JobId> = heads.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [first[0].id, first[2].id]);
+    complete(&driver, &heads[0], JobOutcome::Completed).await;
+    assert_eq!(get(&driver, first[1].id).await.state, JobState::Available);
+    assert_eq!(get(&driver, more[0].id).await.state, JobState::Pending);
+
+    // b's head discarded with the default policy blocks b.
+    let error = attempt_error(&heads[1], "failed");
+    driver
+        .executor()
+        .job_complete_many(&[JobCompleteParams {
+            id: heads[1].id,
+            attempt: heads[1].attempt,
+            outcome: JobOutcome::Errored {
+                error,
+                retry_at: Timestamp::now(),
+                discard: true,
+            },
+            metadata_merge: None,
+        }])
+        .await
+        .expect("discard");
+    assert_eq!(get(&driver, more[1].id).await.state, JobState::Pending);
+    let listed = driver
+        .executor()
+        .sequence_list(&SequenceListParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let summary: Vec<(&str, JobId, JobState, i64, bool)> = listed
+        .iter()
+        .map(|s| {
+            (
+                s.key.as_str(),
+                s.head_id,
+                s.head_state,
+                s.pending,
+                s.blocked,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a", first[1].id, JobState::Available, 2, false),
+            ("b", first[2].id, JobState::Discarded, 1, true),
+        ]
+    );
+    assert!(
+        driver
+            .executor()
+            .sequence_promote_stranded(10)
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "a blocked sequence stays blocked"
+    );
+    // Deleting the failed head moves b on at once.
+    let deleted = driver
+        .executor()
+        .job_delete(first[2].id)
+        .await
+        .expect("delete");
+    assert!(
+        matches!(deleted, JobDeleteOutcome::Deleted(_)),
+        "{deleted:?}"
+    );
+    assert_eq!(get(&driver, more[1].id).await.state, JobState::Available);
+
+    // A head cancelled with the continue mark lets the next job go.
+    let c = insert(
+        &driver,
+        &[
+            seq("c", r#","millrace:seq_continue":true"#),
+            seq("c", r#","millrace:seq_continue":true"#),
+        ],
+    )
+    .await;
+    driver
+        .executor()
+        .job_cancel(&JobCancelParams {
+            id: c[0].id,
+            now: None,
+        })
+        .await
+        .expect("cancel");
+    assert_eq!(get(&driver, c[1].id).await.state, JobState::Available);
+
+    // Promoting a key whose live job still holds it changes nothing; an unknown key is no
+    // error.
+    let promoted = driver
+        .executor()
+        .sequence_promote(&["a".to_owned(), "zzz".to_owned()])
+        .await
+        .expect("promote");
+    assert!(promoted.is_empty(), "a's live job holds it: {promoted:?}");
+}
+
+/// A dead client's heartbeat row goes only once it is still expired and holds no running job
+/// (persistent instances aside): a client that renewed, or took a job after the rescuer read
+/// its rows, keeps its lease.
+pub async fn dead_clients_rows_go_only_once_their_jobs_are_rescued<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut e = d.executor();
+    for id in ["dying", "back"] {
+        e.client_heartbeat(id, Duration::ZERO).await.unwrap();
+    }
+    // Both leases have run out once the database's clock has moved past them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let expired = e.client_get_expired(10).await.unwrap();
+        if expired.len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leases not expired: {expired:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    insert(&d, &[job("conformance", "default")]).await;
+    let taken = e
+        .job_get_available(&JobGetAvailableParams {
+            queue: "default".to_owned(),
+            max: 1,
+            client_id: "dying".to_owned(),
+            now: None,
+            limit: None,
+            rate: None,
+        })
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let ids = ["dying".to_owned(), "back".to_owned()];
+    assert_eq!(
+        e.client_delete_expired(&ids[..1]).await.unwrap(),
+        0,
+        "a client holding a running job keeps its row"
+    );
+    // "back" renews before the rescuer deletes.
+    e.client_heartbeat("back", Duration::from_secs(30))
+        .await
+        .unwrap();
+    complete(&d, &taken, JobOutcome::Completed).await;
+    assert_eq!(e.client_delete_expired(&ids).await.unwrap(), 1);
+    let left: Vec<String> = e
+        .client_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["back"], "the renewed client keeps its row");
+}
+
 /// Expands to one `#[tokio::test]` per conformance check for a [`DriverFixture`].
 ///
 /// ```ignore
@@ -1212,9 +1405,13 @@ macro_rules! driver_conformance {
             start_by_id_runs_one_job,
             notifications_reach_listeners,
             counts_and_lag_follow_the_jobs,
+            finalized_histogram_buckets_by_state,
             act_many_follows_the_single_job_verbs,
             list_filters_by_id_range_times_and_args,
             fleet_tables_read_back,
+            sequences_keep_one_job_live_per_key,
+            own_connection_reaches_the_pools_database,
+            dead_clients_rows_go_only_once_their_jobs_are_rescued,
         );
     };
     (@tests $fixture:ty; $($check:ident),* $(,)?) => {

@@ -5,6 +5,7 @@
 //! - [`require_inserted`], [`require_not_inserted`] and [`require_many_inserted`] assert what
 //!   a piece of code inserted (River's `rivertest`), with `_tx` twins that look inside a
 //!   transaction.
+//! - [`eventually`] waits, with a deadline, on a condition no event announces.
 //!
 //! The helpers panic with a message saying what differed: they are test assertions.
 //!
@@ -46,6 +47,7 @@
 #[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod driver;
+mod eventually;
 pub mod fault_plan;
 pub mod fault_proxy;
 pub mod pg_cluster;
@@ -53,6 +55,7 @@ mod require;
 pub mod soak;
 mod test_db;
 
+pub use eventually::eventually;
 pub use require::{
     AsDriver, ExpectedJob, InsertedJob, RequireInsertedOpts, require_inserted, require_inserted_tx,
     require_many_inserted, require_many_inserted_tx, require_not_inserted, require_not_inserted_tx,

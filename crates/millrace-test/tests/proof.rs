@@ -7,18 +7,31 @@
 //!   while replies are lost after the server committed (a proxy drops them): a fetch whose
 //!   reply was lost gives its rows back, also when the client stops right after it;
 //! - jobs crossing between Millrace and River's own clients: the `riverqueue` crate both ways,
-//!   and River's Python client inserting.
+//!   and River's Python client inserting;
+//! - 10,000 jobs in 100 sequences over three processes: none overlap, none reorder
+//!   (`proof/sequences.rs`, issue 19);
+//! - a global limit of 2 per partition over 5 partitions, three processes, one of them
+//!   SIGKILLed and PostgreSQL restarted: never more than 2 running per partition
+//!   (`proof/limits.rs`, issue 19);
+//! - a rate limit of 50 jobs/s held within 5 % over a minute by three clients
+//!   (`proof/rate.rs`, issue 19).
 //!
 //! Workers record every run in `<schema>.load_runs`, and each test asks the database, not the
 //! clients: every job completed at its first attempt without an error, and was recorded exactly
 //! once, by the client that `attempted_by` names.
 
+#[path = "proof/limits.rs"]
+mod limits;
 #[allow(
     dead_code,
     reason = "the binary's `main` and argument parsing are not used here"
 )]
 #[path = "../src/bin/millrace-load-worker.rs"]
 mod load_worker;
+#[path = "proof/rate.rs"]
+mod rate;
+#[path = "proof/sequences.rs"]
+mod sequences;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,7 +43,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use load_worker::{LoadArgs, load_client, load_pool, runs_table_sql};
+use load_worker::{
+    ACQUIRE_TIMEOUT, LoadArgs, load_client, load_pool, load_pool_with, record_failures,
+    runs_table_sql,
+};
 use millrace::{Client, InsertManyParams, InsertOpts, MigrateOpts, Migrator, Schema, UniqueOpts};
 use millrace_postgres::PgDriver;
 use millrace_test::TestDb;
@@ -62,6 +78,13 @@ const INTEROP_DEADLINE: Duration = Duration::from_secs(30);
 /// nothing got through for 30 s, even on a quiet machine; half a second still kills every
 /// connection many times a run.
 const KILL_EVERY: Duration = Duration::from_millis(500);
+/// The fleet's acquire timeout while its connections are killed: the library's default
+/// (`ConnectOptions::connect_timeout`, 10 s), not the load pools' one second. sqlx's acquire
+/// timeout covers both the wait in the pool's queue and the opening of a connection; with
+/// every connection killed at once and 20 workers queuing, callers reached the head of the
+/// queue with too little of one second left to connect, none got a connection, and nothing
+/// got through for 30 s, until the workers gave up recording their runs.
+const CHURN_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long PostgreSQL stays down at each restart.
 const OUTAGE: Duration = Duration::from_millis(3_000);
 /// How long `millrace-load-worker` may take to start, and to exit after SIGTERM.
@@ -73,7 +96,7 @@ fn ten_thousand_jobs_are_worked_exactly_once_by_three_clients() {
     run_logged(|_logs| async {
         let db = TestDb::new().await;
         create_runs_table(db.pool(), db.schema()).await;
-        let fleet = Fleet::start(db.url(), db.schema()).await;
+        let fleet = Fleet::start(db.url(), db.schema(), ACQUIRE_TIMEOUT).await;
 
         let started = Instant::now();
         insert_load_jobs(&fleet.clients[0], JOBS).await;
@@ -96,14 +119,11 @@ fn ten_thousand_jobs_are_worked_exactly_once_by_three_clients() {
 /// other) is terminated by the server every 500 ms. A fetch or a completion whose reply dies
 /// with its connection must neither lose nor repeat a job.
 #[test]
-#[ignore = "stalls for 30 s in about one run of three since 2026-12-04 (no recording insert \
-            gets through the client's pool under repeated kills); under investigation, run it \
-            with --run-ignored all"]
 fn jobs_are_worked_exactly_once_while_connections_are_killed() {
     run_logged(|logs| async move {
         let db = TestDb::new().await;
         create_runs_table(db.pool(), db.schema()).await;
-        let fleet = Fleet::start(db.url(), db.schema()).await;
+        let fleet = Fleet::start(db.url(), db.schema(), CHURN_ACQUIRE_TIMEOUT).await;
 
         let started = Instant::now();
         insert_load_jobs(&fleet.clients[0], JOBS).await;
@@ -121,8 +141,10 @@ fn jobs_are_worked_exactly_once_while_connections_are_killed() {
             }
             if let Err(why) = progress.check(Some(done)) {
                 panic!(
-                    "{why}: {done} of {JOBS} jobs completed ({rounds} kill rounds); states: {}",
-                    states(db.pool(), db.schema()).await
+                    "{why}: {done} of {JOBS} jobs completed ({rounds} kill rounds); states: \
+                     {}\n{}",
+                    states(db.pool(), db.schema()).await,
+                    fleet.report(db.pool()).await
                 );
             }
             if Instant::now() >= next_kill {
@@ -172,7 +194,7 @@ fn jobs_are_worked_exactly_once_across_postgres_restarts() {
             .await
             .expect("migrate the private cluster");
         create_runs_table(&pool, &schema).await;
-        let fleet = Fleet::start(&url, &schema).await;
+        let fleet = Fleet::start(&url, &schema, ACQUIRE_TIMEOUT).await;
 
         let started = Instant::now();
         insert_load_jobs(&fleet.clients[0], JOBS).await;
@@ -221,7 +243,7 @@ fn jobs_are_worked_exactly_once_when_replies_are_lost_after_commit() {
         let db = TestDb::new().await;
         create_runs_table(db.pool(), db.schema()).await;
         let proxy = LossyProxy::start(db.url(), Cut::Every(40)).await;
-        let fleet = Fleet::start(&proxy.url, db.schema()).await;
+        let fleet = Fleet::start(&proxy.url, db.schema(), ACQUIRE_TIMEOUT).await;
 
         let started = Instant::now();
         let inserter = Client::builder(db.driver())
@@ -515,15 +537,21 @@ struct Fleet {
 impl Fleet {
     const CLIENT_IDS: [&'static str; 3] = ["load_client_1", "load_client_2", "load_process"];
 
-    async fn start(url: &str, schema: &Schema) -> Fleet {
+    async fn start(url: &str, schema: &Schema, acquire_timeout: Duration) -> Fleet {
         let application_names: Vec<String> = (1..=3)
             .map(|n| format!("mrproof_{}_{n}", schema.name()))
             .collect();
-        let process =
-            LoadProcess::spawn(url, schema, &application_names[2], Self::CLIENT_IDS[2]).await;
+        let process = LoadProcess::spawn(
+            url,
+            schema,
+            &application_names[2],
+            Self::CLIENT_IDS[2],
+            acquire_timeout,
+        )
+        .await;
         let mut clients = Vec::new();
         for (id, name) in Self::CLIENT_IDS.iter().zip(&application_names).take(2) {
-            let pool = load_pool(url, name, POOL_SIZE).expect("pool");
+            let pool = load_pool_with(url, name, POOL_SIZE, acquire_timeout).expect("pool");
             let client = load_client(pool, schema, id, MAX_WORKERS).expect("client");
             client.start().await.expect("start");
             clients.push(client);
@@ -533,6 +561,37 @@ impl Fleet {
             process,
             application_names,
         }
+    }
+
+    /// What a stalled run looks like from here, for its failure message: the in-process
+    /// pools' sizes and idle connections, why this process's workers failed to record their
+    /// runs, and what the fleet's server connections are doing.
+    async fn report(&self, pool: &PgPool) -> String {
+        let pools: Vec<(u32, usize)> = self
+            .clients
+            .iter()
+            .map(|c| (c.driver().pool().size(), c.driver().pool().num_idle()))
+            .collect();
+        type Activity = (String, i32, Option<String>, Option<String>, Option<String>);
+        let activity: Vec<Activity> = sqlx::query_as(
+            "SELECT application_name, pid, state, wait_event_type || ':' || wait_event, \
+             left(query, 100) FROM pg_stat_activity WHERE application_name = ANY($1) \
+             ORDER BY 1, 2",
+        )
+        .bind(&self.application_names)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        format!(
+            "in-process pools (size, idle): {pools:?}\nfailed recordings in this process: \
+             {:?}\nthe fleet's server connections:\n{}",
+            record_failures::snapshot(),
+            activity
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     }
 
     /// Stops every client softly, the process by SIGTERM (it must exit 0), and returns the
@@ -553,12 +612,35 @@ struct LoadProcess {
 }
 
 impl LoadProcess {
-    async fn spawn(url: &str, schema: &Schema, application_name: &str, id: &str) -> LoadProcess {
+    async fn spawn(
+        url: &str,
+        schema: &Schema,
+        application_name: &str,
+        id: &str,
+        acquire_timeout: Duration,
+    ) -> LoadProcess {
+        Self::spawn_with(url, schema, application_name, id, acquire_timeout, &[]).await
+    }
+
+    /// [`LoadProcess::spawn`] with more arguments for `millrace-load-worker`.
+    async fn spawn_with(
+        url: &str,
+        schema: &Schema,
+        application_name: &str,
+        id: &str,
+        acquire_timeout: Duration,
+        extra: &[&str],
+    ) -> LoadProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_millrace-load-worker"))
+            .args(extra)
             .args(["--database-url", url, "--schema", schema.name()])
             .args(["--application-name", application_name, "--client-id", id])
             .args(["--max-workers", &MAX_WORKERS.to_string()])
             .args(["--pool-size", &POOL_SIZE.to_string()])
+            .args([
+                "--acquire-timeout-ms",
+                &acquire_timeout.as_millis().to_string(),
+            ])
             // Ends by itself should this test die without stopping it.
             .args(["--seconds", "110"])
             .env("RUST_LOG", "warn,millrace=info")
@@ -634,6 +716,17 @@ impl LoadProcess {
             log.join("\n")
         );
         log
+    }
+}
+
+impl LoadProcess {
+    /// Sends SIGKILL and reaps the process: it dies mid-work, holding its running jobs.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the process");
+        self.child.wait().expect("reap the process");
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 }
 

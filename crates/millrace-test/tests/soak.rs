@@ -226,9 +226,10 @@ async fn pg_soak(seed: u64, span: Duration) {
         }
         if Instant::now() >= deadline {
             let report = soak::check_pg(&pool, &schema).await;
+            let stuck = describe_open_pg(&pool, &schema).await;
             panic!(
                 "seed {seed}: jobs still open {DRAIN_DEADLINE:?} after the faults stopped \
-                 ({open:?}); {report:?}\n{}\nlogs in {}",
+                 ({open:?}); {report:?}\n{stuck}\n{}\nlogs in {}",
                 plan.timeline(),
                 logs.dir.display()
             );
@@ -488,6 +489,37 @@ async fn insert_hostile_rows(pool: &PgPool, schema: &Schema) {
         .bind(soak::HOSTILE_KIND)
         .execute(pool)
         .await;
+}
+
+/// The rows still open and the client heartbeats, as text: what a stuck drain needs to be
+/// understood once the private cluster is gone.
+async fn describe_open_pg(pool: &PgPool, schema: &Schema) -> String {
+    let rows: Result<Vec<(String,)>, _> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT format('job %s %s %s attempt %s attempted_at %s by %s scheduled_at %s \
+                 metadata %s errors %s', id, kind, state, attempt, attempted_at, attempted_by, \
+                 scheduled_at, metadata, errors) \
+         FROM {} WHERE finalized_at IS NULL ORDER BY id LIMIT 20",
+        schema.qualify("river_job")
+    )))
+    .fetch_all(pool)
+    .await;
+    let clients: Result<Vec<(String,)>, _> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT format('client %s started %s heartbeat %s lease until %s (now %s)', id, \
+                 started_at, heartbeat_at, lease_expires_at, now()) \
+         FROM {} ORDER BY id",
+        schema.qualify("millrace_client")
+    )))
+    .fetch_all(pool)
+    .await;
+    let lines = |r: Result<Vec<(String,)>, sqlx::Error>| match r {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(line,)| line)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(err) => format!("(could not read: {err})"),
+    };
+    format!("open rows:\n{}\nclients:\n{}", lines(rows), lines(clients))
 }
 
 /// Jobs not yet final, but the persistent instance.

@@ -23,6 +23,18 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// assert_eq!(sparse.at, AttemptError::GO_ZERO_TIME);
 /// assert_eq!(sparse.attempt, 0);
 /// ```
+///
+/// Encoding writes a NUL character of `error` or `trace` as U+FFFD (the replacement
+/// character): PostgreSQL's `jsonb` refuses `\u0000`, and one worker's error message must not
+/// make the completion of a whole batch fail.
+///
+/// ```
+/// use millrace_types::AttemptError;
+///
+/// let blank: AttemptError = serde_json::from_str("{}").unwrap();
+/// let err = AttemptError { error: "bad\0byte".into(), ..blank };
+/// assert!(serde_json::to_string(&err).unwrap().contains("bad\u{FFFD}byte"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptError {
     /// When the failed attempt started.
@@ -31,11 +43,19 @@ pub struct AttemptError {
     /// The attempt number that failed.
     #[serde(default, deserialize_with = "null_as_default")]
     pub attempt: i32,
-    /// The error message.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// The error message. A NUL character in it is written as U+FFFD (see below).
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        serialize_with = "without_nul"
+    )]
     pub error: String,
-    /// A stack trace for panics; empty otherwise.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// A stack trace for panics; empty otherwise. A NUL character in it is written as U+FFFD.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        serialize_with = "without_nul"
+    )]
     pub trace: String,
 }
 
@@ -49,6 +69,15 @@ impl AttemptError {
     /// assert_eq!(AttemptError::GO_ZERO_TIME.to_string(), "0001-01-01T00:00:00Z");
     /// ```
     pub const GO_ZERO_TIME: Timestamp = Timestamp::constant(-62_135_596_800, 0);
+}
+
+/// Writes `s` with each NUL character replaced by U+FFFD, which `jsonb` accepts.
+fn without_nul<S: serde::Serializer>(s: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if s.contains('\0') {
+        serializer.serialize_str(&s.replace('\0', "\u{FFFD}"))
+    } else {
+        serializer.serialize_str(s)
+    }
 }
 
 fn go_zero_time() -> Timestamp {

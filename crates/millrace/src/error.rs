@@ -1,6 +1,8 @@
 use millrace_driver::{DriverError, InvalidSchemaName};
 use millrace_types::JobId;
 
+use crate::migration_direction::MigrationDirection;
+
 /// A Millrace result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -21,6 +23,15 @@ pub enum Error {
     /// The client's configuration is invalid; the message names the setting.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A queue's concurrency or rate limit is invalid.
+    #[error("invalid limit for queue {queue:?}")]
+    Limit {
+        /// The queue.
+        queue: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::limits::LimitError,
+    },
     /// An insert was refused before anything was stored; the message names the option.
     #[error("invalid insert: {0}")]
     InvalidInsert(String),
@@ -69,7 +80,7 @@ pub enum Error {
         /// The version that failed.
         version: i64,
         /// Up or down.
-        direction: crate::migrate::MigrationDirection,
+        direction: MigrationDirection,
         /// The database's error.
         #[source]
         source: DriverError,

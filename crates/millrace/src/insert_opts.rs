@@ -3,6 +3,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use millrace_types::JobState;
 
+use crate::sequence::SequenceOpts;
+
 /// Options for inserting a job. Every unset option is inherited.
 ///
 /// Precedence, highest first: the options given at insert, then the args type's
@@ -42,6 +44,9 @@ pub struct InsertOpts {
     pub pending: Option<bool>,
     /// Make the job unique.
     pub unique: Option<UniqueOpts>,
+    /// Make the job part of a sequence: one job of a sequence key runs at a time, in
+    /// insertion order.
+    pub sequence: Option<SequenceOpts>,
 }
 
 impl InsertOpts {
@@ -110,6 +115,35 @@ impl InsertOpts {
         self
     }
 
+    /// Makes the job part of a sequence; see [`SequenceOpts`] for how its key is made.
+    ///
+    /// ```
+    /// use millrace::{InsertOpts, SequenceOpts};
+    ///
+    /// let opts = InsertOpts::new().sequence(SequenceOpts::new().by_args(["customer_id"]));
+    /// assert!(opts.sequence.is_some());
+    /// ```
+    #[must_use]
+    pub fn sequence(mut self, sequence: SequenceOpts) -> Self {
+        self.sequence = Some(sequence);
+        self
+    }
+
+    /// Makes the job part of the sequence with this explicit key, with the default policy
+    /// ([`SequencePolicy::Block`](crate::SequencePolicy::Block)): shorthand for
+    /// `sequence(SequenceOpts::new().key(key))`.
+    ///
+    /// ```
+    /// use millrace::InsertOpts;
+    ///
+    /// let opts = InsertOpts::new().sequence_key("customer-42");
+    /// assert_eq!(opts.sequence.unwrap().key.as_deref(), Some("customer-42"));
+    /// ```
+    #[must_use]
+    pub fn sequence_key(self, key: impl Into<String>) -> Self {
+        self.sequence(SequenceOpts::new().key(key))
+    }
+
     /// These options, with every unset one taken from `fallback`.
     pub(crate) fn or(self, fallback: &InsertOpts) -> InsertOpts {
         InsertOpts {
@@ -121,6 +155,7 @@ impl InsertOpts {
             metadata: self.metadata.or_else(|| fallback.metadata.clone()),
             pending: self.pending.or(fallback.pending),
             unique: self.unique.or_else(|| fallback.unique.clone()),
+            sequence: self.sequence.or_else(|| fallback.sequence.clone()),
         }
     }
 }

@@ -148,6 +148,16 @@ impl InsertManyParams {
             )));
         }
         validate_kind(&self.kind)?;
+        // As for metadata below: PostgreSQL's jsonb refuses `\u0000` with a raw database
+        // error, after the statement was sent; refused here, on every driver, so a job means
+        // the same wherever it goes and a batch fails before any of it is sent (issue 20).
+        if json_holds_nul(&args) {
+            return Err(Error::InvalidInsert(format!(
+                "args of kind {:?} must not hold a NUL character (\\u0000), which \
+                 PostgreSQL's jsonb cannot store",
+                self.kind
+            )));
+        }
         let opts = self
             .opts
             .clone()
@@ -166,12 +176,38 @@ impl InsertManyParams {
         for tag in &tags {
             validate_tag(tag)?;
         }
+        let sequence = match &opts.sequence {
+            Some(sequence) => {
+                // A pending sequence job would be made available by its sequence, not by
+                // whoever meant to release it: the two cannot be combined.
+                if opts.pending == Some(true) {
+                    return Err(Error::InvalidInsert(
+                        "a sequence job cannot be inserted pending: its sequence makes it \
+                         available when the jobs before it have finished"
+                            .to_owned(),
+                    ));
+                }
+                Some((sequence, sequence.resolve_key(&self.kind, &args)?))
+            }
+            None => None,
+        };
         let metadata = match opts.metadata {
+            // A sequence writes its key into the metadata, so it needs a map to write into.
+            None if sequence.is_some() => {
+                let mut map = self.extra_metadata.clone().unwrap_or_default();
+                if let Some((opts, key)) = sequence {
+                    opts.stamp(key, &mut map);
+                }
+                serde_json::to_string(&map).expect("a JSON map always encodes")
+            }
             None if self.extra_metadata.is_none() => "{}".to_owned(),
             None => serde_json::to_string(&self.extra_metadata).expect("a JSON map always encodes"),
             Some(serde_json::Value::Object(mut map)) => {
                 if let Some(extra) = &self.extra_metadata {
                     map.extend(extra.clone());
+                }
+                if let Some((opts, key)) = sequence {
+                    opts.stamp(key, &mut map);
                 }
                 serde_json::to_string(&map).expect("a JSON map always encodes")
             }
@@ -322,7 +358,12 @@ pub(crate) fn validate_max_attempts(max_attempts: Option<i32>) -> Result<i16> {
 }
 
 /// Whether JSON text holds a NUL character, which encoders write as the escape `\u0000`.
-fn json_holds_nul(json: &str) -> bool {
+pub(crate) fn json_holds_nul(json: &str) -> bool {
+    // Most args hold no escape at all; `contains` finds that out with a fast byte search,
+    // which keeps the check off the insert path's profile.
+    if !json.contains('\\') {
+        return false;
+    }
     let bytes = json.as_bytes();
     let mut i = 0;
     while i < bytes.len() {

@@ -72,16 +72,20 @@ mod event;
 mod insert_opts;
 mod insert_params;
 mod job_args;
+mod limits;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod metric_hook;
 mod middleware;
 mod migrate;
+mod migration_direction;
 mod names;
 mod periodic;
 mod persistent;
 mod queue_config;
+mod rate_limit;
 mod retry_policy;
+mod sequence;
 mod work_error;
 mod worker;
 
@@ -99,8 +103,8 @@ pub use client::builder::ClientBuilder;
 pub use client::harness::WorkedJob;
 pub use client::health::{HEALTH_DATABASE_TIMEOUT, HealthReport, QueueHealth};
 pub use client::inspect::{
-    FleetClient, JobBatchAction, JobBatchResult, JobBatchRow, JobCount, JobCounts, LeaderRow,
-    Leaders, PeriodicSchedule, PersistentInstance, QueueLag, RunningJobs,
+    FinalizedBucket, FleetClient, JobBatchAction, JobBatchResult, JobBatchRow, JobCount, JobCounts,
+    LeaderRow, Leaders, PeriodicSchedule, PersistentInstance, QueueLag, RunningJobs,
 };
 pub use client::job_admin::{
     JOB_LIST_MAX_LIMIT, JobDeleteManyResult, JobListPage, JobListParams, JobUpdateParams,
@@ -108,6 +112,7 @@ pub use client::job_admin::{
 pub use client::queue_admin::{
     QUEUE_LIST_MAX_LIMIT, QUEUE_METADATA_MAX_BYTES, QueueRow, QueueUpdateParams,
 };
+pub use client::sequence_admin::{SEQUENCE_LIST_MAX_LIMIT, SequenceListParams, SequenceRow};
 pub use client::shutdown::{
     SHUTDOWN_GRACE_DEFAULT, ShutdownSignal, ShutdownSignals, shutdown_signal,
 };
@@ -117,15 +122,17 @@ pub use event::{Event, EventKind};
 pub use insert_opts::{InsertOpts, UniqueOpts};
 pub use insert_params::{InsertManyParams, InsertResult};
 pub use job_args::JobArgs;
+pub use limits::{ConcurrencyLimit, LimitError};
 pub use metric_hook::{Metric, MetricHook};
 pub use middleware::{
     BoxFuture, ErrorHandler, ErrorHandling, InsertMiddleware, InsertNext, InsertParams,
     WorkMiddleware, WorkNext,
 };
 pub use migrate::{
-    LINE_MAIN, LINE_MILLRACE, MigrateOpts, MigrateReport, MigratedVersion, MigrationDirection,
-    MigrationStatus, Migrator, ValidateReport,
+    LINE_MAIN, LINE_MILLRACE, MigrateOpts, MigrateReport, MigratedVersion, MigrationStatus,
+    Migrator, ValidateReport,
 };
+pub use migration_direction::MigrationDirection;
 pub use millrace_driver::{Driver, Schema};
 pub use millrace_types::{
     AttemptError, JobId, JobRow, JobState, MAX_ATTEMPTS_DEFAULT, PRIORITY_DEFAULT, QUEUE_DEFAULT,
@@ -140,7 +147,9 @@ pub use persistent::{
     PersistentWorker,
 };
 pub use queue_config::QueueConfig;
+pub use rate_limit::RateLimit;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
+pub use sequence::{SEQUENCE_KEY_MAX_LEN, SequenceOpts, SequencePolicy};
 pub use work_error::{BoxError, WorkError};
 pub use worker::{Job, MAX_OUTPUT_BYTES, Worker, Workers};
 

@@ -19,6 +19,20 @@ pub enum Metric<'a> {
         /// How many jobs it locked (and this client now works).
         count: usize,
     },
+    /// A batch went in by the fast path ([`Client::insert_many_fast`] and its `_tx` twin),
+    /// which no insert middleware sees: COPY returns no rows for the middleware chain to
+    /// hand back. Emitted once the batch was sent, stored or not; a batch refused before
+    /// anything was sent (bad options) is not.
+    ///
+    /// [`Client::insert_many_fast`]: crate::Client::insert_many_fast
+    InsertManyFast {
+        /// Jobs in the batch.
+        count: usize,
+        /// How long storing it took.
+        duration: Duration,
+        /// Whether it was stored.
+        ok: bool,
+    },
 }
 
 /// Receives the client's own measurements (River's `HookMetricEmit`).

@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use millrace_driver::{Driver, DriverError, Executor, Migration};
 
 use crate::error::{Error, Result};
+use crate::migration_direction::MigrationDirection;
 
 /// River's migration line, which holds River's schema.
 pub const LINE_MAIN: &str = "main";
@@ -27,30 +28,6 @@ const LINES: [&str; 2] = [LINE_MAIN, LINE_MILLRACE];
 /// can record line `main` only, so other lines need it; reverting it needs the other lines
 /// gone.
 const MAIN_LINE_COLUMN_VERSION: i64 = 5;
-
-/// Which way a migration runs.
-///
-/// ```
-/// use millrace::MigrationDirection;
-///
-/// assert_eq!(MigrationDirection::Down.to_string(), "down");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MigrationDirection {
-    /// Applies a version.
-    Up,
-    /// Reverts a version.
-    Down,
-}
-
-impl fmt::Display for MigrationDirection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MigrationDirection::Up => "up",
-            MigrationDirection::Down => "down",
-        })
-    }
-}
 
 /// What [`Migrator::migrate_up`] and [`Migrator::migrate_down`] do.
 ///

@@ -68,6 +68,39 @@ impl fmt::Debug for Schedule {
     }
 }
 
+/// The schedule in words, as the dashboard shows it: `every 15 min`, `cron 0 9 * * MON-FRI`,
+/// `cron 0 0 * * * (Europe/Paris)`.
+///
+/// ```
+/// use millrace::Schedule;
+/// use std::time::Duration;
+///
+/// assert_eq!(Schedule::interval(Duration::from_secs(900)).to_string(), "every 15 min");
+/// assert_eq!(Schedule::cron("0 9 * * MON-FRI").unwrap().to_string(), "cron 0 9 * * MON-FRI");
+/// ```
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            ScheduleKind::Interval(d) => {
+                let secs = d.as_secs();
+                if d.subsec_nanos() != 0 || secs == 0 {
+                    write!(f, "every {d:?}")
+                } else if secs % 3600 == 0 {
+                    write!(f, "every {} h", secs / 3600)
+                } else if secs % 60 == 0 {
+                    write!(f, "every {} min", secs / 60)
+                } else {
+                    write!(f, "every {secs} s")
+                }
+            }
+            ScheduleKind::Cron(c) => match c.tz.iana_name() {
+                Some(tz) if tz != "UTC" => write!(f, "cron {} ({tz})", c.pattern),
+                _ => write!(f, "cron {}", c.pattern),
+            },
+        }
+    }
+}
+
 impl Schedule {
     /// Every `every`, counted from the previous run.
     pub fn interval(every: Duration) -> Self {
@@ -331,6 +364,24 @@ impl PeriodicJobs {
         drop(jobs);
         self.registry.changed.notify_one();
         removed
+    }
+
+    /// The named periodic jobs (those given an [`id`](PeriodicJob::id)) and their schedules,
+    /// in the order they were added: what the dashboard shows beside each durable schedule.
+    ///
+    /// ```
+    /// # fn example<D: millrace::Driver>(client: &millrace::Client<D>) {
+    /// for (id, schedule) in client.periodic_jobs().schedules() {
+    ///     println!("{id}: {schedule}");
+    /// }
+    /// # }
+    /// ```
+    pub fn schedules(&self) -> Vec<(String, Schedule)> {
+        let jobs = self.registry.jobs.lock().expect("lock poisoned");
+        jobs.1
+            .iter()
+            .filter_map(|(_, j)| Some((j.id.clone()?, j.schedule.clone())))
+            .collect()
     }
 
     /// How many periodic jobs there are.

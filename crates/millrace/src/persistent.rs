@@ -288,9 +288,39 @@ impl PersistentContext {
         self.job
     }
 
-    /// The instance's attempt number: it grows with every start, anywhere in the fleet, so
-    /// it is a fencing token to pass on to what the instance writes (a store that refuses
-    /// writes with a lower token than it has seen never takes a stale instance's write).
+    /// The instance's fencing token, to pass on to what the instance writes: a store that
+    /// refuses writes with a lower token than it has seen never takes a stale instance's
+    /// write.
+    ///
+    /// It grows by one with every start, anywhere in the fleet (restarts after a failure and
+    /// handovers included), is never given back, and is the token the instance's own lease,
+    /// [`record_progress`](Self::record_progress) and release are fenced on. It is kept in the
+    /// row's metadata under `millrace:fence`.
+    ///
+    /// ```
+    /// use millrace::{BoxError, PersistentContext, PersistentWorker};
+    ///
+    /// struct Consumer;
+    ///
+    /// impl PersistentWorker for Consumer {
+    ///     async fn run(&self, ctx: PersistentContext) -> Result<(), BoxError> {
+    ///         let token: i64 = ctx.fencing_token();
+    ///         // Hand `token` to every write; the store refuses a lower one than it has seen.
+    ///         # let _ = token;
+    ///         ctx.cancelled().await;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn fencing_token(&self) -> i64 {
+        self.fence
+    }
+
+    /// The row's attempt number when this instance started.
+    ///
+    /// It grows with every start as the fencing token does, but stops at 32,767 (River
+    /// stores it as a smallint) and is not what the instance's writes are fenced on.
+    #[deprecated(note = "use `fencing_token`, the one token a persistent instance is fenced on")]
     pub fn attempt(&self) -> i16 {
         self.attempt
     }

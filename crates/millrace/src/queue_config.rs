@@ -1,3 +1,6 @@
+use crate::limits::ConcurrencyLimit;
+use crate::rate_limit::RateLimit;
+
 /// How a client works one queue.
 ///
 /// ```
@@ -11,11 +14,20 @@
 pub struct QueueConfig {
     /// The most jobs of this queue the client works at once, 1 to 10,000. Defaults to 100.
     pub max_workers: usize,
+    /// How many of the queue's jobs may run at once across the fleet or on this client.
+    /// Defaults to none: only `max_workers` bounds this client.
+    pub concurrency: Option<ConcurrencyLimit>,
+    /// How many of the queue's jobs may start per period across the fleet. Defaults to none.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { max_workers: 100 }
+        QueueConfig {
+            max_workers: 100,
+            concurrency: None,
+            rate_limit: None,
+        }
     }
 }
 
@@ -32,6 +44,40 @@ impl QueueConfig {
     #[must_use]
     pub fn max_workers(mut self, max_workers: usize) -> Self {
         self.max_workers = max_workers;
+        self
+    }
+
+    /// Limits how many of the queue's jobs run at once, fleet-wide and/or on this client,
+    /// enforced inside the fetch (see [`ConcurrencyLimit`] and `docs/limits.md`). Every client
+    /// working the queue should configure the same limit.
+    ///
+    /// ```
+    /// use millrace::{ConcurrencyLimit, QueueConfig};
+    ///
+    /// let config = QueueConfig::new().concurrency(ConcurrencyLimit::global(2).partition_by_kind());
+    /// assert!(config.concurrency.is_some());
+    /// ```
+    #[must_use]
+    pub fn concurrency(mut self, limit: ConcurrencyLimit) -> Self {
+        self.concurrency = Some(limit);
+        self
+    }
+
+    /// Limits how many of the queue's jobs start per period across the fleet, enforced inside
+    /// the fetch (see [`RateLimit`] and `docs/limits.md`); combines with
+    /// [`concurrency`](Self::concurrency). Every client working the queue should configure the
+    /// same limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use millrace::{QueueConfig, RateLimit};
+    ///
+    /// let config = QueueConfig::new().rate_limit(RateLimit::per(100, Duration::from_secs(60)));
+    /// assert!(config.rate_limit.is_some());
+    /// ```
+    #[must_use]
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
         self
     }
 }

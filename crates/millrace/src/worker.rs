@@ -158,8 +158,9 @@ impl<A> Job<A> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] when the output does not encode to JSON or is larger than
-    /// [`MAX_OUTPUT_BYTES`].
+    /// [`Error::InvalidArgument`] when the output does not encode to JSON, is larger than
+    /// [`MAX_OUTPUT_BYTES`] or holds a NUL character (`\u0000`, which PostgreSQL's `jsonb`
+    /// refuses; it would fail the completion of the job's whole batch).
     ///
     /// # Examples
     ///
@@ -182,6 +183,13 @@ impl<A> Job<A> {
                 encoded.len()
             )));
         }
+        if crate::insert_params::json_holds_nul(&encoded) {
+            return Err(Error::InvalidArgument(
+                "job output must not hold a NUL character (\\u0000), which PostgreSQL's jsonb \
+                 refuses"
+                    .to_owned(),
+            ));
+        }
         *self.ctx.run.output.lock().expect("lock poisoned") = Some(encoded);
         Ok(())
     }
@@ -191,7 +199,8 @@ impl<A> Job<A> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a value that is not an object; [`Error::JobNotRunning`]
+    /// [`Error::InvalidArgument`] for a value that is not an object or holds a NUL character
+    /// (`\u0000`, which PostgreSQL's `jsonb` refuses); [`Error::JobNotRunning`]
     /// when the job is no longer running at this attempt; [`Error::Config`] in the
     /// `work_one_tx` test harness, where the row is only in the test's transaction.
     ///
@@ -212,12 +221,20 @@ impl<A> Job<A> {
                 "metadata to merge must be a JSON object, not {metadata}"
             )));
         }
+        let encoded = metadata.to_string();
+        if crate::insert_params::json_holds_nul(&encoded) {
+            return Err(Error::InvalidArgument(
+                "metadata to merge must not hold a NUL character (\\u0000), which PostgreSQL's \
+                 jsonb refuses"
+                    .to_owned(),
+            ));
+        }
         let Some(merge) = &self.ctx.run.merge else {
             return Err(Error::Config(
                 "merge_metadata is not available in the work_one_tx harness".to_owned(),
             ));
         };
-        if merge(metadata.to_string()).await? {
+        if merge(encoded).await? {
             Ok(())
         } else {
             Err(Error::JobNotRunning(self.row.id))

@@ -8,6 +8,7 @@
 //! own, in `bench/persistent.rs`.
 
 mod persistent;
+mod rate_limit;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -20,9 +21,9 @@ use anyhow::{Context as _, bail};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Subcommand};
 use millrace::{
-    Client, Driver, Event, EventKind, InsertManyParams, JOB_LIST_MAX_LIMIT, Job, JobArgs, JobId,
-    JobListParams, JobState, MigrateOpts, Migrator, QueueConfig, Schema, WorkError, Worker,
-    Workers,
+    Client, ConcurrencyLimit, Driver, Event, EventKind, InsertManyParams, JOB_LIST_MAX_LIMIT, Job,
+    JobArgs, JobId, JobListParams, JobState, MigrateOpts, Migrator, QueueConfig, Schema, WorkError,
+    Worker, Workers,
 };
 use millrace_postgres::{ConnectOptions, PgDriver};
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,13 @@ pub(crate) struct BenchArgs {
     /// the end; `--schema main` uses (and keeps) the named file itself.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
+    /// Join a --schema that other `millrace bench` processes share: skip the refusal of
+    /// unfinished jobs, insert this process's -n jobs as usual, and work until the schema holds
+    /// no unfinished benchmark job (not only until this process has completed -n, since the
+    /// others take some of its jobs). Give it to every process; start the first, and the others
+    /// once it has printed its settings line (the schema is then created and migrated).
+    #[arg(long, requires = "schema", requires = "count")]
+    join: bool,
     /// Insert COUNT no-op jobs first, then work them all (throughput mode); 1 to
     /// 1,000,000,000.
     #[arg(
@@ -165,6 +173,26 @@ pub(crate) struct BenchArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000)
     )]
     insert_batch: usize,
+    /// Give the benchmark queue a global concurrency limit of N running jobs (per partition
+    /// with --partitions), enforced by every client fetching it: 1 to 1,000,000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    global_limit: Option<u32>,
+    /// Spread the jobs' args over P values of the field `p`, and partition the concurrency
+    /// limit by it: 1 to 100,000.
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "global_limit",
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    partitions: Option<u32>,
+    /// Give the benchmark queue a fleet-wide rate limit of N jobs per PERIOD (`100/1m`,
+    /// `50/1s`; the period 1 ms to 1 day), unpartitioned.
+    #[arg(long, value_name = "N/PERIOD", value_parser = rate_limit::parse)]
+    rate_limit: Option<millrace::RateLimit>,
+    /// How long each job runs, in milliseconds (it sleeps): 0 to 60,000.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    job_ms: u64,
     /// Set from [`BenchCommand`]'s flags.
     #[arg(skip)]
     pooler: PoolerArgs,
@@ -175,18 +203,28 @@ pub(crate) struct BenchArgs {
 /// every job (about a tenth of the work rate here), and a longer kind makes every entry of the
 /// kind index bigger (a few percent); the floor pays neither, so neither does the benchmark.
 #[derive(Debug, Serialize, Deserialize)]
-struct Noop {}
+struct Noop {
+    /// The partition, with `--partitions`; absent otherwise, so the args stay `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<u32>,
+}
 
 impl JobArgs for Noop {
     const KIND: &'static str = "noop";
 }
 
-struct NoopWorker;
+struct NoopWorker {
+    /// How long each job runs (`--job-ms`).
+    job_time: Duration,
+}
 
 impl Worker for NoopWorker {
     type Args = Noop;
 
     async fn work(&self, _job: Job<Noop>) -> Result<(), WorkError> {
+        if !self.job_time.is_zero() {
+            tokio::time::sleep(self.job_time).await;
+        }
         Ok(())
     }
 }
@@ -337,7 +375,9 @@ impl BenchArgs {
             })
             .await?;
         let mut workers = Workers::new();
-        workers.register(NoopWorker)?;
+        workers.register(NoopWorker {
+            job_time: Duration::from_millis(self.job_ms),
+        })?;
         let fast_insert = if driver.name() == "postgres" {
             "copy"
         } else {
@@ -345,7 +385,7 @@ impl BenchArgs {
         };
         let client = Client::builder(driver)
             .workers(workers)
-            .queue("default", QueueConfig::new().max_workers(self.max_workers))
+            .queue("default", self.queue_config())
             .fetch_cooldown(Duration::from_millis(self.fetch_cooldown_ms))
             .fetch_poll_interval(Duration::from_millis(self.fetch_poll_ms))
             .build()?;
@@ -360,6 +400,32 @@ impl BenchArgs {
         }
     }
 
+    /// The benchmark queue's configuration: its workers and, with `--global-limit`, its
+    /// concurrency limit.
+    fn queue_config(&self) -> QueueConfig {
+        let config = QueueConfig::new().max_workers(self.max_workers);
+        let config = match (self.global_limit, self.partitions) {
+            (None, _) => config,
+            (Some(n), None) => config.concurrency(ConcurrencyLimit::global(n)),
+            (Some(n), Some(_)) => {
+                config.concurrency(ConcurrencyLimit::global(n).partition_by_args(["p"]))
+            }
+        };
+        match &self.rate_limit {
+            Some(limit) => config.rate_limit(limit.clone()),
+            None => config,
+        }
+    }
+
+    /// The args of the `i`th job.
+    fn job_args(&self, i: u64) -> Noop {
+        Noop {
+            p: self
+                .partitions
+                .map(|p| u32::try_from(i % u64::from(p)).unwrap_or(0)),
+        }
+    }
+
     async fn measure<D: Driver>(
         &self,
         client: &Client<D>,
@@ -367,8 +433,13 @@ impl BenchArgs {
         fast_insert: &str,
     ) -> anyhow::Result<Summary> {
         outln!(
-            "settings: max_workers={} fetch_cooldown={}ms fetch_poll={}ms pool={pool_size} insert_batch={} insert={}",
+            "settings: max_workers={} global_limit={} rate_limit={} partitions={} job_ms={} fetch_cooldown={}ms fetch_poll={}ms pool={pool_size} insert_batch={} insert={}",
             self.max_workers,
+            self.global_limit
+                .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+            rate_limit::describe(self.rate_limit.as_ref()),
+            self.partitions.unwrap_or(1),
+            self.job_ms,
             self.fetch_cooldown_ms,
             self.fetch_poll_ms,
             self.insert_batch,
@@ -395,7 +466,7 @@ impl BenchArgs {
                     .limit(1),
             )
             .await?;
-        if let Some(job) = unfinished.jobs.first() {
+        if let Some(job) = unfinished.jobs.first().filter(|_| !self.join) {
             bail!(
                 "the benchmark's schema holds unfinished jobs of kind {:?} (job {} is {}); \
                  the benchmark would work them: use another --schema",
@@ -448,7 +519,8 @@ impl BenchArgs {
         let mut inserted = 0u64;
         while inserted < n {
             let batch = (n - inserted).min(self.insert_batch as u64);
-            let jobs = (inserted..inserted + batch).map(|_| InsertManyParams::new(Noop {}));
+            let jobs =
+                (inserted..inserted + batch).map(|i| InsertManyParams::new(self.job_args(i)));
             if self.insert_many {
                 client.insert_many(jobs).await?;
             } else {
@@ -464,7 +536,11 @@ impl BenchArgs {
         )?;
         let work_started = Instant::now();
         client.start().await?;
-        progress_until(completed, n, work_started).await;
+        if self.join {
+            drained(client, completed, work_started).await?;
+        } else {
+            progress_until(completed, n, work_started).await;
+        }
         let work_time = work_started.elapsed();
         let overall = started.elapsed();
         client.stop().await?;
@@ -472,6 +548,9 @@ impl BenchArgs {
         summary.add("jobs_per_sec", n as f64 / overall.as_secs_f64());
         summary.add("work_jobs_per_sec", n as f64 / work_time.as_secs_f64());
         summary.add("insert_jobs_per_sec", n as f64 / insert_time.as_secs_f64());
+        if self.join {
+            summary.add("completed_here", completed.load(Ordering::Relaxed) as f64);
+        }
         Ok(summary)
     }
 
@@ -498,7 +577,7 @@ impl BenchArgs {
                 // A producer that fell behind catches up in batches of --insert-batch.
                 .min(inserted + self.insert_batch as u64);
             if due > inserted {
-                let jobs = (inserted..due).map(|_| InsertManyParams::new(Noop {}));
+                let jobs = (inserted..due).map(|i| InsertManyParams::new(self.job_args(i)));
                 client.insert_many(jobs).await?;
                 inserted = due;
             }
@@ -597,6 +676,44 @@ async fn progress_until(completed: &AtomicU64, target: u64, since: Instant) {
                 "{:>6.1}s completed {done}/{target} ({:.0} jobs/s)",
                 since.elapsed().as_secs_f64(),
                 done as f64 / since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// With `--join`: waits until the shared schema holds no unfinished benchmark job, whoever
+/// works them, printing this process's completions every second.
+async fn drained<D: Driver>(
+    client: &Client<D>,
+    completed: &AtomicU64,
+    since: Instant,
+) -> anyhow::Result<()> {
+    let mut last_print = Instant::now();
+    loop {
+        let unfinished = client
+            .job_list(
+                JobListParams::new()
+                    .kinds([Noop::KIND])
+                    .states([
+                        JobState::Available,
+                        JobState::Pending,
+                        JobState::Retryable,
+                        JobState::Running,
+                        JobState::Scheduled,
+                    ])
+                    .limit(1),
+            )
+            .await?;
+        if unfinished.jobs.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = Instant::now();
+            let done = completed.load(Ordering::Relaxed);
+            errln!(
+                "{:>6.1}s completed {done} here, the schema still has unfinished jobs",
+                since.elapsed().as_secs_f64()
             );
         }
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use millrace::{Client, EventKind, InsertManyParams, InsertOpts};
-use millrace_otel::{ClientBuilderExt, OtelMiddleware};
+use millrace_otel::{ClientBuilderExt, ExportCounter, ExportCounterInstruments, OtelMiddleware};
 use millrace_test::TestDb;
 use opentelemetry::Context;
 use opentelemetry::trace::{
@@ -22,15 +22,25 @@ use crate::common::{Mode, Task, outcomes, worker_client};
 use crate::receiver::Receiver;
 
 /// Providers exporting to `base` over OTLP/HTTP with protobuf bodies: spans through the SDK's
-/// batch processor with a queue of `queue` spans, metrics every 200 ms.
-fn providers(base: &str, queue: usize, timeout: Duration) -> (SdkTracerProvider, SdkMeterProvider) {
+/// batch processor with a queue of `queue` spans, metrics every 200 ms; `counter` counts what
+/// reaches the endpoint and publishes its counts on the meter provider (keep the instruments).
+fn providers(
+    base: &str,
+    queue: usize,
+    timeout: Duration,
+    counter: &ExportCounter,
+) -> (
+    SdkTracerProvider,
+    SdkMeterProvider,
+    ExportCounterInstruments,
+) {
     let spans = SpanExporter::builder()
         .with_http()
         .with_endpoint(format!("{base}/v1/traces"))
         .with_timeout(timeout)
         .build()
         .unwrap();
-    let processor = BatchSpanProcessor::builder(spans)
+    let processor = BatchSpanProcessor::builder(counter.span_exporter(spans))
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_max_queue_size(queue)
@@ -39,7 +49,7 @@ fn providers(base: &str, queue: usize, timeout: Duration) -> (SdkTracerProvider,
         )
         .build();
     let tracer_provider = SdkTracerProvider::builder()
-        .with_span_processor(processor)
+        .with_span_processor(counter.span_processor(processor))
         .build();
     let metrics = MetricExporter::builder()
         .with_http()
@@ -47,11 +57,12 @@ fn providers(base: &str, queue: usize, timeout: Duration) -> (SdkTracerProvider,
         .with_timeout(timeout)
         .build()
         .unwrap();
-    let reader = PeriodicReader::builder(metrics)
+    let reader = PeriodicReader::builder(counter.metric_exporter(metrics))
         .with_interval(Duration::from_millis(200))
         .build();
     let meter_provider = SdkMeterProvider::builder().with_reader(reader).build();
-    (tracer_provider, meter_provider)
+    let instruments = counter.register(&meter_provider);
+    (tracer_provider, meter_provider, instruments)
 }
 
 /// Flushes and shuts both providers down off the runtime: their exporters block.
@@ -144,7 +155,9 @@ fn work_span_of(spans: &[Span], id: millrace::JobId) -> &Span {
 async fn spans_metrics_and_trace_context_reach_an_otlp_receiver() {
     let receiver = Receiver::start().await;
     let base = receiver.endpoint("");
-    let (tracer_provider, meter_provider) = providers(&base, 2048, Duration::from_secs(5));
+    let counter = ExportCounter::new();
+    let (tracer_provider, meter_provider, _instruments) =
+        providers(&base, 2048, Duration::from_secs(5), &counter);
     let db = TestDb::new().await;
     let otel = OtelMiddleware::builder()
         .meter_provider(&meter_provider)
@@ -313,8 +326,14 @@ async fn spans_metrics_and_trace_context_reach_an_otlp_receiver() {
                 && latest(metrics, "river.job_get_available_duration").is_some()
                 && latest(metrics, "river.insert_many_count")
                     .is_some_and(|m| counter_sum(m, |_| true) >= 2)
+                && latest(metrics, "millrace.telemetry.spans.exported")
+                    .is_some_and(|m| counter_sum(m, |_| true) > 0)
         })
         .await;
+    let exported = latest(&metrics, "millrace.telemetry.spans.exported").unwrap();
+    assert_eq!(exported.unit, "{span}");
+    let exports = latest(&metrics, "millrace.telemetry.metric_exports").unwrap();
+    assert!(counter_sum(exports, |a| attr_str(a, "status") == Some("ok")) > 0);
     let work_count = latest(&metrics, "river.work_count").unwrap();
     assert_eq!(work_count.unit, "{job}");
     assert_eq!(counter_sum(work_count, |_| true), 5);
@@ -359,6 +378,16 @@ async fn spans_metrics_and_trace_context_reach_an_otlp_receiver() {
     assert_eq!(fetched.unit, "{job}");
 
     shutdown(tracer_provider, meter_provider).await;
+    // A receiver that answers loses nothing: once flushed, every span ended was delivered.
+    let counts = counter.counts();
+    assert!(counts.spans_ended >= 5, "{counts:?}");
+    assert_eq!(counts.spans_exported, counts.spans_ended, "{counts:?}");
+    assert_eq!(
+        (counts.spans_failed, counts.spans_unexported()),
+        (0, 0),
+        "{counts:?}"
+    );
+    assert_eq!(counts.metric_exports_failed, 0, "{counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +406,9 @@ async fn an_exporter_that_hangs_never_slows_work() {
         }
     });
     // A small span queue, so most spans are dropped rather than buffered.
-    let (tracer_provider, meter_provider) = providers(&base, 32, Duration::from_secs(1));
+    let counter = ExportCounter::new();
+    let (tracer_provider, meter_provider, _instruments) =
+        providers(&base, 32, Duration::from_secs(1), &counter);
     let db = TestDb::new().await;
     let otel = OtelMiddleware::builder()
         .meter_provider(&meter_provider)
@@ -405,5 +436,68 @@ async fn an_exporter_that_hangs_never_slows_work() {
     assert!(seen.values().all(|k| *k == EventKind::JobCompleted));
     assert!(took < Duration::from_secs(10), "took {took:?}");
     held.abort();
+    shutdown(tracer_provider, meter_provider).await;
+    // Nothing reached the endpoint, and the loss is counted: one work span per job ended,
+    // none delivered, and more than a 32-span queue holds was dropped at the queue rather
+    // than in a failed export.
+    let counts = counter.counts();
+    assert!(counts.spans_ended >= JOBS as u64, "{counts:?}");
+    assert_eq!(counts.spans_exported, 0, "{counts:?}");
+    assert_eq!(counts.spans_unexported(), counts.spans_ended, "{counts:?}");
+    assert!(
+        counts.spans_unexported() - counts.spans_failed > 32,
+        "spans dropped at the full queue are counted: {counts:?}"
+    );
+    assert_eq!(counts.metric_exports, 0, "{counts:?}");
+}
+
+/// Inserts by the COPY path (`insert_many_fast`), which runs no insert middleware, are
+/// counted under the same metrics as any other batch (issue 16).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_inserts_are_counted_like_other_batches() {
+    let receiver = Receiver::start().await;
+    let base = receiver.endpoint("");
+    let counter = ExportCounter::new();
+    let (tracer_provider, meter_provider, _instruments) =
+        providers(&base, 2048, Duration::from_secs(5), &counter);
+    let db = TestDb::new().await;
+    let otel = OtelMiddleware::builder()
+        .meter_provider(&meter_provider)
+        .tracer_provider(&tracer_provider)
+        .build();
+    let client = Client::builder(db.driver())
+        .opentelemetry(otel)
+        .build()
+        .unwrap();
+    const JOBS: i64 = 300;
+    let stored = client
+        .insert_many_fast((0..JOBS).map(|_| {
+            InsertManyParams::new(Task {
+                mode: Mode::Succeed,
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(stored, JOBS as u64);
+    let metrics = receiver
+        .wait_metrics(Duration::from_secs(15), |metrics| {
+            latest(metrics, "river.insert_many_count").is_some()
+                && latest(metrics, "river.insert_count").is_some()
+        })
+        .await;
+    let inserted = latest(&metrics, "river.insert_count").unwrap();
+    assert_eq!(
+        counter_sum(inserted, |a| attr_bool(a, "unique_skipped_as_duplicate")
+            == Some(false)
+            && attr_str(a, "status") == Some("ok")),
+        JOBS
+    );
+    let batches = latest(&metrics, "river.insert_many_count").unwrap();
+    assert_eq!(
+        counter_sum(batches, |a| attr_str(a, "status") == Some("ok")),
+        1
+    );
+    let duration = latest(&metrics, "river.insert_many_duration_histogram").unwrap();
+    assert_eq!(histogram_count(duration, |_| true), 1);
     shutdown(tracer_provider, meter_provider).await;
 }

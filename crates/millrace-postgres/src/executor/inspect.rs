@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use millrace_driver::{
-    ClientRow, DriverError, JobBatchAction, JobBatchParams, JobBatchRow, JobCountRow,
-    PeriodicJobRow, QueueOldestAvailable, Result, RunningCountRow, Topic,
+    ClientRow, DriverError, FinalizedBucketRow, JobBatchAction, JobBatchParams, JobBatchRow,
+    JobCountRow, JobStateEstimate, PeriodicJobRow, QueueOldestAvailable, Result, RunningCountRow,
+    Topic,
 };
 use millrace_types::{JobId, JobRead, JobState};
 use sqlx::Row;
@@ -23,6 +24,8 @@ pub(crate) struct InspectQueries {
     /// Every state, then the states bound as the one parameter.
     job_count_by_queue_and_state: [Arc<str>; 2],
     queue_oldest_available: Arc<str>,
+    job_finalized_histogram: Arc<str>,
+    job_state_estimates: Arc<str>,
     /// Indexed by action (retry, cancel, delete), then ascending, descending.
     job_act_many: [[Arc<str>; 2]; 3],
     periodic_job_list: Arc<str>,
@@ -63,6 +66,35 @@ impl InspectQueries {
                  GROUP BY state, queue ORDER BY queue, state"
             ),
         ];
+
+        // Each final state is a range of the (state, finalized_at) index from `since` on, read
+        // without the heap on a vacuumed table.
+        let job_finalized_histogram = format!(
+            r#"
+SELECT floor(extract(epoch FROM finalized_at - $1::timestamptz) / $2::float8)::bigint AS bucket,
+       state::text AS state, count(*) AS count
+FROM {job}
+WHERE state IN ('cancelled', 'completed', 'discarded') AND finalized_at >= $1::timestamptz
+GROUP BY 1, 2
+ORDER BY 1, 2"#
+        );
+
+        // The table's estimated rows times each state's frequency among the most common
+        // values ANALYZE recorded: the catalogs only, whatever the table's size. The schema is
+        // bound as a value (it names catalog rows here, not a table).
+        let job_state_estimates = r#"
+SELECT s.state, round(c.reltuples * s.freq)::bigint AS estimate
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    SELECT unnest(st.most_common_vals::text::text[]) AS state,
+           unnest(st.most_common_freqs) AS freq
+    FROM pg_catalog.pg_stats AS st
+    WHERE st.schemaname = $1 AND st.tablename = 'river_job' AND st.attname = 'state'
+) AS s
+WHERE n.nspname = $1 AND c.relname = 'river_job' AND c.reltuples > 0
+ORDER BY s.state"#
+            .to_owned();
 
         // A loose index scan: the recursive part jumps from one queue with available jobs to
         // the next through the (state, queue, priority, scheduled_at, id) index, and the
@@ -229,6 +261,8 @@ ORDER BY 1, 2, 3"#
             job_count: [count(">"), count("<")],
             job_count_by_queue_and_state: job_count_by_queue_and_state.map(Into::into),
             queue_oldest_available: queue_oldest_available.into(),
+            job_finalized_histogram: job_finalized_histogram.into(),
+            job_state_estimates: job_state_estimates.into(),
             job_act_many: [
                 pair(JobBatchAction::Retry),
                 pair(JobBatchAction::Cancel),
@@ -304,6 +338,44 @@ impl PgExecutor<'_> {
                 })
             })
             .collect()
+    }
+
+    pub(super) async fn inspect_job_finalized_histogram(
+        &mut self,
+        since: Timestamp,
+        bucket_secs: i64,
+    ) -> Result<Vec<FinalizedBucketRow>> {
+        let q = query(&self.driver.queries().inspect.job_finalized_histogram)
+            .bind(jiff_sqlx::Timestamp::from(since))
+            .bind(bucket_secs as f64);
+        self.fetch_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(FinalizedBucketRow {
+                    bucket: get(row, "bucket")?,
+                    state: state(row, "state")?,
+                    count: get(row, "count")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn inspect_job_state_estimates(&mut self) -> Result<Vec<JobStateEstimate>> {
+        let queries = self.driver.queries();
+        let q = query(&queries.inspect.job_state_estimates).bind(queries.schema.name().to_owned());
+        let rows = self.fetch_all(q).await?;
+        let mut estimates = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // A value no River client writes is left out rather than failing the page.
+            if let Ok(state) = state(row, "state") {
+                estimates.push(JobStateEstimate {
+                    state,
+                    estimate: get(row, "estimate")?,
+                });
+            }
+        }
+        Ok(estimates)
     }
 
     pub(super) async fn inspect_queue_oldest_available(&mut self) -> Result<QueueOldestAvailable> {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use millrace_driver::{
-    ClientRow, DriverError, JobBatchAction, JobBatchParams, JobBatchRow, JobCountRow,
-    PeriodicJobRow, QueueOldestAvailable, Result, RunningCountRow, Topic,
+    ClientRow, DriverError, FinalizedBucketRow, JobBatchAction, JobBatchParams, JobBatchRow,
+    JobCountRow, PeriodicJobRow, QueueOldestAvailable, Result, RunningCountRow, Topic,
 };
 use millrace_types::{JobId, JobRead, JobState};
 use sqlx::Row;
@@ -25,6 +25,7 @@ pub(crate) struct InspectQueries {
     /// Every state, then the states bound as the one parameter.
     job_count_by_queue_and_state: [Arc<str>; 2],
     queue_oldest_available: Arc<str>,
+    job_finalized_histogram: Arc<str>,
     /// The jobs a bulk action looks at: ascending, descending.
     job_pick: [Arc<str>; 2],
     /// Indexed by action: retry, cancel, delete; each takes the picked ids as a JSON array.
@@ -61,6 +62,17 @@ impl InspectQueries {
                  GROUP BY state, queue ORDER BY queue, state"
             ),
         ];
+        // A range of the (state, finalized_at) index per final state. Stored times are UTC text
+        // in one form, so they compare as text and julianday reads them.
+        let job_finalized_histogram = format!(
+            r#"
+SELECT CAST((julianday(finalized_at) - julianday(?1)) * 86400.0 / ?2 AS INTEGER) AS bucket,
+       state, count(*) AS count
+FROM {job}
+WHERE state IN ('cancelled', 'completed', 'discarded') AND finalized_at >= ?1
+GROUP BY 1, 2
+ORDER BY 1, 2"#
+        );
         // Read from the (state, queue, …) index. SQLite is one machine's database, where a
         // range scan of the available jobs is cheap enough; PostgreSQL probes per priority.
         let queue_oldest_available = format!(
@@ -159,6 +171,7 @@ ORDER BY 1, 2, 3"#
             job_count: [count(">"), count("<")],
             job_count_by_queue_and_state: job_count_by_queue_and_state.map(Into::into),
             queue_oldest_available: queue_oldest_available.into(),
+            job_finalized_histogram: job_finalized_histogram.into(),
             job_pick: [pick(">", "ASC"), pick("<", "DESC")],
             job_act: [retry.into(), cancel.into(), delete.into()],
             periodic_job_list: periodic_job_list.into(),
@@ -225,6 +238,27 @@ impl SqliteExecutor<'_> {
             .map(|row| {
                 Ok(JobCountRow {
                     queue: get(row, "queue")?,
+                    state: state(row, "state")?,
+                    count: get(row, "count")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn inspect_job_finalized_histogram(
+        &mut self,
+        since: Timestamp,
+        bucket_secs: i64,
+    ) -> Result<Vec<FinalizedBucketRow>> {
+        let q = query(&self.driver.queries().inspect.job_finalized_histogram)
+            .bind(encode(since))
+            .bind(bucket_secs as f64);
+        self.read_all(q)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(FinalizedBucketRow {
+                    bucket: get(row, "bucket")?,
                     state: state(row, "state")?,
                     count: get(row, "count")?,
                 })

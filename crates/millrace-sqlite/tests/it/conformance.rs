@@ -1,22 +1,4 @@
-//! The driver conformance suite of `millrace-test`, run against SQLite files.
+//! The driver conformance suite of `millrace-test`, run against SQLite files: the fixture's
+//! `TestDb` gives each check a migrated file of its own.
 
-use crate::common;
-
-use millrace_sqlite::SqliteDriver;
-
-/// A migrated SQLite file of its own for each check.
-struct SqliteFixture(common::TestFile);
-
-impl millrace_test::driver::DriverFixture for SqliteFixture {
-    type Driver = SqliteDriver;
-
-    async fn create() -> Self {
-        SqliteFixture(common::TestFile::new().await)
-    }
-
-    fn driver(&self) -> SqliteDriver {
-        self.0.driver.clone()
-    }
-}
-
-millrace_test::driver_conformance!(SqliteFixture);
+millrace_test::driver_conformance!(crate::fixture::TestDb);

@@ -29,21 +29,10 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Params for one plain available job on the default queue, as the conformance suite makes
+/// them.
 fn job(kind: &str) -> JobInsertParams {
-    JobInsertParams {
-        args: r#"{"n":1}"#.to_owned(),
-        created_at: None,
-        kind: kind.to_owned(),
-        max_attempts: 25,
-        metadata: "{}".to_owned(),
-        priority: 1,
-        queue: "default".to_owned(),
-        scheduled_at: None,
-        state: JobState::Available,
-        tags: Vec::new(),
-        unique_key: None,
-        unique_states: None,
-    }
+    millrace_test::driver::job(kind, "default")
 }
 
 async fn insert(driver: &SqliteDriver, jobs: &[JobInsertParams]) -> Vec<JobId> {
@@ -65,6 +54,8 @@ async fn fetch(driver: &SqliteDriver, client: &str, max: i32) -> Vec<millrace_ty
             max,
             client_id: client.to_owned(),
             now: None,
+            limit: None,
+            rate: None,
         })
         .await
         .expect("fetch")

@@ -69,6 +69,8 @@ fn fetch_params(client: &str) -> JobGetAvailableParams {
         max: 10,
         client_id: client.to_owned(),
         now: None,
+        limit: None,
+        rate: None,
     }
 }
 

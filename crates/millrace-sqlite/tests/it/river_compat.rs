@@ -155,8 +155,8 @@ async fn each_migrator_finds_the_others_work_applied() {
     let lines: Vec<&str> = report.steps.iter().map(|s| s.line).collect();
     assert_eq!(
         lines,
-        ["millrace"],
-        "River's versions are adopted as they are"
+        ["millrace", "millrace", "millrace"],
+        "River's versions are adopted as they are; line millrace (versions 1 to 3) is new"
     );
     assert!(migrator.validate(None).await.unwrap().is_valid());
 }

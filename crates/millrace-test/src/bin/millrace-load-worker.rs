@@ -3,11 +3,17 @@
 //!
 //! ```text
 //! millrace-load-worker --database-url URL --schema NAME [--application-name NAME]
-//!     [--client-id ID] [--max-workers N] [--pool-size N] [--seconds N]
+//!     [--client-id ID] [--max-workers N] [--pool-size N] [--acquire-timeout-ms N]
+//!     [--seconds N] [--limited] [--heartbeat-lease-ms N]
 //! ```
 //!
 //! Every run of a `millrace_load` job records one row in `<schema>.load_runs` (see
-//! [`runs_table_sql`]), so a test can count how often each job was worked. The process prints
+//! [`runs_table_sql`]), so a test can count how often each job was worked; every run of a
+//! `millrace_seq_load` job (a sequence's, issue 19) one row in `<schema>.seq_runs` with its
+//! start and end (see [`seq_runs_table_sql`]). With `--limited` it also works the
+//! `millrace_limit_load` jobs of queue [`LIMITED_QUEUE`], under a global limit of
+//! [`LIMIT_PER_PARTITION`] per value of their `part` field (the limits' proof, issue 19).
+//! The process prints
 //! `ready <client id>` on stdout once its client has started, logs to stderr (`RUST_LOG`,
 //! default `warn,millrace=info`), and stops softly on SIGTERM or SIGINT, or after `--seconds`:
 //! running jobs finish and their outcomes are stored, then it exits 0.
@@ -22,7 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use millrace::{Client, Job, JobArgs, QueueConfig, Schema, WorkError, Worker, Workers};
+use millrace::{
+    Client, ConcurrencyLimit, InsertOpts, Job, JobArgs, QueueConfig, Schema, SequenceOpts,
+    WorkError, Worker, Workers,
+};
 use millrace_postgres::PgDriver;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -31,6 +40,32 @@ use tokio::time::Instant;
 
 /// How long a worker keeps trying to record its run while the database is away.
 const RECORD_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Failed attempts at recording a run in this process, by error, for a test's report when
+/// its fleet stalls: `PoolTimedOut` filling this says the pool could not hand out
+/// connections, a database code that the server cut them.
+pub(crate) mod record_failures {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    static FAILURES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+    pub(crate) fn count(err: &sqlx::Error) {
+        let key = match err {
+            sqlx::Error::PoolTimedOut => "PoolTimedOut".to_owned(),
+            sqlx::Error::Io(e) => format!("Io {:?}", e.kind()),
+            sqlx::Error::Database(e) => format!("Database {}", e.code().unwrap_or_default()),
+            other => other.to_string().chars().take(60).collect(),
+        };
+        *FAILURES.lock().expect("lock").entry(key).or_default() += 1;
+    }
+
+    /// The failures so far.
+    #[allow(dead_code, reason = "read by tests/proof.rs, which includes this file")]
+    pub(crate) fn snapshot() -> BTreeMap<String, u64> {
+        FAILURES.lock().expect("lock").clone()
+    }
+}
 
 /// The args of a load job; `n` only tells jobs apart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +121,21 @@ impl Worker for LoadWorker {
     type Args = LoadArgs;
 
     async fn work(&self, job: Job<LoadArgs>) -> Result<(), WorkError> {
-        let pool = job.client::<PgDriver>()?.driver().pool().clone();
+        self.record(&job.row, job.client::<PgDriver>()?.driver().pool(), || {
+            job.is_cancelled()
+        })
+        .await
+    }
+}
+
+impl LoadWorker {
+    /// Records one run of `row` in `load_runs`, retrying while the database is away.
+    async fn record(
+        &self,
+        row: &millrace::JobRow,
+        pool: &PgPool,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<(), WorkError> {
         let run = self.next_run.fetch_add(1, Ordering::Relaxed);
         let run_id = format!("{}:{run}", self.client);
         let deadline = Instant::now() + RECORD_DEADLINE;
@@ -96,19 +145,20 @@ impl Worker for LoadWorker {
         loop {
             let result = sqlx::query(AssertSqlSafe(self.insert.clone()))
                 .bind(&run_id)
-                .bind(job.row.id.0)
-                .bind(i32::from(job.row.attempt))
+                .bind(row.id.0)
+                .bind(i32::from(row.attempt))
                 .bind(&self.client)
-                .execute(&pool)
+                .execute(pool)
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(err) if Instant::now() >= deadline || job.is_cancelled() => {
+                Err(err) if Instant::now() >= deadline || cancelled() => {
                     return Err(WorkError::msg(format!(
                         "recording run {run_id} failed: {err}"
                     )));
                 }
-                Err(_) => {
+                Err(err) => {
+                    record_failures::count(&err);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
@@ -117,21 +167,166 @@ impl Worker for LoadWorker {
     }
 }
 
+/// The queue of the limits' proof.
+pub(crate) const LIMITED_QUEUE: &str = "limited";
+/// The global limit of [`LIMITED_QUEUE`], per value of the `part` field.
+pub(crate) const LIMIT_PER_PARTITION: u32 = 2;
+/// How long a `millrace_limit_load` job works before recording its run: long enough that
+/// the limit binds, so running rows pile up against it.
+pub(crate) const LIMIT_WORK: Duration = Duration::from_millis(50);
+
+/// The args of a job of the limits' proof: job `n` of partition `part`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LimitLoadArgs {
+    pub(crate) part: i64,
+    pub(crate) n: i64,
+}
+
+impl JobArgs for LimitLoadArgs {
+    const KIND: &'static str = "millrace_limit_load";
+
+    fn insert_opts() -> InsertOpts {
+        InsertOpts::new().queue(LIMITED_QUEUE)
+    }
+}
+
+/// Works `millrace_limit_load` jobs: works for [`LIMIT_WORK`], then records the run in
+/// `load_runs` as a [`LoadWorker`] does.
+pub(crate) struct LimitLoadWorker(LoadWorker);
+
+impl Worker for LimitLoadWorker {
+    type Args = LimitLoadArgs;
+
+    async fn work(&self, job: Job<LimitLoadArgs>) -> Result<(), WorkError> {
+        tokio::time::sleep(LIMIT_WORK).await;
+        self.0
+            .record(&job.row, job.client::<PgDriver>()?.driver().pool(), || {
+                job.is_cancelled()
+            })
+            .await
+    }
+}
+
+/// The args of a sequence load job (issue 19): position `pos` of sequence `seq`. The sequence
+/// is keyed by the `seq` field, so jobs of one `seq` run one at a time, in insertion order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SeqLoadArgs {
+    pub(crate) seq: i64,
+    pub(crate) pos: i64,
+}
+
+impl JobArgs for SeqLoadArgs {
+    const KIND: &'static str = "millrace_seq_load";
+
+    fn insert_opts() -> InsertOpts {
+        InsertOpts::new().sequence(SequenceOpts::new().by_args(["seq"]))
+    }
+}
+
+/// The statement that creates `<schema>.seq_runs`: one row per run of a sequence load job,
+/// with when it started and ended by the database's clock, which every process shares.
+pub(crate) fn seq_runs_table_sql(schema: &Schema) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+             job_id bigint NOT NULL, \
+             attempt int NOT NULL, \
+             seq bigint NOT NULL, \
+             pos bigint NOT NULL, \
+             client text NOT NULL, \
+             started_at timestamptz NOT NULL DEFAULT clock_timestamp(), \
+             ended_at timestamptz, \
+             PRIMARY KEY (job_id, attempt))",
+        schema.qualify("seq_runs")
+    )
+}
+
+/// Works `millrace_seq_load` jobs: records the run's start, works for `SEQ_WORK`, records its
+/// end. A sequence whose jobs overlapped, or ran out of order, shows in `seq_runs`.
+pub(crate) struct SeqLoadWorker {
+    client: String,
+    start: Arc<str>,
+    end: Arc<str>,
+}
+
+/// How long a sequence load job works between its two records: long enough that two jobs
+/// of one sequence running at once would overlap in time.
+const SEQ_WORK: Duration = Duration::from_millis(2);
+
+impl SeqLoadWorker {
+    /// A worker recording its runs under `client`.
+    pub(crate) fn new(client: impl Into<String>, schema: &Schema) -> Self {
+        let table = schema.qualify("seq_runs");
+        SeqLoadWorker {
+            client: client.into(),
+            start: format!(
+                "INSERT INTO {table} (job_id, attempt, seq, pos, client) VALUES ($1, $2, $3, $4, $5)"
+            )
+            .into(),
+            end: format!(
+                "UPDATE {table} SET ended_at = clock_timestamp() WHERE job_id = $1 AND attempt = $2"
+            )
+            .into(),
+        }
+    }
+}
+
+impl Worker for SeqLoadWorker {
+    type Args = SeqLoadArgs;
+
+    async fn work(&self, job: Job<SeqLoadArgs>) -> Result<(), WorkError> {
+        let pool = job.client::<PgDriver>()?.driver().pool().clone();
+        let attempt = i32::from(job.row.attempt);
+        sqlx::query(AssertSqlSafe(self.start.clone()))
+            .bind(job.row.id.0)
+            .bind(attempt)
+            .bind(job.args.seq)
+            .bind(job.args.pos)
+            .bind(&self.client)
+            .execute(&pool)
+            .await?;
+        tokio::time::sleep(SEQ_WORK).await;
+        sqlx::query(AssertSqlSafe(self.end.clone()))
+            .bind(job.row.id.0)
+            .bind(attempt)
+            .execute(&pool)
+            .await?;
+        Ok(())
+    }
+}
+/// The acquire timeout of [`load_pool`]: short, so that while the server is down statements
+/// fail and are retried rather than wait in the pool, which is the case the runtime's retry
+/// and logging must handle.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A pool for one load client, named `application_name` in `pg_stat_activity` so a test can
-/// kill exactly its connections.
-///
-/// Its acquire timeout is short (a second): while the server is down, statements fail and are
-/// retried rather than wait in the pool, which is the case the runtime's retry and logging
-/// must handle.
+/// kill exactly its connections, with the short [`ACQUIRE_TIMEOUT`].
+#[allow(dead_code, reason = "used by tests/proof.rs, which includes this file")]
 pub(crate) fn load_pool(
     url: &str,
     application_name: &str,
     size: u32,
 ) -> Result<PgPool, sqlx::Error> {
+    load_pool_with(url, application_name, size, ACQUIRE_TIMEOUT)
+}
+
+/// [`load_pool`] with another acquire timeout.
+///
+/// sqlx's acquire timeout bounds the wait for a turn in the pool *and* the opening of a
+/// connection when the pool has none left: a caller that reaches the head of a long queue late
+/// in its timeout has too little of it left to connect. Where every connection dies at once
+/// and dozens of workers queue, a one-second timeout sat on that cliff: each caller reached
+/// the head with no time left, none opened a connection, and nothing got through until the
+/// workers gave up (see `jobs_are_worked_exactly_once_while_connections_are_killed`).
+pub(crate) fn load_pool_with(
+    url: &str,
+    application_name: &str,
+    size: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     Ok(PgPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(Duration::from_secs(1))
+        .acquire_timeout(acquire_timeout)
         .connect_lazy_with(options.application_name(application_name)))
 }
 
@@ -145,6 +340,7 @@ pub(crate) fn load_client(
 ) -> millrace::Result<Client<PgDriver>> {
     let mut workers = Workers::new();
     workers.register(LoadWorker::new(client_id, schema))?;
+    workers.register(SeqLoadWorker::new(client_id, schema))?;
     Client::builder(PgDriver::new(pool).with_schema(schema.clone()))
         .id(client_id)
         .workers(workers)
@@ -164,6 +360,39 @@ pub(crate) fn load_client(
         .build()
 }
 
+/// [`load_client`] that also works [`LIMITED_QUEUE`] under its limit, with a heartbeat lease
+/// of `heartbeat_lease`, so the jobs of a killed process are rescued within it.
+pub(crate) fn limited_load_client(
+    pool: PgPool,
+    schema: &Schema,
+    client_id: &str,
+    max_workers: usize,
+    heartbeat_lease: Duration,
+) -> millrace::Result<Client<PgDriver>> {
+    let mut workers = Workers::new();
+    workers.register(LoadWorker::new(client_id, schema))?;
+    workers.register(LimitLoadWorker(LoadWorker::new(client_id, schema)))?;
+    let limit = ConcurrencyLimit::global(LIMIT_PER_PARTITION).partition_by_args(["part"]);
+    Client::builder(PgDriver::new(pool).with_schema(schema.clone()))
+        .id(client_id)
+        .workers(workers)
+        .queue(
+            millrace::QUEUE_DEFAULT,
+            QueueConfig::new().max_workers(max_workers),
+        )
+        .queue(
+            LIMITED_QUEUE,
+            QueueConfig::new()
+                .max_workers(max_workers)
+                .concurrency(limit),
+        )
+        .fetch_cooldown(Duration::from_millis(10))
+        .fetch_poll_interval(Duration::from_millis(200))
+        .schedule_interval(Duration::from_millis(500))
+        .heartbeat_lease(heartbeat_lease)
+        .build()
+}
+
 /// The command line.
 struct Args {
     database_url: String,
@@ -172,12 +401,16 @@ struct Args {
     client_id: Option<String>,
     max_workers: usize,
     pool_size: u32,
+    acquire_timeout: Duration,
     seconds: Option<u64>,
+    limited: bool,
+    heartbeat_lease: Duration,
 }
 
 const USAGE: &str = "usage: millrace-load-worker --database-url URL --schema NAME \
                      [--application-name NAME] [--client-id ID] [--max-workers N] \
-                     [--pool-size N] [--seconds N]";
+                     [--pool-size N] [--acquire-timeout-ms N] [--seconds N] [--limited] \
+                     [--heartbeat-lease-ms N]";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut database_url = None;
@@ -189,7 +422,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_id: None,
         max_workers: 20,
         pool_size: 5,
+        acquire_timeout: ACQUIRE_TIMEOUT,
         seconds: None,
+        limited: false,
+        heartbeat_lease: Duration::from_secs(10),
     };
     fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String> {
         value
@@ -205,7 +441,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--client-id" => parsed.client_id = Some(value()?),
             "--max-workers" => parsed.max_workers = number(&flag, value()?)?,
             "--pool-size" => parsed.pool_size = number(&flag, value()?)?,
+            "--acquire-timeout-ms" => {
+                parsed.acquire_timeout = Duration::from_millis(number(&flag, value()?)?);
+            }
             "--seconds" => parsed.seconds = Some(number(&flag, value()?)?),
+            "--limited" => parsed.limited = true,
+            "--heartbeat-lease-ms" => {
+                parsed.heartbeat_lease = Duration::from_millis(number(&flag, value()?)?);
+            }
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -255,15 +498,33 @@ async fn run(args: Args) -> Result<(), Box<dyn StdError>> {
     use tokio::signal::unix::{SignalKind, signal};
 
     let schema = Schema::new(args.schema)?;
-    let pool = load_pool(&args.database_url, &args.application_name, args.pool_size)?;
+    let pool = load_pool_with(
+        &args.database_url,
+        &args.application_name,
+        args.pool_size,
+        args.acquire_timeout,
+    )?;
     // Usually there already; creating it here lets the binary run against any schema.
     sqlx::raw_sql(AssertSqlSafe(runs_table_sql(&schema)))
+        .execute(&pool)
+        .await?;
+    sqlx::raw_sql(AssertSqlSafe(seq_runs_table_sql(&schema)))
         .execute(&pool)
         .await?;
     let client_id = args
         .client_id
         .unwrap_or_else(|| format!("load_worker_{}", std::process::id()));
-    let client = load_client(pool, &schema, &client_id, args.max_workers)?;
+    let client = if args.limited {
+        limited_load_client(
+            pool,
+            &schema,
+            &client_id,
+            args.max_workers,
+            args.heartbeat_lease,
+        )?
+    } else {
+        load_client(pool, &schema, &client_id, args.max_workers)?
+    };
     // Listen before starting, so a signal sent as soon as `ready` is read is not missed.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

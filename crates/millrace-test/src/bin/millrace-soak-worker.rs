@@ -317,6 +317,9 @@ impl PersistentWorker for Keeper {
             "INSERT INTO {} (process, attempt) VALUES ($1, $2)",
             self.schema.qualify("soak_zombie_beats")
         );
+        // The soak's checks read the row's attempt column, so its beats are fenced on the
+        // attempt rather than on the fencing token.
+        #[allow(deprecated)]
         let attempt = i32::from(ctx.attempt());
         while !ctx.is_cancelled() {
             let written = sqlx::query(AssertSqlSafe(beat.clone()))

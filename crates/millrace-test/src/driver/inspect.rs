@@ -100,6 +100,47 @@ pub async fn counts_and_lag_follow_the_jobs<F: DriverFixture>() {
     assert!(lag >= SignedDuration::from_secs(3590), "{lag:?}");
 }
 
+/// The finalized-jobs histogram counts each final state per bucket from `since` on, and
+/// leaves out jobs finalized before it and jobs not finalized (issue 18's overview chart).
+pub async fn finalized_histogram_buckets_by_state<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let rows = insert(&d, &(0..4).map(|_| job("h", "q")).collect::<Vec<_>>()).await;
+    let now = Timestamp::now();
+    // Two cancelled 90 s ago, one 30 s ago, one long before the window; one job stays live.
+    for (row, ago) in rows.iter().zip([90, 90, 30, 7200]) {
+        d.executor()
+            .job_cancel(&JobCancelParams {
+                id: row.id,
+                now: Some(now - SignedDuration::from_secs(ago)),
+            })
+            .await
+            .unwrap()
+            .expect("cancelled");
+    }
+    insert(&d, &[job("h", "q")]).await;
+    let since = now - SignedDuration::from_secs(120);
+    let buckets = d
+        .executor()
+        .job_finalized_histogram(since, 60)
+        .await
+        .unwrap();
+    let got: Vec<(i64, JobState, i64)> = buckets
+        .iter()
+        .map(|b| (b.bucket, b.state, b.count))
+        .collect();
+    assert_eq!(
+        got,
+        [(0, JobState::Cancelled, 2), (1, JobState::Cancelled, 1)]
+    );
+    let later = d
+        .executor()
+        .job_finalized_histogram(now + SignedDuration::from_secs(60), 60)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "{later:?}");
+}
+
 /// Bulk retry, cancel and delete treat each job as the single-job verbs do, report what they
 /// skipped, page by id, and never overwrite a running job.
 pub async fn act_many_follows_the_single_job_verbs<F: DriverFixture>() {
@@ -256,6 +297,27 @@ pub async fn list_filters_by_id_range_times_and_args<F: DriverFixture>() {
         })
         .await,
         [rows[0].id]
+    );
+}
+
+/// A connection of the driver's own ([`Driver::connect`], which the client's heartbeat renews
+/// on) reaches the pool's database: a heartbeat renewed on it reads back through the pool.
+/// Drivers without one (the default) have nothing to check.
+pub async fn own_connection_reaches_the_pools_database<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let Some(mut conn) = d.connect().await.unwrap() else {
+        return;
+    };
+    d.conn_executor(&mut conn)
+        .client_heartbeat("own-connection", Duration::from_secs(30))
+        .await
+        .unwrap();
+    <F::Driver as Driver>::disconnect(conn).await;
+    let clients = d.executor().client_list().await.unwrap();
+    assert_eq!(
+        clients.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["own-connection"]
     );
 }
 

@@ -39,6 +39,18 @@ pub(super) fn validate_queue_config(name: &str, queue: &QueueConfig) -> Result<(
             queue.max_workers
         )));
     }
+    if let Some(limit) = &queue.concurrency {
+        limit.validate().map_err(|source| Error::Limit {
+            queue: name.to_owned(),
+            source,
+        })?;
+    }
+    if let Some(limit) = &queue.rate_limit {
+        limit.validate().map_err(|source| Error::Limit {
+            queue: name.to_owned(),
+            source,
+        })?;
+    }
     Ok(())
 }
 /// Builds a [`Client`].
@@ -349,7 +361,8 @@ impl<D: Driver> ClientBuilder<D> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the invalid setting. [`Error::InvalidInsert`] or
+    /// [`Error::Config`] naming the invalid setting; [`Error::Limit`] for a queue's invalid
+    /// concurrency limit. [`Error::InvalidInsert`] or
     /// [`Error::ArgsEncode`], as [`Client::insert`] returns them, naming the periodic job whose
     /// job an insert would refuse.
     pub fn build(self) -> Result<Client<D>> {

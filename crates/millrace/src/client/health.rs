@@ -59,6 +59,12 @@ pub struct QueueHealth {
     pub fetch_failures: u32,
     /// Jobs of the queue running on this client.
     pub running: usize,
+    /// The concurrency limit this client's producer enforces now: the queue's metadata
+    /// override when it holds a valid one, else the limit the client was built with.
+    pub concurrency: Option<crate::ConcurrencyLimit>,
+    /// Why the queue's metadata override is not applied (the producer keeps the limit it
+    /// had), when it is not.
+    pub concurrency_override_error: Option<String>,
 }
 
 impl HealthReport {
@@ -142,6 +148,8 @@ impl<D: Driver> Client<D> {
                     last_fetch_at: record.last_ok_at,
                     fetch_failures: record.failures,
                     running: 0,
+                    concurrency: record.concurrency.clone(),
+                    concurrency_override_error: record.override_error.clone(),
                 },
             );
         }

@@ -93,6 +93,19 @@ impl JobCounts {
     }
 }
 
+/// Jobs that reached one final state within one time bucket, from
+/// [`Client::job_finalized_histogram`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FinalizedBucket {
+    /// When the bucket starts.
+    pub start: Timestamp,
+    /// The final state: completed, cancelled or discarded.
+    pub state: JobState,
+    /// How many jobs reached it within the bucket.
+    pub count: i64,
+}
+
 /// How long the oldest available job of a queue has waited, from [`Client::queue_lag`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -239,6 +252,113 @@ impl<D: Driver> Client<D> {
         let mut filter = to_driver(&params)?;
         filter.limit = i64::MAX;
         Ok(self.inner.driver.executor().job_count(&filter).await?)
+    }
+
+    /// How many jobs the filters match, counting no further than `cap`: a result equal to
+    /// `cap` means "at least `cap`". The count stops at the cap, so it stays cheap on a filter
+    /// that matches millions of rows (the dashboard shows such counts as `100,000+`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a malformed filter or a cap below 1; [`Error::Driver`]
+    /// when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use millrace::{JobListParams, JobState};
+    /// let n = client.job_count_capped(JobListParams::new().states([JobState::Completed]), 10_000).await?;
+    /// println!("{}{}", n, if n == 10_000 { "+" } else { "" });
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_count_capped(&self, params: JobListParams, cap: i64) -> Result<i64> {
+        if cap < 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a capped count needs a cap of at least 1, got {cap}"
+            )));
+        }
+        let mut filter = to_driver(&params)?;
+        filter.limit = cap;
+        Ok(self.inner.driver.executor().job_count(&filter).await?)
+    }
+
+    /// Jobs finalized (completed, cancelled, discarded) since `since`, counted by state in
+    /// buckets of `bucket` each: throughput and failures over time, for a chart. Buckets and
+    /// states without jobs are left out.
+    ///
+    /// One range of the `(state, finalized_at)` index per final state: its cost grows with
+    /// the jobs finalized since `since`, not with the table.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bucket shorter than a second; [`Error::Driver`] when
+    /// the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use std::time::Duration;
+    /// let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    /// for b in client.job_finalized_histogram(hour_ago, Duration::from_secs(300)).await? {
+    ///     println!("{} {}: {}", b.start, b.state, b.count);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_finalized_histogram(
+        &self,
+        since: Timestamp,
+        bucket: Duration,
+    ) -> Result<Vec<FinalizedBucket>> {
+        let secs = i64::try_from(bucket.as_secs()).unwrap_or(i64::MAX);
+        if secs < 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a histogram bucket must be at least a second, got {bucket:?}"
+            )));
+        }
+        let rows = self
+            .inner
+            .driver
+            .executor()
+            .job_finalized_histogram(since, secs)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let start = since
+                    .checked_add(jiff::SignedDuration::from_secs(r.bucket.checked_mul(secs)?))
+                    .ok()?;
+                Some(FinalizedBucket {
+                    start,
+                    state: r.state,
+                    count: r.count,
+                })
+            })
+            .collect())
+    }
+
+    /// The database's estimate of the jobs in each state, from its statistics as of the
+    /// table's last analyze, read from the catalogs without touching the table: for the
+    /// history states, whose exact counts grow with the table. Empty on SQLite and on a
+    /// PostgreSQL table never analyzed; states too rare for the statistics are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Driver`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// for (state, about) in client.job_state_estimates().await? {
+    ///     println!("about {about} jobs {state}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn job_state_estimates(&self) -> Result<Vec<(JobState, i64)>> {
+        let rows = self.inner.driver.executor().job_state_estimates().await?;
+        Ok(rows.into_iter().map(|r| (r.state, r.estimate)).collect())
     }
 
     /// Jobs in the states that are not final (available, pending, retryable, running,

@@ -6,6 +6,7 @@ pub(crate) mod insert;
 pub(crate) mod inspect;
 pub(crate) mod job_admin;
 pub(crate) mod queue_admin;
+pub(crate) mod sequence_admin;
 pub(crate) mod shutdown;
 
 use std::any::Any;
@@ -120,6 +121,22 @@ impl<D: Driver> Client<D> {
     /// The client's id, as recorded in `attempted_by`.
     pub fn id(&self) -> &str {
         &self.inner.config.id
+    }
+
+    /// The queues this client works and how: each queue's name and [`QueueConfig`] (its
+    /// `max_workers` and concurrency limit), in the order they were added. Empty for an
+    /// insert-only client. Other clients' settings are not stored in the database, so this
+    /// is only this client's view (the dashboard shows it as such).
+    ///
+    /// ```
+    /// # fn example<D: millrace::Driver>(client: &millrace::Client<D>) {
+    /// for (queue, config) in client.queue_configs() {
+    ///     println!("{queue}: up to {} workers", config.max_workers);
+    /// }
+    /// # }
+    /// ```
+    pub fn queue_configs(&self) -> Vec<(String, QueueConfig)> {
+        self.inner.queues.lock().expect("lock poisoned").clone()
     }
 
     /// Starts working jobs: one producer per queue, the completer, the notifier and the

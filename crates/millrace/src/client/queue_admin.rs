@@ -10,6 +10,10 @@ use super::builder::validate_queue_config;
 use crate::error::{Error, Result};
 use crate::queue_config::QueueConfig;
 
+/// How long [`Client::queue_pause`] waits for this client's fetches that began before the
+/// pause: a fetch takes milliseconds, unless the database is away.
+const PAUSE_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The most queues one [`Client::queue_list`] call returns.
 pub const QUEUE_LIST_MAX_LIMIT: i64 = 10_000;
 
@@ -210,6 +214,12 @@ impl<D: Driver> Client<D> {
     /// (running jobs finish). Recorded in `river_queue`, so clients started later honour it,
     /// and announced on `river_control`, which River's clients follow too.
     ///
+    /// Once this returns, this client fetches nothing more from the queue: a fetch of its own
+    /// that began before the pause is waited for (up to 5 s, should the database hang).
+    /// Other clients stop once the notification reaches them, or at their next queue
+    /// refresh when notifications are off; a fetch of theirs already under way may still
+    /// take jobs.
+    ///
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid queue name; [`Error::Driver`] when the database fails.
@@ -253,9 +263,27 @@ impl<D: Driver> Client<D> {
             .queue_set_paused(name, paused)
             .await?;
         // Applied here at once; other clients follow the notification (or their next refresh).
-        if let Some(runtime) = self.inner.runtime.lock().await.as_ref() {
-            runtime.shared.told_paused(name, paused);
-        }
+        let gates = match self.inner.runtime.lock().await.as_ref() {
+            Some(runtime) => {
+                runtime.shared.told_paused(name, paused);
+                if paused {
+                    runtime.shared.fetch_gates(name)
+                } else {
+                    Vec::new()
+                }
+            }
+            None => Vec::new(),
+        };
+        // A fetch of this client that began before the pause may still take a job inserted
+        // since: wait it out, so that once this returns this client takes nothing more from
+        // the queue. Bounded, as a fetch may hang while the database is away; the pause
+        // itself is recorded already.
+        let settle = async {
+            for gate in gates {
+                drop(gate.lock().await);
+            }
+        };
+        let _ = tokio::time::timeout(PAUSE_SETTLE_TIMEOUT, settle).await;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome};
+use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome, Topic};
 use millrace_types::JobState;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -101,6 +101,24 @@ impl<D: Driver> Completer<D> {
     }
 }
 
+/// After a batch is stored: its jobs' slots under a concurrency limit are free, so this
+/// client's producers of those queues fetch again, and so do other clients', told by the
+/// queue's insert notification (River's clients take it as an insert and fetch too, which
+/// costs them one fetch). A notification that cannot be sent is left to the poll.
+async fn slots_freed<D: Driver>(shared: &Shared<D>, chunk: &[Completion]) {
+    let limited = shared.slots_freed(chunk.iter().map(|c| c.row.queue.as_str()));
+    if limited.is_empty() || !shared.driver.supports_listen_notify() {
+        return;
+    }
+    let notifications: Vec<(Topic, String)> = limited
+        .iter()
+        .map(|q| (Topic::Insert, serde_json::json!({ "queue": q }).to_string()))
+        .collect();
+    if let Err(err) = shared.driver.executor().notify_many(&notifications).await {
+        tracing::debug!(%err, "could not tell other clients of freed slots; they poll");
+    }
+}
+
 /// Moves outcomes that are ready, or that runnable tasks are about to send, into `batch`:
 /// drains the channel, yields so that other tasks run, and stops once a yield brings nothing
 /// new or the batch is full.
@@ -171,6 +189,7 @@ async fn store<D: Driver>(
         let Some(stored) = stored else {
             return;
         };
+        slots_freed(&shared, &chunk).await;
         // Every row the statement did not update was fenced out. Counting costs nothing when
         // all applied, the usual case; a job completed in its worker's own transaction is
         // expected to be skipped, so it is not counted.

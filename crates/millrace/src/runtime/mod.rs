@@ -38,7 +38,7 @@ use heartbeat::Heartbeat;
 use keeper::Keeper;
 use maintenance::ServiceFn;
 use maintenance::periodic_enqueuer::PeriodicEnqueuer;
-use producer::Producer;
+use producer::{Producer, ProducerSignals};
 use shared::{LeaderSignals, ProducerHandle, Shared, WorkGuard};
 
 /// A started client's tasks.
@@ -222,6 +222,7 @@ impl<D: Driver> Runtime<D> {
         };
         let millrace_services = vec![
             with_shared(shared, maintenance::client_rescuer::service::<D>),
+            with_shared(shared, maintenance::sequence_promoter::service::<D>),
             enqueuer,
         ];
         self.services.push(tokio::spawn(maintenance::supervise(
@@ -234,20 +235,38 @@ impl<D: Driver> Runtime<D> {
     pub(crate) fn add_queue(&mut self, name: &str, queue: &QueueConfig) {
         let wake = Arc::new(Notify::new());
         let (paused_tx, paused_rx) = watch::channel(false);
+        let fetching = Arc::new(tokio::sync::Mutex::new(()));
+        let limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (metadata_tx, metadata_rx) = watch::channel(None);
         self.shared.producers.lock().expect("lock poisoned").insert(
             name.to_owned(),
             ProducerHandle {
                 wake: wake.clone(),
                 paused: paused_tx,
+                fetching: fetching.clone(),
+                limited: limited.clone(),
+                metadata: metadata_tx,
             },
         );
         let producer = Producer::new(
             self.shared.clone(),
             name.to_owned(),
             queue.max_workers,
-            wake,
-            paused_rx,
+            queue.concurrency.clone(),
+            ProducerSignals {
+                wake,
+                paused: paused_rx,
+                fetching,
+                limited,
+                metadata: metadata_rx,
+            },
             self.work_guard.clone(),
+        )
+        .with_rate(
+            queue
+                .rate_limit
+                .as_ref()
+                .map(crate::rate_limit::RateLimit::to_fetch_rate),
         );
         self.producers.push(tokio::spawn(producer.run()));
     }

@@ -125,6 +125,9 @@ impl<D: Driver> Notifier<D> {
     fn control(&self, control: Control) {
         if control.action == "metadata_changed" {
             if let Some(queue) = control.queue {
+                if let Some(metadata) = &control.metadata {
+                    self.shared.metadata_changed(&queue, metadata);
+                }
                 let _ = self
                     .shared
                     .events

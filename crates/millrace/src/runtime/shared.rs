@@ -23,16 +23,29 @@ pub(crate) struct Held {
 }
 
 /// A producer's fetch record, kept for the client's health report.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct FetchRecord {
     pub(crate) last_ok_at: Option<jiff::Timestamp>,
     pub(crate) failures: u32,
+    /// The concurrency limit the producer enforces now: the queue's override, or the code's.
+    pub(crate) concurrency: Option<crate::limits::ConcurrencyLimit>,
+    /// Why the queue's metadata override is not applied, when it is not.
+    pub(crate) override_error: Option<String>,
 }
 
 /// One queue's producer, as the rest of the client reaches it.
 pub(crate) struct ProducerHandle {
     pub(crate) wake: Arc<Notify>,
     pub(crate) paused: watch::Sender<bool>,
+    /// Held by the producer from its last look at `paused` until its fetch returns, so a
+    /// pause can wait out a fetch that began before it (see [`Shared::fetch_gates`]).
+    pub(crate) fetching: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the queue's fetch is under a concurrency limit now, so a stored completion
+    /// frees a slot that waiting jobs may take (see [`Shared::slots_freed`]).
+    pub(crate) limited: Arc<std::sync::atomic::AtomicBool>,
+    /// The queue's metadata, as a `metadata_changed` notification last told it, so the
+    /// producer applies a concurrency override at once rather than at its next refresh.
+    pub(crate) metadata: watch::Sender<Option<serde_json::Value>>,
 }
 
 /// What a started client's tasks share.
@@ -85,6 +98,39 @@ impl<D: Driver> Shared<D> {
         }
     }
 
+    /// Called once the completer has stored outcomes of jobs of `queues`: wakes this client's
+    /// producers of those under a concurrency limit, and returns those queues, whose other
+    /// clients may be waiting for the slots too.
+    pub(crate) fn slots_freed<'q>(
+        &self,
+        queues: impl IntoIterator<Item = &'q str>,
+    ) -> Vec<&'q str> {
+        let producers = self.producers.lock().expect("lock poisoned");
+        let mut limited: Vec<&str> = queues
+            .into_iter()
+            .filter(|q| {
+                producers
+                    .get(*q)
+                    .is_some_and(|h| h.limited.load(std::sync::atomic::Ordering::Relaxed))
+            })
+            .collect();
+        limited.sort_unstable();
+        limited.dedup();
+        for queue in &limited {
+            if let Some(handle) = producers.get(*queue) {
+                handle.wake.notify_one();
+            }
+        }
+        limited
+    }
+
+    /// Hands a queue's new metadata (from a `metadata_changed` notification) to its producer.
+    pub(crate) fn metadata_changed(&self, queue: &str, metadata: &serde_json::Value) {
+        if let Some(handle) = self.producers.lock().expect("lock poisoned").get(queue) {
+            handle.metadata.send_replace(Some(metadata.clone()));
+        }
+    }
+
     /// How many pauses and resumes this client has been told of, so a queue refresh can tell
     /// whether its read is already stale.
     pub(crate) fn pause_generation(&self) -> u64 {
@@ -97,6 +143,18 @@ impl<D: Driver> Shared<D> {
         self.pause_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.set_paused(queue, paused);
+    }
+
+    /// The fetch gates of one queue's producer (or every producer, for `*`): once each has been
+    /// locked after a pause was applied, no fetch that began before the pause is still running
+    /// on this client.
+    pub(crate) fn fetch_gates(&self, queue: &str) -> Vec<Arc<tokio::sync::Mutex<()>>> {
+        let producers = self.producers.lock().expect("lock poisoned");
+        producers
+            .iter()
+            .filter(|(name, _)| queue == "*" || queue == name.as_str())
+            .map(|(_, handle)| handle.fetching.clone())
+            .collect()
     }
 
     /// Pauses or resumes one queue (or all, for `*`) on this client.

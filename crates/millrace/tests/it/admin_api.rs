@@ -39,6 +39,8 @@ async fn fetch_running(driver: &D, id: JobId) -> JobRow {
             max: 100,
             client_id: "elsewhere".to_owned(),
             now: None,
+            limit: None,
+            rate: None,
         })
         .await
         .unwrap();

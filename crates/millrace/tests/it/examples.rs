@@ -110,8 +110,10 @@ async fn persistent_recipe_example_runs() {
     check(persistent_recipe::run).await;
 }
 
-/// The heartbeat lease the recipe's processes run with: short, so the test is.
-const NODE_LEASE: Duration = Duration::from_secs(2);
+/// The heartbeat lease the recipe's processes run with: short, so the test is, but not so
+/// short that a node on a loaded CI machine fences itself: with 2 s, a live node's copy was
+/// cancelled 250 ms after it started, and the heartbeat's fence is the only canceller there.
+const NODE_LEASE: Duration = Duration::from_secs(4);
 /// Where a node process finds its database, schema and id; set only by the test that starts
 /// it.
 const NODE_URL: &str = "MILLRACE_RECIPE_NODE_URL";
@@ -120,7 +122,7 @@ const NODE_ID: &str = "MILLRACE_RECIPE_NODE_ID";
 
 /// One process of `persistent_recipe_survives_sigkill_across_three_processes`, which starts
 /// this test binary three times to run only this test: the example's `node`, until killed.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a process of persistent_recipe_survives_sigkill_across_three_processes"]
 async fn persistent_recipe_node() {
     let (Ok(url), Ok(schema), Ok(id)) = (

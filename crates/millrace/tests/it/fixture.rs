@@ -177,3 +177,59 @@ pub(crate) fn unreachable_driver() -> D {
         .connect_lazy_with(options);
     millrace_postgres::PgDriver::new(pool)
 }
+
+/// The database the shared tests' raw SQL runs on.
+pub(crate) type Db = sqlx::Postgres;
+
+/// SQL for the database's current time.
+pub(crate) fn sql_now() -> String {
+    "now()".to_owned()
+}
+
+/// SQL for the database's current time moved by `secs` seconds (negative: in the past).
+pub(crate) fn sql_now_plus(secs: i64) -> String {
+    format!("(now() + make_interval(secs => {secs}))")
+}
+
+/// SQL for an `attempted_by` list holding only `client`.
+pub(crate) fn sql_attempted_by(client: &str) -> String {
+    format!("ARRAY['{client}']::text[]")
+}
+
+/// SQL for the text of the metadata key `key`.
+pub(crate) fn sql_metadata_text(key: &str) -> String {
+    format!("metadata ->> '{key}'")
+}
+
+/// SQL that holds when the metadata key `key` is JSON `true`.
+pub(crate) fn sql_metadata_is_true(key: &str) -> String {
+    format!("metadata -> '{key}' = 'true'::jsonb")
+}
+
+/// SQL for the time column `column` as seconds since the Unix epoch, with fractions.
+pub(crate) fn sql_epoch(column: &str) -> String {
+    format!("extract(epoch FROM {column})::float8")
+}
+
+/// Asks whoever leads River's leadership to resign, as River's `request_resign` does.
+pub(crate) async fn request_resign(db: &TestDb) {
+    let channel = format!("{}.river_leadership", db.schema().name());
+    sqlx::query("SELECT pg_notify($1, '{\"action\":\"request_resign\",\"leader_id\":\"\"}')")
+        .bind(channel)
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+/// Makes `leader_id` River's leader for the next hour, as a River client would be.
+pub(crate) async fn insert_river_leader(db: &TestDb, leader_id: &str) {
+    let leader = db.schema().qualify("river_leader");
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {leader} (leader_id, elected_at, expires_at) \
+         VALUES ($1, now(), now() + interval '1 hour')"
+    )))
+    .bind(leader_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}

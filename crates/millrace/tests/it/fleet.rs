@@ -1,5 +1,10 @@
-//! Leadership, maintenance, heartbeats and periodic jobs against a real PostgreSQL, with
-//! several clients in one process. Tests with killed OS processes live in millrace-test.
+//! Leadership, maintenance, heartbeats and periodic jobs with several clients in one
+//! process, on the fixture's database: a PostgreSQL schema here, a SQLite file in
+//! `crates/millrace-sqlite/tests/it/`, which compiles this file with `#[path]`. The raw SQL
+//! that differs between the two (times, JSON, arrays, how a resign request travels) comes from
+//! the fixture. On SQLite, leadership notifications travel through the polled
+//! `river_notification` outbox instead of `NOTIFY`, about 100 ms late, which the bounds allow
+//! for. Tests with killed OS processes live in millrace-cli.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,10 +14,13 @@ use millrace::{
     Client, ClientBuilder, Event, EventKind, InsertOpts, Job, JobArgs, JobId, JobState,
     PeriodicJob, QueueConfig, Schedule, UniqueOpts, WorkError, Worker, Workers,
 };
-use millrace_postgres::PgDriver;
-use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
+
+use crate::fixture::{
+    D, Db, TestDb, sql_attempted_by, sql_epoch, sql_metadata_is_true, sql_metadata_text, sql_now,
+    sql_now_plus,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -37,7 +45,7 @@ impl Worker for TickWorker {
     }
 }
 
-fn builder(db: &TestDb, id: &str) -> ClientBuilder<PgDriver> {
+fn builder(db: &TestDb, id: &str) -> ClientBuilder<D> {
     let mut workers = Workers::new();
     workers.register(TickWorker::default()).unwrap();
     Client::builder(db.driver())
@@ -51,14 +59,18 @@ fn builder(db: &TestDb, id: &str) -> ClientBuilder<PgDriver> {
         .heartbeat_lease(Duration::from_secs(2))
 }
 
-async fn exec(db: &TestDb, sql: &str) {
-    let sql = sql
-        .replace("{job}", &db.schema().qualify("river_job"))
+/// `sql` with its table placeholders (`{job}`, `{queue}`, `{leader}`, `{client}`,
+/// `{periodic}`) replaced by the test schema's qualified names.
+fn qualify_tables(db: &TestDb, sql: &str) -> String {
+    sql.replace("{job}", &db.schema().qualify("river_job"))
         .replace("{queue}", &db.schema().qualify("river_queue"))
         .replace("{leader}", &db.schema().qualify("river_leader"))
         .replace("{client}", &db.schema().qualify("millrace_client"))
-        .replace("{periodic}", &db.schema().qualify("millrace_periodic_job"));
-    sqlx::query(AssertSqlSafe(sql))
+        .replace("{periodic}", &db.schema().qualify("millrace_periodic_job"))
+}
+
+async fn exec(db: &TestDb, sql: &str) {
+    sqlx::query(AssertSqlSafe(qualify_tables(db, sql)))
         .execute(db.pool())
         .await
         .unwrap();
@@ -66,32 +78,21 @@ async fn exec(db: &TestDb, sql: &str) {
 
 async fn scalar<T>(db: &TestDb, sql: &str) -> T
 where
-    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+    T: for<'r> sqlx::Decode<'r, Db> + sqlx::Type<Db> + Send + Unpin,
 {
-    let sql = sql
-        .replace("{job}", &db.schema().qualify("river_job"))
-        .replace("{leader}", &db.schema().qualify("river_leader"))
-        .replace("{periodic}", &db.schema().qualify("millrace_periodic_job"));
-    sqlx::query_scalar(AssertSqlSafe(sql))
+    sqlx::query_scalar(AssertSqlSafe(qualify_tables(db, sql)))
         .fetch_one(db.pool())
         .await
         .unwrap()
 }
 
-/// Polls `check` every 50 ms until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Waits, up to [`DEADLINE`], until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let wait = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(DEADLINE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"));
+    millrace_test::eventually(what, DEADLINE, check).await;
 }
 
 async fn river_leader(db: &TestDb) -> Option<String> {
@@ -133,6 +134,10 @@ async fn one_leader_and_failover_when_it_stops() {
     other.stop().await.unwrap();
 }
 
+// Regression (SQLite): the follower's listener can read `request_resign` and the leader's
+// `resigned` in one poll of the outbox; the wake-up for the request then lingered and made the
+// follower resign the moment it was elected. A leader now acts only on requests that arrived
+// after its election.
 #[tokio::test]
 async fn leader_resigns_on_request() {
     let db = TestDb::new().await;
@@ -145,12 +150,7 @@ async fn leader_resigns_on_request() {
     })
     .await;
     let first = river_leader(&db).await.unwrap();
-    let channel = format!("{}.river_leadership", db.schema().name());
-    sqlx::query("SELECT pg_notify($1, '{\"action\":\"request_resign\",\"leader_id\":\"\"}')")
-        .bind(channel)
-        .execute(db.pool())
-        .await
-        .unwrap();
+    crate::fixture::request_resign(&db).await;
     eventually("another client leads", || async {
         river_leader(&db).await.is_some_and(|l| l != first)
     })
@@ -163,7 +163,7 @@ async fn leader_resigns_on_request() {
 async fn a_river_clients_leadership_is_respected() {
     let db = TestDb::new().await;
     // A River client leads: Millrace must not run River's maintenance (here, the scheduler).
-    exec(&db, "INSERT INTO {leader} (leader_id, elected_at, expires_at) VALUES ('river-go', now(), now() + interval '1 hour')").await;
+    crate::fixture::insert_river_leader(&db, "river-go").await;
     let client = builder(&db, "client-a").build().unwrap();
     let id = client
         .insert(
@@ -208,11 +208,16 @@ async fn dead_clients_jobs_are_rescued_when_its_lease_runs_out() {
     let id = client.insert(Tick {}, None).await.unwrap().job.id;
     // A Millrace client took the job, then died: its lease ran out a moment ago.
     exec(&db, &format!(
-        "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id = {id}"
+        "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = {}, attempted_by = {} WHERE id = {id}",
+        sql_now(),
+        sql_attempted_by("ghost")
     )).await;
     exec(
         &db,
-        "INSERT INTO {client} (id, lease_expires_at) VALUES ('ghost', now() - interval '1 second')",
+        &format!(
+            "INSERT INTO {{client}} (id, lease_expires_at) VALUES ('ghost', {})",
+            sql_now_plus(-1)
+        ),
     )
     .await;
     let mut events = client.subscribe();
@@ -236,25 +241,14 @@ async fn dead_clients_jobs_are_rescued_when_its_lease_runs_out() {
     assert_eq!(row.metadata["river:rescue_count"], 1);
     // The rescuer deletes the row after its pass, which may end after the rescued job's
     // outcome is stored: wait for it, within the pass's bound.
-    let ghost_gone = async {
-        loop {
-            let ghosts: i64 = scalar(
-                &db,
-                &format!(
-                    "SELECT count(*) FROM {} WHERE id = 'ghost'",
-                    db.schema().qualify("millrace_client")
-                ),
-            )
-            .await;
-            if ghosts == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), ghost_gone)
-        .await
-        .expect("a rescued client's row is removed");
+    millrace_test::eventually(
+        "a rescued client's row is removed",
+        Duration::from_secs(10),
+        || async {
+            scalar::<i64>(&db, "SELECT count(*) FROM {client} WHERE id = 'ghost'").await == 0
+        },
+    )
+    .await;
     client.stop().await.unwrap();
 }
 
@@ -272,15 +266,22 @@ async fn dead_clients_jobs_are_rescued_past_a_full_batch_of_persistent_instances
     let last_instance = instances.last().unwrap().job.id;
     // The ghost held 1,000 persistent instances (the first rows by id), then this job.
     exec(&db, &format!(
-        "UPDATE {{job}} SET kind = 'millrace_persistent:ghostly', queue = 'millrace_persistent', state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id <= {last_instance}"
+        "UPDATE {{job}} SET kind = 'millrace_persistent:ghostly', queue = 'millrace_persistent', state = 'running', attempt = 1, attempted_at = {}, attempted_by = {} WHERE id <= {last_instance}",
+        sql_now(),
+        sql_attempted_by("ghost")
     )).await;
     let id = client.insert(Tick {}, None).await.unwrap().job.id;
     exec(&db, &format!(
-        "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{ghost}}' WHERE id = {id}"
+        "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = {}, attempted_by = {} WHERE id = {id}",
+        sql_now(),
+        sql_attempted_by("ghost")
     )).await;
     exec(
         &db,
-        "INSERT INTO {client} (id, lease_expires_at) VALUES ('ghost', now() - interval '1 second')",
+        &format!(
+            "INSERT INTO {{client}} (id, lease_expires_at) VALUES ('ghost', {})",
+            sql_now_plus(-1)
+        ),
     )
     .await;
     let mut events = client.subscribe();
@@ -309,12 +310,21 @@ async fn stuck_jobs_of_unknown_clients_follow_rivers_rule() {
     let live = client.insert(Tick {}, None).await.unwrap().job.id;
     // A River client (no heartbeat row) took `stuck` two hours ago and `recent` just now; a
     // live Millrace client took `live` two hours ago and still heartbeats.
-    exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now() - interval '2 hours', attempted_by = '{{river-go}}' WHERE id = {stuck}")).await;
-    exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{{river-go}}' WHERE id = {recent}")).await;
-    exec(&db, &format!("UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = now() - interval '2 hours', attempted_by = '{{alive}}' WHERE id = {live}")).await;
+    let running = |at: String, by: &str, id: JobId| {
+        format!(
+            "UPDATE {{job}} SET state = 'running', attempt = 1, attempted_at = {at}, attempted_by = {} WHERE id = {id}",
+            sql_attempted_by(by)
+        )
+    };
+    exec(&db, &running(sql_now_plus(-2 * 3600), "river-go", stuck)).await;
+    exec(&db, &running(sql_now(), "river-go", recent)).await;
+    exec(&db, &running(sql_now_plus(-2 * 3600), "alive", live)).await;
     exec(
         &db,
-        "INSERT INTO {client} (id, lease_expires_at) VALUES ('alive', now() + interval '1 hour')",
+        &format!(
+            "INSERT INTO {{client}} (id, lease_expires_at) VALUES ('alive', {})",
+            sql_now_plus(3600)
+        ),
     )
     .await;
     let mut events = client.subscribe();
@@ -347,18 +357,23 @@ async fn cleaners_delete_jobs_and_queues_past_retention() {
                 .id,
         );
     }
-    let fin = |state: &str, age: &str, id: JobId| {
+    const HOUR: i64 = 3600;
+    let fin = |state: &str, age_secs: i64, id: JobId| {
         format!(
-            "UPDATE {{job}} SET state = '{state}', finalized_at = now() - interval '{age}' WHERE id = {id}"
+            "UPDATE {{job}} SET state = '{state}', finalized_at = {} WHERE id = {id}",
+            sql_now_plus(-age_secs)
         )
     };
-    exec(&db, &fin("completed", "25 hours", ids[0])).await;
-    exec(&db, &fin("cancelled", "25 hours", ids[1])).await;
-    exec(&db, &fin("discarded", "2 days", ids[2])).await;
-    exec(&db, &fin("completed", "1 hour", ids[3])).await;
+    exec(&db, &fin("completed", 25 * HOUR, ids[0])).await;
+    exec(&db, &fin("cancelled", 25 * HOUR, ids[1])).await;
+    exec(&db, &fin("discarded", 48 * HOUR, ids[2])).await;
+    exec(&db, &fin("completed", HOUR, ids[3])).await;
     exec(
         &db,
-        "INSERT INTO {queue} (name, updated_at) VALUES ('stale', now() - interval '25 hours')",
+        &format!(
+            "INSERT INTO {{queue}} (name, updated_at) VALUES ('stale', {})",
+            sql_now_plus(-25 * HOUR)
+        ),
     )
     .await;
     client.start().await.unwrap();
@@ -400,7 +415,15 @@ async fn cleaners_delete_jobs_and_queues_past_retention() {
 }
 
 async fn periodic_jobs_of(db: &TestDb, id: &str) -> i64 {
-    scalar(db, &format!("SELECT count(*) FROM {{job}} WHERE metadata ->> 'river:periodic_job_id' = '{id}' AND metadata -> 'periodic' = 'true'")).await
+    scalar(
+        db,
+        &format!(
+            "SELECT count(*) FROM {{job}} WHERE {} = '{id}' AND {}",
+            sql_metadata_text("river:periodic_job_id"),
+            sql_metadata_is_true("periodic")
+        ),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -417,7 +440,14 @@ async fn periodic_job_runs_on_start_and_on_its_interval() {
         periodic_jobs_of(&db, "every_300ms").await >= 3
     })
     .await;
-    let stored: i64 = scalar(&db, "SELECT count(*) FROM {periodic} WHERE id = 'every_300ms' AND next_run_at > now() - interval '1 minute'").await;
+    let stored: i64 = scalar(
+        &db,
+        &format!(
+            "SELECT count(*) FROM {{periodic}} WHERE id = 'every_300ms' AND next_run_at > {}",
+            sql_now_plus(-60)
+        ),
+    )
+    .await;
     assert_eq!(stored, 1, "the next run is stored");
     // Removed at run time: no more runs.
     assert!(client.periodic_jobs().remove_by_id("every_300ms"));
@@ -429,7 +459,10 @@ async fn run_on_start_waits_for_a_stored_next_run() {
     let db = TestDb::new().await;
     exec(
         &db,
-        "INSERT INTO {periodic} (id, next_run_at) VALUES ('stored', now() + interval '1 hour')",
+        &format!(
+            "INSERT INTO {{periodic}} (id, next_run_at) VALUES ('stored', {})",
+            sql_now_plus(3600)
+        ),
     )
     .await;
     let stored = PeriodicJob::new(Schedule::interval(Duration::from_secs(3600)), || {
@@ -463,7 +496,10 @@ async fn missed_runs_coalesce_into_one() {
     // The next run was due an hour ago: many 1-minute ticks were missed while no client ran.
     exec(
         &db,
-        "INSERT INTO {periodic} (id, next_run_at) VALUES ('minutely', now() - interval '1 hour')",
+        &format!(
+            "INSERT INTO {{periodic}} (id, next_run_at) VALUES ('minutely', {})",
+            sql_now_plus(-3600)
+        ),
     )
     .await;
     let job = PeriodicJob::new(Schedule::interval(Duration::from_secs(60)), || {
@@ -478,7 +514,10 @@ async fn missed_runs_coalesce_into_one() {
     .await;
     let next_in_future: bool = scalar(
         &db,
-        "SELECT next_run_at > now() FROM {periodic} WHERE id = 'minutely'",
+        &format!(
+            "SELECT next_run_at > {} FROM {{periodic}} WHERE id = 'minutely'",
+            sql_now()
+        ),
     )
     .await;
     assert!(next_in_future);
@@ -499,7 +538,7 @@ async fn three_clients_insert_one_job_per_tick_across_a_leader_change() {
         })
         .id("shared_tick")
     };
-    let clients: Vec<Client<PgDriver>> = (0..3)
+    let clients: Vec<Client<D>> = (0..3)
         .map(|n| {
             builder(&db, &format!("client-{n}"))
                 .periodic_job(job())
@@ -531,7 +570,15 @@ async fn three_clients_insert_one_job_per_tick_across_a_leader_change() {
     })
     .await;
     // Exactly one job per tick: consecutive runs are at least most of an interval apart.
-    let min_gap_ms: f64 = scalar(&db, "SELECT coalesce(min(gap), 1e9)::float8 FROM (SELECT extract(epoch FROM created_at - lag(created_at) OVER (ORDER BY created_at)) * 1000 AS gap FROM {job} WHERE metadata ->> 'river:periodic_job_id' = 'shared_tick') g").await;
+    let created = sql_epoch("created_at");
+    let min_gap_ms: f64 = scalar(
+        &db,
+        &format!(
+            "SELECT coalesce(min(gap), 1e9) FROM (SELECT ({created} - lag({created}) OVER (ORDER BY created_at)) * 1000 AS gap FROM {{job}} WHERE {} = 'shared_tick') g",
+            sql_metadata_text("river:periodic_job_id")
+        ),
+    )
+    .await;
     assert!(min_gap_ms > 350.0, "two runs {min_gap_ms} ms apart");
     for (n, c) in clients.iter().enumerate() {
         if n != index {
@@ -592,7 +639,7 @@ async fn seed_recipe_keeps_exactly_one_instance() {
         max_running: Arc::new(AtomicUsize::new(0)),
         finish: Arc::new(AtomicBool::new(false)),
     };
-    let clients: Vec<Client<PgDriver>> = (0..3)
+    let clients: Vec<Client<D>> = (0..3)
         .map(|n| {
             let mut workers = Workers::new();
             workers.register(worker.clone()).unwrap();
@@ -620,18 +667,13 @@ async fn seed_recipe_keeps_exactly_one_instance() {
     })
     .await;
     // Many ticks pass: the live instance blocks every new insert, and is not restarted.
-    let ticks_before = scalar::<i64>(
-        &db,
-        "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'",
-    )
-    .await;
+    let next_run_secs = format!(
+        "SELECT CAST({} AS BIGINT) FROM {{periodic}} WHERE id = 'seed'",
+        sql_epoch("next_run_at")
+    );
+    let ticks_before = scalar::<i64>(&db, &next_run_secs).await;
     eventually("several ticks", || async {
-        scalar::<i64>(
-            &db,
-            "SELECT extract(epoch FROM next_run_at)::bigint FROM {periodic} WHERE id = 'seed'",
-        )
-        .await
-            > ticks_before
+        scalar::<i64>(&db, &next_run_secs).await > ticks_before
     })
     .await;
     assert_eq!(seeds().await, 1);

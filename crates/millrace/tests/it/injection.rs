@@ -9,8 +9,9 @@
 use std::time::Duration;
 
 use millrace::{
-    BoxError, Client, Driver, Error, InsertOpts, Job, JobArgs, JobListParams, PeriodicJob,
-    PersistentContext, PersistentWorker, QueueConfig, Schedule, Schema, WorkError, Worker, Workers,
+    BoxError, Client, Driver, Error, InsertManyParams, InsertOpts, Job, JobArgs, JobListParams,
+    PeriodicJob, PersistentContext, PersistentWorker, QueueConfig, Schedule, Schema, WorkError,
+    Worker, Workers,
 };
 use millrace_driver::Executor as _;
 use serde::{Deserialize, Serialize};
@@ -171,6 +172,79 @@ async fn hostile_metadata_is_stored_as_given_or_refused() {
             }
             Err(err) => assert_typed("metadata", &name, Err(err)),
         }
+    }
+    assert_eq!(job_count(&client).await, stored);
+}
+
+/// Args holding hostile strings, as keys and values, are stored as given; those holding NUL,
+/// which PostgreSQL's `jsonb` cannot store, are refused with a typed error before anything is
+/// sent, on every insert path, and take their whole batch with them (issue 20). SQLite would
+/// store them; it refuses them too, so a job means the same on either driver.
+#[tokio::test]
+async fn hostile_args_are_stored_as_given_or_refused_on_every_insert_path() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Text {
+        s: String,
+    }
+    impl JobArgs for Text {
+        const KIND: &'static str = "text";
+    }
+
+    let db = TestDb::new().await;
+    let client = Client::builder(db.driver()).build().unwrap();
+    let mut stored = 0;
+    for name in hostile() {
+        let args = serde_json::json!({ "s": name.clone(), name.clone(): name.clone() });
+        let inserted = client
+            .insert_many([InsertManyParams::from_json("note", &args)])
+            .await;
+        if !name.contains('\0') {
+            let inserted = inserted.unwrap_or_else(|err| panic!("args {name:?}: {err:?}"));
+            let row = client.job_get(inserted[0].job.id).await.unwrap();
+            assert_eq!(row.args, args, "args {name:?} were not stored as given");
+            stored += 1;
+            continue;
+        }
+        assert!(
+            matches!(&inserted, Err(Error::InvalidInsert(m)) if m.contains("NUL")),
+            "insert_many of args {name:?}: {inserted:?}"
+        );
+        let one = client.insert(Text { s: name.clone() }, None).await;
+        assert!(
+            matches!(&one, Err(Error::InvalidInsert(m)) if m.contains("NUL")),
+            "insert of args {name:?}: {one:?}"
+        );
+        // One bad job fails its batch, on both batch paths: nothing of it is stored.
+        let batch = || {
+            [
+                InsertManyParams::new(Text {
+                    s: "fine".to_owned(),
+                }),
+                InsertManyParams::from_json("note", &args),
+            ]
+        };
+        let many = client.insert_many(batch()).await;
+        assert!(
+            matches!(&many, Err(Error::InvalidInsert(_))),
+            "insert_many batch with args {name:?}: {many:?}"
+        );
+        let fast = client.insert_many_fast(batch()).await;
+        assert!(
+            matches!(&fast, Err(Error::InvalidInsert(_))),
+            "insert_many_fast batch with args {name:?}: {fast:?}"
+        );
+        // A periodic job is refused when it is added, not at each run.
+        let periodic = Client::builder(db.driver())
+            .periodic_job(PeriodicJob::new(
+                Schedule::interval(Duration::from_secs(3600)),
+                move || (Text { s: name.clone() }, None),
+            ))
+            .build();
+        assert!(
+            matches!(&periodic, Err(Error::InvalidInsert(m)) if m.contains("NUL")),
+            "periodic job with NUL args: {:?}",
+            periodic.err()
+        );
     }
     assert_eq!(job_count(&client).await, stored);
 }

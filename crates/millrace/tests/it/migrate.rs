@@ -22,11 +22,15 @@ const RIVER_SCHEMA_V8: &str = include_str!("../../../millrace-postgres/tests/riv
 
 const SCHEMA_PLACEHOLDER: &str = "SCHEMA_NAME";
 
-/// The tables of line `millrace` version 1, in pg_dump's order.
-const MILLRACE_TABLES: [&str; 3] = [
+/// The versions of line `millrace` (2 is the sequences' index).
+const MILLRACE_VERSIONS: [i64; 3] = [1, 2, 3];
+
+/// The tables of line `millrace` (version 1, and version 3's fetch log), in pg_dump's order.
+const MILLRACE_TABLES: [&str; 4] = [
     "millrace_client",
     "millrace_leader",
     "millrace_periodic_job",
+    "millrace_rate_limit_fetch",
 ];
 
 fn database_url() -> String {
@@ -267,7 +271,8 @@ fn mask_notify_body(dump: &str) -> String {
 /// when the object it belongs to is named `millrace_*`: for tables, sequences, types and
 /// functions that is the name itself; for constraints, defaults and triggers the name starts
 /// with their table's; for comments it follows the kind of object (`TABLE millrace_client`);
-/// an index belongs to the table its `ON` clause names, whatever the index's own name. Those
+/// an index named `millrace_*` is Millrace's even on River's table, and any other index
+/// belongs to the table its `ON` clause names. Those
 /// blocks are dropped whole (the `ALTER ... OWNER` of a table is in its block); every other
 /// byte is kept, in pg_dump's order.
 fn split_millrace_objects(dump: &str) -> (String, Vec<String>) {
@@ -294,6 +299,8 @@ fn split_millrace_objects(dump: &str) -> (String, Vec<String>) {
             continue;
         };
         let owner = match kind {
+            // An index Millrace adds to River's table (the sequences' index) is Millrace's.
+            "INDEX" if name.starts_with("millrace_") => name,
             "INDEX" => {
                 let on = block
                     .split_once(" ON ")
@@ -345,7 +352,7 @@ async fn schema_matches_rivers_dump() {
         step_versions(&report),
         (1..=8)
             .map(|v| (LINE_MAIN, v))
-            .chain([(LINE_MILLRACE, 1)])
+            .chain(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)))
             .collect::<Vec<_>>()
     );
     assert_river_dump(
@@ -355,7 +362,7 @@ async fn schema_matches_rivers_dump() {
         "schema after migrate-up vs river_schema_v8.sql",
     );
     assert_eq!(db.applied(LINE_MAIN).await, (1..=8).collect::<Vec<_>>());
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, MILLRACE_VERSIONS);
 
     // Everything is applied, so a second run does nothing.
     let again = db.migrator().migrate_up(MigrateOpts::new()).await.unwrap();
@@ -377,7 +384,7 @@ async fn every_version_matches_river_up_and_down() {
         // Line millrace comes with main version 5, which lets river_migration record it.
         let mut expected = vec![(LINE_MAIN, version)];
         if version == 5 {
-            expected.push((LINE_MILLRACE, 1));
+            expected.extend(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)));
         }
         assert_eq!(step_versions(&report), expected);
         assert_river_dump(
@@ -397,7 +404,9 @@ async fn every_version_matches_river_up_and_down() {
         // Reverting main version 5 takes line millrace to nothing first.
         let mut expected = vec![(LINE_MAIN, version)];
         if version == 5 {
-            expected.insert(0, (LINE_MILLRACE, 1));
+            for v in MILLRACE_VERSIONS {
+                expected.insert(0, (LINE_MILLRACE, v));
+            }
         }
         assert_eq!(step_versions(&report), expected);
         assert_river_dump(
@@ -442,8 +451,10 @@ async fn round_trip_up_down_to_zero_up() {
     assert_eq!(down.direction, MigrationDirection::Down);
     assert_eq!(
         step_versions(&down),
-        [(LINE_MILLRACE, 1)]
+        MILLRACE_VERSIONS
             .into_iter()
+            .rev()
+            .map(|v| (LINE_MILLRACE, v))
             .chain((1..=8).rev().map(|v| (LINE_MAIN, v)))
             .collect::<Vec<_>>()
     );
@@ -481,7 +492,13 @@ async fn down_goes_one_version_by_default_and_targets_are_left_applied() {
     // Below main version 5, line millrace goes first, whole (and is not counted as a step).
     assert_eq!(
         step_versions(&to_3),
-        [(LINE_MILLRACE, 1), (LINE_MAIN, 5), (LINE_MAIN, 4)]
+        [
+            (LINE_MILLRACE, 3),
+            (LINE_MILLRACE, 2),
+            (LINE_MILLRACE, 1),
+            (LINE_MAIN, 5),
+            (LINE_MAIN, 4)
+        ]
     );
     // Below version 5 the driver reads and writes River's older river_migration table.
     assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3]);
@@ -502,7 +519,7 @@ async fn down_goes_one_version_by_default_and_targets_are_left_applied() {
         step_versions(&up),
         (4..=8)
             .map(|v| (LINE_MAIN, v))
-            .chain([(LINE_MILLRACE, 1)])
+            .chain(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)))
             .collect::<Vec<_>>()
     );
     assert_river_dump(&db.dump(), RIVER_SCHEMA_V8, true, "after down to 3 and up");
@@ -521,7 +538,7 @@ async fn target_version_7_leaves_version_8_pending() {
         step_versions(&report),
         (1..=7)
             .map(|v| (LINE_MAIN, v))
-            .chain([(LINE_MILLRACE, 1)])
+            .chain(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)))
             .collect::<Vec<_>>()
     );
 
@@ -587,7 +604,7 @@ async fn adopts_databases_river_migrated() {
             step_versions(&report),
             (river_version + 1..=8)
                 .map(|v| (LINE_MAIN, v))
-                .chain([(LINE_MILLRACE, 1)])
+                .chain(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)))
                 .collect::<Vec<_>>()
         );
         // River's rows are kept as River wrote them.
@@ -616,7 +633,10 @@ async fn river_accepts_what_millrace_migrated() {
         .migrate_down(MigrateOpts::new().line(LINE_MILLRACE).target_version(0))
         .await
         .unwrap();
-    assert_eq!(step_versions(&down), [(LINE_MILLRACE, 1)]);
+    assert_eq!(
+        step_versions(&down),
+        [(LINE_MILLRACE, 3), (LINE_MILLRACE, 2), (LINE_MILLRACE, 1)]
+    );
     assert!(db.applied(LINE_MILLRACE).await.is_empty());
     // River's CLI takes the schema all the way down, then up again.
     db.river(&["migrate-down", "--target-version", "-1"]);
@@ -626,10 +646,13 @@ async fn river_accepts_what_millrace_migrated() {
     // River's CLI leaves line millrace to Millrace, which takes it up again.
     assert_eq!(
         migrator.validate(None).await.unwrap().to_string(),
-        "pending migrations: millrace 001 (fleet)"
+        "pending migrations: millrace 001 (fleet), millrace 002 (sequences), millrace 003 (rate_limits)"
     );
     let up = migrator.migrate_up(MigrateOpts::new()).await.unwrap();
-    assert_eq!(step_versions(&up), [(LINE_MILLRACE, 1)]);
+    assert_eq!(
+        step_versions(&up),
+        [(LINE_MILLRACE, 1), (LINE_MILLRACE, 2), (LINE_MILLRACE, 3)]
+    );
     assert!(migrator.validate(None).await.unwrap().is_valid());
     db.river(&["validate"]);
 }
@@ -645,7 +668,7 @@ async fn river_refuses_to_revert_version_5_while_line_millrace_has_rows() {
     // River runs each version in a transaction of its own: 8 to 6 went, 5 rolled back whole,
     // and line millrace is untouched.
     assert_eq!(db.applied(LINE_MAIN).await, [1, 2, 3, 4, 5]);
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, MILLRACE_VERSIONS);
     assert!(
         db.driver()
             .executor()
@@ -661,7 +684,7 @@ async fn river_refuses_to_revert_version_5_while_line_millrace_has_rows() {
         .unwrap();
     assert_eq!(
         step_versions(&down),
-        [(LINE_MILLRACE, 1)]
+        [(LINE_MILLRACE, 3), (LINE_MILLRACE, 2), (LINE_MILLRACE, 1)]
             .into_iter()
             .chain((1..=5).rev().map(|v| (LINE_MAIN, v)))
             .collect::<Vec<_>>()
@@ -717,7 +740,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
     let migrator = db.migrator();
     migrator.migrate_up(MigrateOpts::new()).await.unwrap();
     // As a newer Millrace would record a version after this release's newest.
-    db.exec("INSERT INTO /*schema*/river_migration (line, version) VALUES ('millrace', 2)")
+    db.exec("INSERT INTO /*schema*/river_migration (line, version) VALUES ('millrace', 4)")
         .await;
 
     let list = migrator.list().await.unwrap();
@@ -726,7 +749,15 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
         .filter(|m| m.line == LINE_MILLRACE)
         .map(|m| (m.version, m.name, m.is_applied()))
         .collect();
-    assert_eq!(millrace, [(1, Some("fleet"), true), (2, None, true)]);
+    assert_eq!(
+        millrace,
+        [
+            (1, Some("fleet"), true),
+            (2, Some("sequences"), true),
+            (3, Some("rate_limits"), true),
+            (4, None, true)
+        ]
+    );
 
     let err = migrator
         .migrate_down(MigrateOpts::new().target_version(0))
@@ -735,7 +766,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
     assert!(matches!(err, Error::Migration(_)), "{err:?}");
     assert!(
         err.to_string()
-            .contains("line millrace has version 2 applied"),
+            .contains("line millrace has version 4 applied"),
         "{err}"
     );
     assert_eq!(
@@ -745,7 +776,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
     );
     assert_eq!(
         db.applied(LINE_MILLRACE).await,
-        [1, 2],
+        [1, 2, 3, 4],
         "nothing was reverted"
     );
     // Line millrace alone will not go down either, even one version.
@@ -755,7 +786,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("line millrace has version 2 applied"),
+            .contains("line millrace has version 4 applied"),
         "{err}"
     );
     // Above version 5, line main goes down regardless.
@@ -763,7 +794,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
         .migrate_down(MigrateOpts::new().target_version(5))
         .await
         .unwrap();
-    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2]);
+    assert_eq!(db.applied(LINE_MILLRACE).await, [1, 2, 3, 4]);
 }
 
 /// PgDriver whose line `millrace` has two test versions after the real version 1, standing in
@@ -937,7 +968,7 @@ async fn dry_run_changes_nothing() {
         step_versions(&report),
         (1..=8)
             .map(|v| (LINE_MAIN, v))
-            .chain([(LINE_MILLRACE, 1)])
+            .chain(MILLRACE_VERSIONS.map(|v| (LINE_MILLRACE, v)))
             .collect::<Vec<_>>()
     );
     assert!(report.steps.iter().all(|s| s.duration.is_zero()));
@@ -979,7 +1010,10 @@ async fn sql_fills_in_the_schema() {
         Err(Error::Migration(_))
     ));
     assert_eq!(migrator.versions("main").unwrap().len(), 8);
-    assert_eq!(migrator.versions("millrace").unwrap(), [(1, "fleet")]);
+    assert_eq!(
+        migrator.versions("millrace").unwrap(),
+        [(1, "fleet"), (2, "sequences"), (3, "rate_limits")]
+    );
     let fleet = migrator.sql("millrace", 1, MigrationDirection::Up).unwrap();
     assert!(
         fleet.contains(&format!("CREATE TABLE \"{}\".millrace_client", db.name)),
@@ -987,7 +1021,7 @@ async fn sql_fills_in_the_schema() {
     );
     assert!(!fleet.contains("/*schema*/"));
     assert!(matches!(
-        migrator.sql("millrace", 2, MigrationDirection::Up),
+        migrator.sql("millrace", 4, MigrationDirection::Up),
         Err(Error::Migration(_))
     ));
 }

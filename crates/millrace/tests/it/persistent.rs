@@ -36,7 +36,11 @@ impl PersistentWorker for Loop {
             if self.fail.load(Ordering::SeqCst) {
                 return Err::<(), BoxError>("persistent failure".into());
             }
-            ctx.record_progress(serde_json::json!({ "attempt": ctx.attempt() }))
+            // The deprecated attempt stays tested while it is public.
+            #[allow(deprecated)]
+            let attempt = ctx.attempt();
+            let token = ctx.fencing_token();
+            ctx.record_progress(serde_json::json!({ "attempt": attempt, "token": token }))
                 .await?;
             ctx.cancelled().await;
             Ok(())
@@ -71,19 +75,13 @@ fn fast() -> PersistentOpts {
         .keep_errors(3)
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Waits, up to [`DEADLINE`], until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let wait = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(DEADLINE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"));
+    millrace_test::eventually(what, DEADLINE, check).await;
 }
 
 #[tokio::test]
@@ -115,6 +113,9 @@ async fn one_instance_across_clients_starts_at_once() {
     let (state, attempt, metadata, _) = persistent_row(&db).await;
     assert_eq!(state, "running");
     assert_eq!(metadata["progress"]["attempt"], attempt);
+    // The one token the instance is fenced on is the row's `millrace:fence`.
+    assert_eq!(metadata["progress"]["token"], metadata["millrace:fence"]);
+    assert!(metadata["millrace:fence"].as_i64().is_some_and(|t| t >= 1));
     // Several renewal periods later, still exactly one, never restarted.
     tokio::time::timeout(Duration::from_secs(2), std::future::pending::<()>())
         .await

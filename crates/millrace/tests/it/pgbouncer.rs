@@ -286,20 +286,13 @@ async fn count(db: &TestDb, filter: &str) -> i64 {
         .unwrap()
 }
 
-/// Polls `check` every 50 ms until it holds or the deadline passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Waits, up to [`DEADLINE`], until `check` holds.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let wait = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(DEADLINE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not happen within {DEADLINE:?}"));
+    millrace_test::eventually(what, DEADLINE, check).await;
 }
 
 /// A PgBouncer of this test's own, in transaction mode on a free port, in front of the test

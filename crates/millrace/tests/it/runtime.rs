@@ -32,6 +32,9 @@ pub(crate) enum Script {
         millis: u64,
     },
     Panic,
+    /// Fails with a message holding a NUL character, after trying to record output and merge
+    /// metadata that hold one (both refused).
+    FailWithNul,
     /// Waits for its token, then fails (a cooperative long job).
     WaitForToken,
     /// Sleeps without looking at its token.
@@ -65,6 +68,16 @@ impl Worker for ScriptedWorker {
             Script::Cancel => Err(WorkError::cancel("scripted cancel")),
             Script::Snooze { millis } => Err(WorkError::snooze(Duration::from_millis(millis))),
             Script::Panic => panic!("scripted panic"),
+            Script::FailWithNul => {
+                let output = job.set_output("out\0put");
+                assert!(
+                    matches!(output, Err(Error::InvalidArgument(_))),
+                    "{output:?}"
+                );
+                let merge = job.merge_metadata(serde_json::json!({ "p": "a\0b" })).await;
+                assert!(matches!(merge, Err(Error::InvalidArgument(_))), "{merge:?}");
+                Err(WorkError::msg("bad\0byte"))
+            }
             Script::WaitForToken => {
                 job.cancelled().await;
                 Err(WorkError::msg("stopped by its token"))
@@ -170,6 +183,35 @@ async fn failed_job_is_retried_with_an_attempt_error() {
     // It runs again once due, as attempt 2.
     let (_, second) = rt.outcome(id).await;
     assert_eq!(second.attempt, 2);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_error_holding_nul_is_recorded_and_its_batch_completes() {
+    let db = TestDb::new().await;
+    let mut rt = start(&db, |b| b).await;
+    // Inserted together so that they are fetched, and completed, in one batch.
+    let bad = rt.insert(Script::FailWithNul, None).await;
+    let good = rt.insert(Script::Succeed, None).await;
+    let (kind, _) = rt.outcome(bad).await;
+    assert_eq!(kind, EventKind::JobFailed);
+    let row = rt.client.job_get(bad).await.unwrap();
+    assert_eq!(row.errors.len(), 1);
+    assert_eq!(row.errors[0].error, "bad\u{FFFD}byte");
+    assert!(row.metadata.get("p").is_none());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let row = rt.client.job_get(good).await.unwrap();
+        if row.state == JobState::Completed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job beside it is {:?}",
+            row.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     rt.client.stop().await.unwrap();
 }
 
@@ -566,6 +608,48 @@ async fn paused_queue_is_not_fetched_until_resumed() {
     .await
     .unwrap();
     assert_eq!(paused, Some(true));
+    rt.client.queue_resume("default").await.unwrap();
+    assert_eq!(rt.outcome(id).await.0, EventKind::JobCompleted);
+    rt.client.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_started_on_a_paused_queue_takes_nothing_from_it() {
+    let db = TestDb::new().await;
+    let worker = ScriptedWorker::default();
+    let client = builder(&db, worker.clone())
+        .queue("other", QueueConfig::new())
+        .build()
+        .expect("build");
+    let events = client.subscribe();
+    client.queue_pause("default").await.unwrap();
+    let id = client
+        .insert(
+            Scripted {
+                script: Script::Succeed,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .job
+        .id;
+    client.start().await.expect("start");
+    let mut rt = Running {
+        client,
+        events,
+        worker,
+    };
+    // A job of another queue completing shows the producers are running; the paused
+    // queue's job must still be waiting, not taken by a first fetch before the first refresh.
+    let other = rt
+        .insert(Script::Succeed, Some(InsertOpts::new().queue("other")))
+        .await;
+    rt.outcome(other).await;
+    assert_eq!(
+        rt.client.job_get(id).await.unwrap().state,
+        JobState::Available
+    );
     rt.client.queue_resume("default").await.unwrap();
     assert_eq!(rt.outcome(id).await.0, EventKind::JobCompleted);
     rt.client.stop().await.unwrap();

@@ -55,7 +55,10 @@ async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
             break;
         }
     }
-    // Only once every job of theirs is handled, so a failure above retries next pass.
-    exec.client_delete(&dead).await?;
+    // Only once every job of theirs is handled, so a failure above retries next pass; and
+    // only rows still expired and holding no running job, since a client may have come back
+    // (SIGCONT) and taken jobs since the read above: without its row, those would be under
+    // no lease, and were it to die now no rescuer of ours would take them.
+    exec.client_delete_expired(&dead).await?;
     Ok(())
 }

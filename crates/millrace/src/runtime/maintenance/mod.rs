@@ -9,6 +9,7 @@ pub(crate) mod job_scheduler;
 pub(crate) mod periodic_enqueuer;
 pub(crate) mod queue_cleaner;
 pub(crate) mod reindexer;
+pub(crate) mod sequence_promoter;
 
 use std::future::Future;
 use std::pin::Pin;

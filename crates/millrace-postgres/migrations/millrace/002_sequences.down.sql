@@ -1,0 +1,1 @@
+DROP INDEX /*schema*/millrace_job_sequence_index;

@@ -1,0 +1,1 @@
+DROP TABLE /*schema*/millrace_rate_limit_fetch;

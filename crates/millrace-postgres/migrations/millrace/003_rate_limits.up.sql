@@ -1,0 +1,17 @@
+-- Rate limits (issue 19): one row per rate partition a rate-limited fetch took jobs of,
+-- with how many it took. A fetch sums a partition's rows younger than the queue's
+-- period and prunes the older ones, so the table holds at most the limit's number of
+-- rows per partition (plus those of queues no longer limited), and the index keeps
+-- both the sum and the prune to the queue's window. A row per fetch rather than per
+-- job: the jobs of one fetch start at one time, so the window is as exact, and a
+-- fetch of a thousand jobs writes one row, not a thousand.
+
+CREATE TABLE /*schema*/millrace_rate_limit_fetch (
+    queue text NOT NULL,
+    partition_key jsonb NOT NULL,
+    fetched_at timestamptz NOT NULL,
+    fetched integer NOT NULL CHECK (fetched > 0)
+);
+
+CREATE INDEX millrace_rate_limit_fetch_queue_fetched_at_index
+    ON /*schema*/millrace_rate_limit_fetch (queue, fetched_at);
