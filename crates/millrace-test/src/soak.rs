@@ -110,6 +110,7 @@ pub fn ledger_sql_pg(schema: &Schema) -> String {
              xact xid8 NOT NULL DEFAULT pg_current_xact_id());\n\
          CREATE TABLE IF NOT EXISTS {periodic_jobs} (\
              job_id bigint PRIMARY KEY, xact xid8 NOT NULL DEFAULT pg_current_xact_id());\n\
+         CREATE TABLE IF NOT EXISTS {drained} (job_id bigint NOT NULL);\n\
          CREATE OR REPLACE FUNCTION {move_fn}() RETURNS trigger LANGUAGE plpgsql AS $soak$ \
              BEGIN INSERT INTO {moves} (id, old_next, new_next) \
              VALUES (OLD.id, OLD.next_run_at, NEW.next_run_at); RETURN NULL; END $soak$;\n\
@@ -127,6 +128,7 @@ pub fn ledger_sql_pg(schema: &Schema) -> String {
         zombies = q("soak_zombie_beats"),
         moves = q("soak_periodic_moves"),
         periodic_jobs = q("soak_periodic_jobs"),
+        drained = q("soak_drained"),
         move_fn = q("soak_periodic_move"),
         insert_fn = q("soak_periodic_insert"),
         schedule = q("millrace_periodic_job"),
@@ -181,6 +183,9 @@ pub struct LedgerReport {
     pub persistent_holders: i64,
     /// Periodic jobs inserted.
     pub periodic_jobs: i64,
+    /// Periodic jobs the leader inserted after the drain (see [`mark_drained_pg`]), while the
+    /// workers were being stopped: not judged, since no one was left to work them.
+    pub after_drain: i64,
     /// Jobs per final state.
     pub states: BTreeMap<String, i64>,
 }
@@ -212,11 +217,12 @@ impl fmt::Display for LedgerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "jobs {} (periodic {}), attempts {}, lost {}, duplicated {}, unrecorded {}, \
+            "jobs {} (periodic {}, {} after the drain), attempts {}, lost {}, duplicated {}, unrecorded {}, \
              persistent overlaps {} over {} holders ({} fenced zombie beats), periodic faults \
              {}, unique faults {}; states {:?}",
             self.jobs,
             self.periodic_jobs,
+            self.after_drain,
             self.attempts,
             self.lost.len(),
             self.duplicated.len(),
@@ -229,6 +235,42 @@ impl fmt::Display for LedgerReport {
             self.states,
         )
     }
+}
+
+/// Marks a PostgreSQL soak drained when no job but the persistent instance is open, and says
+/// whether it did.
+///
+/// The count and the mark (the highest job id) are one statement, so one snapshot: every job
+/// at or below the mark was final. The workers' leader keeps inserting the durable periodic
+/// job until the workers stop, after the drain; [`check_pg`] does not judge those it finds
+/// above the mark and still open, and counts them in [`LedgerReport::after_drain`].
+///
+/// # Errors
+///
+/// When the database fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// let schema = millrace::Schema::new("soak").unwrap();
+/// while !millrace_test::soak::mark_drained_pg(&pool, &schema).await? {
+///     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn mark_drained_pg(pool: &PgPool, schema: &Schema) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {drained} (job_id) \
+         SELECT coalesce(max(id), 0) FROM {job} \
+         HAVING count(*) FILTER (WHERE finalized_at IS NULL \
+             AND kind NOT LIKE 'millrace_persistent:%') = 0",
+        drained = schema.qualify("soak_drained"),
+        job = schema.qualify("river_job"),
+    )))
+    .execute(pool)
+    .await?;
+    Ok(marked.rows_affected() == 1)
 }
 
 /// Reads the ledger and `river_job` of a PostgreSQL soak and checks every property: each
@@ -261,10 +303,17 @@ pub async fn check_pg(pool: &PgPool, schema: &Schema) -> Result<LedgerReport, sq
         q("soak_effects"),
         q("soak_persistent"),
     );
-    let (moves, periodic_jobs, zombies) = (
+    let (moves, periodic_jobs, zombies, drained) = (
         q("soak_periodic_moves"),
         q("soak_periodic_jobs"),
         q("soak_zombie_beats"),
+        q("soak_drained"),
+    );
+    // Jobs above the drain's mark came after every job was final; only the leader's periodic
+    // jobs can, and those still open are left out of `lost` (counted in `after_drain`).
+    let after_drain = format!(
+        "j.kind = 'soak_periodic' AND j.finalized_at IS NULL \
+         AND j.id > (SELECT coalesce(min(job_id), 9223372036854775807) FROM {drained})"
     );
     let rows = |sql: String| async move {
         sqlx::query_scalar::<_, String>(AssertSqlSafe(sql))
@@ -285,6 +334,7 @@ pub async fn check_pg(pool: &PgPool, schema: &Schema) -> Result<LedgerReport, sq
         zombie_beats: count(format!("SELECT count(*) FROM {zombies}")).await?,
         persistent_holders: count(format!("SELECT count(*) FROM {persistent}")).await?,
         periodic_jobs: count(format!("SELECT count(*) FROM {periodic_jobs}")).await?,
+        after_drain: count(format!("SELECT count(*) FROM {job} j WHERE {after_drain}")).await?,
         ..LedgerReport::default()
     };
     report.lost = rows(format!(
@@ -296,6 +346,7 @@ pub async fn check_pg(pool: &PgPool, schema: &Schema) -> Result<LedgerReport, sq
          WHERE j.id IS NULL OR NOT CASE \
              WHEN e.kind = 'soak_cancel' THEN j.state = 'cancelled' \
              WHEN e.kind = 'hostile' THEN j.finalized_at IS NOT NULL \
+             WHEN {after_drain} THEN true \
              ELSE j.state = 'completed' END \
          ORDER BY e.job_id"
     ))

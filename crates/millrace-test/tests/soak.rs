@@ -220,10 +220,10 @@ async fn pg_soak(seed: u64, span: Duration) {
     // Drain: every job reaches its final state, the cancel jobs cancelled as they run.
     let deadline = Instant::now() + DRAIN_DEADLINE;
     loop {
-        let open = count_open_pg(&pool, &schema).await;
-        if open == Ok(0) {
+        if matches!(soak::mark_drained_pg(&pool, &schema).await, Ok(true)) {
             break;
         }
+        let open = count_open_pg(&pool, &schema).await;
         if Instant::now() >= deadline {
             let report = soak::check_pg(&pool, &schema).await;
             let stuck = describe_open_pg(&pool, &schema).await;
