@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome, Topic};
+use millrace_driver::{Backoff, Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::JobState;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::maintenance::job_scheduler;
 use super::shared::{Completion, Shared};
 use crate::event::{Event, EventKind};
 
@@ -106,15 +107,9 @@ impl<D: Driver> Completer<D> {
 /// queue's insert notification (River's clients take it as an insert and fetch too, which
 /// costs them one fetch). A notification that cannot be sent is left to the poll.
 async fn slots_freed<D: Driver>(shared: &Shared<D>, chunk: &[Completion]) {
-    let limited = shared.slots_freed(chunk.iter().map(|c| c.row.queue.as_str()));
-    if limited.is_empty() || !shared.driver.supports_listen_notify() {
-        return;
-    }
-    let notifications: Vec<(Topic, String)> = limited
-        .iter()
-        .map(|q| (Topic::Insert, serde_json::json!({ "queue": q }).to_string()))
-        .collect();
-    if let Err(err) = shared.driver.executor().notify_many(&notifications).await {
+    let limited = shared.limited_queues(chunk.iter().map(|c| c.row.queue.as_str()));
+    let mut exec = shared.driver.executor();
+    if let Err(err) = job_scheduler::notify_queues(shared, &mut exec, &limited).await {
         tracing::debug!(%err, "could not tell other clients of freed slots; they poll");
     }
 }

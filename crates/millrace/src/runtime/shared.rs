@@ -2,7 +2,7 @@
 //! producers' handles, the outcome channel and the stop tokens.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ pub(crate) struct ProducerHandle {
     /// pause can wait out a fetch that began before it (see [`Shared::fetch_gates`]).
     pub(crate) fetching: Arc<tokio::sync::Mutex<()>>,
     /// Whether the queue's fetch is under a concurrency limit now, so a stored completion
-    /// frees a slot that waiting jobs may take (see [`Shared::slots_freed`]).
+    /// frees a slot that waiting jobs may take (see [`Shared::limited_queues`]).
     pub(crate) limited: Arc<std::sync::atomic::AtomicBool>,
     /// The queue's metadata, as a `metadata_changed` notification last told it, so the
     /// producer applies a concurrency override at once rather than at its next refresh.
@@ -76,7 +76,7 @@ pub(crate) struct Shared<D: Driver> {
     /// Each producer's last fetch, for the health report.
     pub(crate) fetches: Mutex<std::collections::BTreeMap<String, FetchRecord>>,
     /// The persistent workers this client runs an instance of now, for the health report.
-    pub(crate) persistent_held: Mutex<std::collections::BTreeSet<String>>,
+    pub(crate) persistent_held: Mutex<BTreeSet<String>>,
 }
 
 impl<D: Driver> Shared<D> {
@@ -98,30 +98,21 @@ impl<D: Driver> Shared<D> {
         }
     }
 
-    /// Called once the completer has stored outcomes of jobs of `queues`: wakes this client's
-    /// producers of those under a concurrency limit, and returns those queues, whose other
-    /// clients may be waiting for the slots too.
-    pub(crate) fn slots_freed<'q>(
+    /// Those of `queues` whose fetch is under a concurrency limit now (sorted, each once):
+    /// a stored completion there frees a slot that waiting jobs may take.
+    pub(crate) fn limited_queues<'q>(
         &self,
         queues: impl IntoIterator<Item = &'q str>,
-    ) -> Vec<&'q str> {
+    ) -> BTreeSet<&'q str> {
         let producers = self.producers.lock().expect("lock poisoned");
-        let mut limited: Vec<&str> = queues
+        queues
             .into_iter()
             .filter(|q| {
                 producers
                     .get(*q)
                     .is_some_and(|h| h.limited.load(std::sync::atomic::Ordering::Relaxed))
             })
-            .collect();
-        limited.sort_unstable();
-        limited.dedup();
-        for queue in &limited {
-            if let Some(handle) = producers.get(*queue) {
-                handle.wake.notify_one();
-            }
-        }
-        limited
+            .collect()
     }
 
     /// Hands a queue's new metadata (from a `metadata_changed` notification) to its producer.

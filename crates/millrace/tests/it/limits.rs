@@ -5,19 +5,18 @@
 //! compiles this file against its own `fixture`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use millrace::{
     Client, ClientBuilder, ConcurrencyLimit, Error, InsertOpts, Job, JobArgs, JobListParams,
-    JobState, LimitError, Metric, MetricHook, QueueConfig, QueueUpdateParams, WorkError, Worker,
+    JobState, LimitError, QueueConfig, QueueUpdateParams, WorkError, Worker,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::fixture::{D, TestDb};
-use crate::shared::limited_builder;
+use crate::shared::{Fetches, limited_builder};
 
 /// The longest a test waits for its jobs; about three times what they need.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -98,20 +97,6 @@ impl Worker for Counting {
         tokio::time::sleep(Duration::from_millis(job.args.millis)).await;
         self.leave(&keys);
         Ok(())
-    }
-}
-
-/// Counts the fetches of the limited queue.
-#[derive(Clone, Default)]
-struct Fetches(Arc<AtomicUsize>);
-
-impl MetricHook for Fetches {
-    fn emit(&self, metric: &Metric<'_>) {
-        if let Metric::JobGetAvailable { queue, .. } = metric
-            && *queue == QUEUE
-        {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
     }
 }
 
@@ -267,7 +252,7 @@ async fn jobs_over_the_limit_wait_available_with_their_attempt_unspent() {
         gate: Some(gate.clone()),
         ..Counting::default()
     };
-    let fetches = Fetches::default();
+    let fetches = Fetches::of(QUEUE);
     let c = builder(&db, "gated", worker.clone(), ConcurrencyLimit::global(1))
         .metric_hook(fetches.clone())
         .build()
@@ -281,8 +266,8 @@ async fn jobs_over_the_limit_wait_available_with_their_attempt_unspent() {
         while worker.state.lock().unwrap().started == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let seen = fetches.0.load(Ordering::SeqCst);
-        while fetches.0.load(Ordering::SeqCst) < seen + 3 {
+        let seen = fetches.count();
+        while fetches.count() < seen + 3 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };

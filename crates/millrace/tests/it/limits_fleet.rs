@@ -2,17 +2,17 @@
 //! another at once, told by the queue's notification, not at its next poll. (SQLite has no
 //! notifications between clients; there a freed slot is seen at the next poll.)
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use millrace::{
-    Client, ConcurrencyLimit, InsertOpts, Job, JobArgs, JobListParams, JobState, Metric,
-    MetricHook, QueueConfig, QueueUpdateParams, WorkError, Worker, Workers,
+    Client, ConcurrencyLimit, InsertOpts, Job, JobArgs, JobListParams, JobState, QueueConfig,
+    QueueUpdateParams, WorkError, Worker, Workers,
 };
 use millrace_test::{TestDb, eventually};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::shared::Fetches;
 
 const QUEUE: &str = "limited_fleet";
 
@@ -40,20 +40,6 @@ impl Worker for Gated {
             .await
             .map_err(|_| WorkError::msg("the test dropped its gate"))?;
         Ok(())
-    }
-}
-
-/// Counts a client's fetches of the queue.
-#[derive(Clone, Default)]
-struct Fetches(Arc<AtomicUsize>);
-
-impl MetricHook for Fetches {
-    fn emit(&self, metric: &Metric<'_>) {
-        if let Metric::JobGetAvailable { queue, .. } = metric
-            && *queue == QUEUE
-        {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
     }
 }
 
@@ -119,8 +105,8 @@ async fn a_slot_freed_on_one_client_is_taken_by_another_at_once() {
     )
     .await;
     let (gate, gate_rx) = watch::channel(false);
-    let a = client(&db, "fleet-a", &gate_rx, &Fetches::default());
-    let b_fetches = Fetches::default();
+    let a = client(&db, "fleet-a", &gate_rx, &Fetches::of(QUEUE));
+    let b_fetches = Fetches::of(QUEUE);
     let b = client(&db, "fleet-b", &gate_rx, &b_fetches);
     // Both jobs before either client starts, so no insert wakes a producer later.
     a.insert(Hold {}, None).await.unwrap();
@@ -135,15 +121,11 @@ async fn a_slot_freed_on_one_client_is_taken_by_another_at_once() {
     // poll, 600 s away) makes it fetch again.
     b.start().await.unwrap();
     eventually("b has fetched once", deadline, || async {
-        b_fetches.0.load(Ordering::SeqCst) >= 1
+        b_fetches.count() >= 1
     })
     .await;
     assert_eq!(holder(&a).await.as_deref(), Some("fleet-a"));
-    assert_eq!(
-        b_fetches.0.load(Ordering::SeqCst),
-        1,
-        "b fetched once, and waits"
-    );
+    assert_eq!(b_fetches.count(), 1, "b fetched once, and waits");
     // A stops: it fetches nothing more (its producers stop at once, before its running job
     // ends), then its job ends and its completer frees the slot.
     let stopping = tokio::spawn({
@@ -188,7 +170,7 @@ async fn a_slot_freed_on_one_client_is_taken_by_another_at_once() {
 async fn a_concurrency_override_reaches_running_clients_at_once() {
     let db = TestDb::new().await;
     let (_gate, gate_rx) = watch::channel(true);
-    let client = client(&db, "override-live", &gate_rx, &Fetches::default());
+    let client = client(&db, "override-live", &gate_rx, &Fetches::of(QUEUE));
     client.start().await.unwrap();
     let deadline = Duration::from_secs(10);
     let limit_is = |want: ConcurrencyLimit| {

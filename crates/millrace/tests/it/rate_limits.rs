@@ -6,19 +6,18 @@
 //! this file against its own `fixture`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use millrace::{
     Client, ClientBuilder, ConcurrencyLimit, Error, InsertOpts, Job, JobArgs, JobListParams,
-    JobRow, JobState, LimitError, Metric, MetricHook, QueueConfig, RateLimit, WorkError, Worker,
+    JobRow, JobState, LimitError, QueueConfig, RateLimit, WorkError, Worker,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::fixture::{D, TestDb};
-use crate::shared::limited_builder;
+use crate::shared::{Fetches, limited_builder};
 
 /// The longest a test waits for its jobs; about three times what they need.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -90,20 +89,6 @@ impl Worker for Recording {
     }
 }
 
-/// Counts the fetches of the queue.
-#[derive(Clone, Default)]
-struct Fetches(Arc<AtomicUsize>);
-
-impl MetricHook for Fetches {
-    fn emit(&self, metric: &Metric<'_>) {
-        if let Metric::JobGetAvailable { queue, .. } = metric
-            && *queue == QUEUE
-        {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
 fn builder(db: &TestDb, id: &str, worker: Recording, config: QueueConfig) -> ClientBuilder<D> {
     limited_builder(db, id, worker, QUEUE, config)
 }
@@ -135,9 +120,9 @@ async fn wait_started(worker: &Recording, n: usize) {
 
 /// Waits until the queue has been fetched `n` more times.
 async fn wait_fetches(fetches: &Fetches, n: usize) {
-    let seen = fetches.0.load(Ordering::SeqCst);
+    let seen = fetches.count();
     millrace_test::eventually("the queue is fetched again", DEADLINE, || async {
-        fetches.0.load(Ordering::SeqCst) >= seen + n
+        fetches.count() >= seen + n
     })
     .await;
 }
@@ -213,7 +198,7 @@ async fn producer_fetches_when_the_window_frees_room() {
 async fn partitions_have_their_own_window_and_held_jobs_keep_their_attempt() {
     let db = TestDb::new().await;
     let worker = Recording::default();
-    let fetches = Fetches::default();
+    let fetches = Fetches::of(QUEUE);
     let rate = RateLimit::per(2, Duration::from_secs(60)).partition_by_args(["customer"]);
     let c = builder(
         &db,
@@ -252,7 +237,7 @@ async fn partitions_have_their_own_window_and_held_jobs_keep_their_attempt() {
 async fn rate_limit_combines_with_a_concurrency_limit() {
     let db = TestDb::new().await;
     let worker = Recording::default();
-    let fetches = Fetches::default();
+    let fetches = Fetches::of(QUEUE);
     let config = QueueConfig::new()
         .concurrency(ConcurrencyLimit::global(1))
         .rate_limit(RateLimit::per(4, Duration::from_secs(60)).partition_by_kind());

@@ -2,9 +2,14 @@
 //! `rate_limits.rs`, `sequences.rs`): compiled into the SQLite suite too, against its own
 //! `fixture`, so they name the driver only as `fixture::D`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use millrace::{Client, ClientBuilder, InsertOpts, JobArgs, JobId, QueueConfig, Worker, Workers};
+use millrace::{
+    Client, ClientBuilder, InsertOpts, JobArgs, JobId, Metric, MetricHook, QueueConfig, Worker,
+    Workers,
+};
 
 use crate::fixture::{D, TestDb};
 
@@ -35,4 +40,37 @@ pub(crate) async fn insert_id<A: JobArgs>(
     opts: Option<InsertOpts>,
 ) -> JobId {
     client.insert(args, opts).await.unwrap().job.id
+}
+
+/// Counts a client's fetches of one queue, as its metric hook: the tests that must show a
+/// fetch came back (or did not come) wait on this count.
+#[derive(Clone)]
+pub(crate) struct Fetches {
+    queue: &'static str,
+    count: Arc<AtomicUsize>,
+}
+
+impl Fetches {
+    /// Counts the fetches of `queue`.
+    pub(crate) fn of(queue: &'static str) -> Self {
+        Self {
+            queue,
+            count: Arc::default(),
+        }
+    }
+
+    /// The fetches so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl MetricHook for Fetches {
+    fn emit(&self, metric: &Metric<'_>) {
+        if let Metric::JobGetAvailable { queue, .. } = metric
+            && *queue == self.queue
+        {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
