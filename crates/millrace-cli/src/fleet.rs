@@ -103,6 +103,8 @@ struct ClientJson {
     live: Option<bool>,
     running_total: i64,
     running: Vec<RunningJson>,
+    /// The limits it was built with, by queue, as it declares them.
+    declared_limits: Option<serde_json::Value>,
 }
 
 impl PeriodicCommand {
@@ -311,13 +313,14 @@ async fn clients<D: Driver>(client: &Client<D>, json: bool) -> anyhow::Result<Ex
                 heartbeat_at: c.heartbeat_at,
                 lease_expires_at: c.lease_expires_at,
                 live: c.live,
+                declared_limits: c.declared_limits,
             };
             outln!("{}", serde_json::to_string(&line)?)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = Rows::new(["CLIENT", "LIVE", "HEARTBEAT", "RUNNING", "WHAT"]);
-    rows.keep(&[1, 2, 3]).cap(4, 60);
+    let mut rows = Rows::new(["CLIENT", "LIVE", "HEARTBEAT", "RUNNING", "WHAT", "LIMITS"]);
+    rows.keep(&[1, 2, 3]).cap(4, 60).cap(5, 60);
     for c in clients {
         let total: i64 = c.running.iter().map(|r| r.count).sum();
         let what: Vec<String> = c
@@ -339,8 +342,57 @@ async fn clients<D: Driver>(client: &Client<D>, json: bool) -> anyhow::Result<Ex
             ),
             total.to_string(),
             what.join(", "),
+            or_dash(c.declared_limits.as_ref().and_then(limits_summary)),
         ]);
     }
     rows.print()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of a client's declared limits, the limited queues only: `q: global 2, local 1,
+/// rate 100/60000 ms`; `None` when it declares none.
+fn limits_summary(declared: &serde_json::Value) -> Option<String> {
+    let queues = declared.as_object()?;
+    let parts: Vec<String> = queues
+        .iter()
+        .filter_map(|(queue, limits)| {
+            let mut said = Vec::new();
+            let concurrency = &limits["concurrency"];
+            for which in ["global", "local"] {
+                match concurrency[format!("{which}_limit")].as_u64() {
+                    Some(n) if n > 0 => said.push(format!("{which} {n}")),
+                    _ => {}
+                }
+            }
+            let rate = &limits["rate_limit"];
+            if let (Some(n), Some(ms)) = (rate["limit"].as_u64(), rate["period_ms"].as_u64()) {
+                said.push(format!("rate {n}/{ms} ms"));
+            }
+            (!said.is_empty()).then(|| format!("{queue}: {}", said.join(", ")))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limits_summary;
+    use serde_json::json;
+
+    #[test]
+    fn limits_summary_names_the_limited_queues_only() {
+        let declared = json!({
+            "default": {"concurrency": null, "rate_limit": null},
+            "api": {
+                "concurrency": {"global_limit": 2, "local_limit": 0, "partition": {}},
+                "rate_limit": {"limit": 100, "period_ms": 60000, "partition": {}},
+            },
+        });
+        assert_eq!(
+            limits_summary(&declared).as_deref(),
+            Some("api: global 2, rate 100/60000 ms")
+        );
+        assert_eq!(limits_summary(&json!({})), None);
+        assert_eq!(limits_summary(&json!(null)), None);
+    }
 }

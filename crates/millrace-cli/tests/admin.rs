@@ -612,6 +612,15 @@ async fn fleet_commands_show_leaders_clients_schedules_and_persistent_instances(
     e.client_heartbeat("host_a", Duration::from_secs(30))
         .await
         .unwrap();
+    let declared = json!({"api": {
+        "concurrency": {"global_limit": 2, "local_limit": 0, "partition": {"by_args": [], "by_kind": false}},
+        "rate_limit": null,
+    }});
+    assert!(
+        e.client_declare_queues("host_a", &declared.to_string())
+            .await
+            .unwrap()
+    );
     let next = Timestamp::now() - jiff::SignedDuration::from_secs(120);
     e.periodic_job_set_next("nightly_report", None, next)
         .await
@@ -635,7 +644,9 @@ async fn fleet_commands_show_leaders_clients_schedules_and_persistent_instances(
     let clients = json_lines(&on(&db, &["clients", "--json"]).await);
     assert_eq!(ids_of(&clients, "id"), ["host_a", "host_b"]);
     assert_eq!(clients[0]["live"], true);
+    assert_eq!(clients[0]["declared_limits"], declared);
     assert_eq!(clients[1]["live"], Value::Null, "no heartbeat row");
+    assert_eq!(clients[1]["declared_limits"], Value::Null);
     assert_eq!(clients[1]["running_total"], 1);
     assert_eq!(
         clients[1]["running"][0]["kind"],
@@ -655,6 +666,9 @@ async fn fleet_commands_show_leaders_clients_schedules_and_persistent_instances(
     assert_eq!(persistent["state"], "running");
     assert_eq!(persistent["holder"], "host_b");
     assert!(persistent["lease_age_ms"].as_u64().is_some());
+
+    let text = stdout(&on(&db, &["clients"]).await);
+    assert!(text.contains("api: global 2"), "{text}");
 
     let text = stdout(&on(&db, &["leader"]).await);
     assert!(text.contains("river leader:     host_a"), "{text}");

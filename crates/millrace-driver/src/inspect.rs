@@ -140,6 +140,25 @@ pub struct ClientRow {
     pub heartbeat_at: Timestamp,
     /// When its lease runs out unless it heartbeats again.
     pub lease_expires_at: Timestamp,
+    /// The limits it was built with, by queue (see
+    /// [`Executor::client_declare_queues`](crate::Executor::client_declare_queues)): an empty
+    /// object for a client that declared none, `null` for a value that is not JSON.
+    pub queues: serde_json::Value,
+}
+
+impl ClientRow {
+    /// Reads the `queues` column's text: a value that is not JSON (a row written by hand)
+    /// reads as `null` rather than failing the whole list.
+    ///
+    /// ```
+    /// use millrace_driver::ClientRow;
+    ///
+    /// assert_eq!(ClientRow::queues_from_text("{}"), serde_json::json!({}));
+    /// assert_eq!(ClientRow::queues_from_text("not json"), serde_json::Value::Null);
+    /// ```
+    pub fn queues_from_text(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// How many jobs one client runs in one queue of one kind, from

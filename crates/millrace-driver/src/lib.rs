@@ -362,6 +362,16 @@ pub trait Executor: Send {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Records the limits a client was built with, by queue (`queues`: a JSON object of queue
+    /// name to declaration), in its heartbeat row, for other clients to compare with theirs.
+    /// Says whether the row was there (a client whose row was removed after its lease ran
+    /// out writes it again after its next beat).
+    fn client_declare_queues(
+        &mut self,
+        client_id: &str,
+        queues: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Ids of clients whose lease ran out.
     fn client_get_expired(&mut self, max: i32) -> impl Future<Output = Result<Vec<String>>> + Send;
 

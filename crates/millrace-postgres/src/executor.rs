@@ -1137,6 +1137,13 @@ impl Executor for PgExecutor<'_> {
         self.execute(q).await.map(|_| ())
     }
 
+    async fn client_declare_queues(&mut self, client_id: &str, queues: &str) -> Result<bool> {
+        let q = query(&self.driver.queries().client_declare_queues)
+            .bind(client_id.to_owned())
+            .bind(queues.to_owned());
+        Ok(self.execute(q).await? == 1)
+    }
+
     async fn client_get_expired(&mut self, max: i32) -> Result<Vec<String>> {
         let q = query(&self.driver.queries().client_get_expired).bind(max);
         self.fetch_all(q)

@@ -1014,6 +1014,13 @@ impl Executor for SqliteExecutor<'_> {
         scope.finish().await
     }
 
+    async fn client_declare_queues(&mut self, client_id: &str, queues: &str) -> Result<bool> {
+        let q = query(&self.driver.queries().client_declare_queues)
+            .bind(client_id.to_owned())
+            .bind(queues.to_owned());
+        Ok(self.write(q).await? == 1)
+    }
+
     async fn client_get_expired(&mut self, max: i32) -> Result<Vec<String>> {
         if max <= 0 {
             return Ok(Vec::new());

@@ -55,11 +55,11 @@ pub(crate) static MAIN: &[Migration] = &[
 ];
 
 /// Millrace's own line, for its `millrace_*` tables: version 1 adds client heartbeats, the
-/// Millrace lease and durable periodic schedules; version 2 the sequences' index; version 3 the rate limits' fetch log.
+/// Millrace lease and durable periodic schedules; version 2 the sequences' index; version 3 the rate limits' fetch log and each client's declared limits.
 pub(crate) static MILLRACE: &[Migration] = &[
     migration!("millrace", 1, "001", "fleet"),
     migration!("millrace", 2, "002", "sequences"),
-    migration!("millrace", 3, "003", "rate_limits"),
+    migration!("millrace", 3, "003", "limits"),
 ];
 
 #[cfg(test)]

@@ -218,6 +218,7 @@ pub(crate) struct Queries {
     pub(crate) client_get_expired: Arc<str>,
     pub(crate) client_delete: Arc<str>,
     pub(crate) client_delete_expired: Arc<str>,
+    pub(crate) client_declare_queues: Arc<str>,
     pub(crate) job_get_running_of_clients: Arc<str>,
     pub(crate) job_get_stuck: Arc<str>,
     pub(crate) job_delete_finalized: Arc<str>,
@@ -612,6 +613,7 @@ VALUES (?1, {NOW}, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?2))
 ON CONFLICT (id) DO UPDATE
     SET heartbeat_at = excluded.heartbeat_at, lease_expires_at = excluded.lease_expires_at"#
         );
+        let client_declare_queues = format!("UPDATE {client} SET queues = json(?2) WHERE id = ?1");
         let client_get_expired = format!(
             "SELECT id FROM {client} WHERE lease_expires_at < {NOW} \
              ORDER BY lease_expires_at LIMIT ?1"
@@ -779,6 +781,7 @@ WHERE j.id = ?1 AND j.{fenced}"#
             client_get_expired: client_get_expired.into(),
             client_delete: client_delete.into(),
             client_delete_expired: client_delete_expired.into(),
+            client_declare_queues: client_declare_queues.into(),
             job_get_running_of_clients: job_get_running_of_clients.into(),
             job_get_stuck: job_get_stuck.into(),
             job_delete_finalized: job_delete_finalized.into(),

@@ -35,6 +35,24 @@ impl QueueConfig {
     /// The most jobs worked at once: 1 to 10,000, as in River.
     pub const MAX_WORKERS_LIMIT: usize = 10_000;
 
+    /// The limits a client declares to the fleet for this queue, which other clients compare
+    /// with theirs (`runtime::limits_check`): the concurrency limit in River Pro's metadata
+    /// shape and the rate limit, each `null` when not set.
+    pub(crate) fn declared_limits(&self) -> serde_json::Value {
+        let concurrency = self
+            .concurrency
+            .as_ref()
+            .map(|limit| limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].take());
+        let rate_limit = self.rate_limit.as_ref().map(|rate| {
+            serde_json::json!({
+                "limit": rate.limit,
+                "period_ms": u64::try_from(rate.period.as_millis()).unwrap_or(u64::MAX),
+                "partition": {"by_args": rate.by_args, "by_kind": rate.by_kind},
+            })
+        });
+        serde_json::json!({ "concurrency": concurrency, "rate_limit": rate_limit })
+    }
+
     /// 100 workers.
     pub fn new() -> Self {
         Self::default()

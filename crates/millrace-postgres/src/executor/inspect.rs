@@ -246,7 +246,8 @@ WHERE state IN ('available', 'pending', 'retryable', 'running', 'scheduled')
 ORDER BY id"#
         );
         let client_list = format!(
-            "SELECT id, started_at, heartbeat_at, lease_expires_at FROM {s}millrace_client ORDER BY id"
+            "SELECT id, started_at, heartbeat_at, lease_expires_at, queues::text AS queues \
+             FROM {s}millrace_client ORDER BY id"
         );
         let job_count_running_by_client = format!(
             r#"
@@ -475,6 +476,7 @@ impl PgExecutor<'_> {
                     started_at: time(row, "started_at")?,
                     heartbeat_at: time(row, "heartbeat_at")?,
                     lease_expires_at: time(row, "lease_expires_at")?,
+                    queues: ClientRow::queues_from_text(&get::<String>(row, "queues")?),
                 })
             })
             .collect()

@@ -65,6 +65,10 @@ pub struct QueueHealth {
     /// Why the queue's metadata override is not applied (the producer keeps the limit it
     /// had), when it is not.
     pub concurrency_override_error: Option<String>,
+    /// How another live client's limits for this queue (concurrency and rate, as each was
+    /// built) differ from this client's, when they do: each client enforces its own, so the
+    /// fleet's limit is not the one either declares. Checked at start and every 30 s.
+    pub limits_disagreement: Option<String>,
 }
 
 impl HealthReport {
@@ -150,6 +154,7 @@ impl<D: Driver> Client<D> {
                     running: 0,
                     concurrency: record.concurrency.clone(),
                     concurrency_override_error: record.override_error.clone(),
+                    limits_disagreement: record.disagreement.clone(),
                 },
             );
         }

@@ -225,6 +225,11 @@ pub struct FleetClient {
     pub live: Option<bool>,
     /// The jobs it runs now, by queue and kind.
     pub running: Vec<RunningJobs>,
+    /// The limits it was built with, by queue: `{"queue": {"concurrency": …, "rate_limit":
+    /// …}}`, written at its start and every 30 s; `None` for a client with no heartbeat row.
+    /// Clients compare these and report a difference in
+    /// [`QueueHealth::limits_disagreement`](crate::QueueHealth::limits_disagreement).
+    pub declared_limits: Option<serde_json::Value>,
 }
 
 fn age(now: Timestamp, then: Timestamp) -> Duration {
@@ -727,6 +732,7 @@ impl<D: Driver> Client<D> {
                     lease_expires_at: Some(r.lease_expires_at),
                     live: Some(r.lease_expires_at > now),
                     running: Vec::new(),
+                    declared_limits: Some(r.queues),
                 };
                 (r.id, client)
             })
@@ -741,6 +747,7 @@ impl<D: Driver> Client<D> {
                     lease_expires_at: None,
                     live: None,
                     running: Vec::new(),
+                    declared_limits: None,
                 })
                 .running
                 .push(RunningJobs {

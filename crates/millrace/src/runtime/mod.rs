@@ -6,6 +6,7 @@ pub(crate) mod elector;
 pub(crate) mod heartbeat;
 pub(crate) mod job_executor;
 pub(crate) mod keeper;
+pub(crate) mod limits_check;
 pub(crate) mod maintenance;
 pub(crate) mod notifier;
 pub(crate) mod panic_trace;
@@ -172,6 +173,10 @@ impl<D: Driver> Runtime<D> {
         self.services.push(tokio::spawn(
             Heartbeat::new(shared.clone()).run(stop.clone()),
         ));
+        self.services.push(tokio::spawn(limits_check::run(
+            shared.clone(),
+            stop.clone(),
+        )));
 
         let (river_tx, river_rx) = watch::channel(false);
         self.river_leader = river_rx.clone();
@@ -246,6 +251,7 @@ impl<D: Driver> Runtime<D> {
                 fetching: fetching.clone(),
                 limited: limited.clone(),
                 metadata: metadata_tx,
+                declared: queue.declared_limits(),
             },
         );
         let producer = Producer::new(

@@ -31,6 +31,9 @@ pub(crate) struct FetchRecord {
     pub(crate) concurrency: Option<crate::limits::ConcurrencyLimit>,
     /// Why the queue's metadata override is not applied, when it is not.
     pub(crate) override_error: Option<String>,
+    /// How another live client's declared limits for the queue differ from this one's,
+    /// when they do (see `runtime::limits_check`).
+    pub(crate) disagreement: Option<String>,
 }
 
 /// One queue's producer, as the rest of the client reaches it.
@@ -46,6 +49,9 @@ pub(crate) struct ProducerHandle {
     /// The queue's metadata, as a `metadata_changed` notification last told it, so the
     /// producer applies a concurrency override at once rather than at its next refresh.
     pub(crate) metadata: watch::Sender<Option<serde_json::Value>>,
+    /// The limits this client was built with for the queue, as it declares them to the
+    /// fleet ([`crate::QueueConfig::declared_limits`]).
+    pub(crate) declared: serde_json::Value,
 }
 
 /// What a started client's tasks share.

@@ -12,6 +12,7 @@ use millrace::{
     Client, ClientBuilder, ConcurrencyLimit, Error, InsertOpts, Job, JobArgs, JobListParams,
     JobState, LimitError, QueueConfig, QueueUpdateParams, WorkError, Worker,
 };
+use millrace_test::eventually;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
@@ -483,6 +484,88 @@ async fn an_invalid_concurrency_override_is_reported_and_not_applied() {
         );
         let error = queue.concurrency_override_error.clone().unwrap_or_default();
         assert!(error.contains(reason), "{metadata}: {error:?}");
+        client.stop().await.unwrap();
+    }
+}
+
+/// Issue 19, part 4: clients built with different limits for one queue are detected. Each
+/// declares its limits in its heartbeat row; a client that finds other live ones declaring
+/// different ones reports the first and how many more (clients that agree, dead ones and other
+/// queues are left out: `limits_check`'s unit test).
+#[tokio::test]
+async fn clients_that_disagree_about_a_queues_limits_are_reported() {
+    let db = TestDb::new().await;
+    let declared = |client: &Client<D>, id: &'static str| {
+        let client = client.clone();
+        async move {
+            client.fleet_clients().await.unwrap().iter().any(|c| {
+                c.id == id
+                    && c.declared_limits
+                        .as_ref()
+                        .is_some_and(|d| d.get(QUEUE).is_some())
+            })
+        }
+    };
+    let a = client(
+        &db,
+        "declares-2",
+        Counting::default(),
+        ConcurrencyLimit::global(2),
+    );
+    a.start().await.unwrap();
+    eventually("a declares its limits", DEADLINE, || {
+        declared(&a, "declares-2")
+    })
+    .await;
+    let fleet = a.fleet_clients().await.unwrap();
+    assert_eq!(
+        fleet[0].declared_limits.as_ref().unwrap()[QUEUE]["concurrency"]["global_limit"],
+        2,
+        "{fleet:?}"
+    );
+
+    // Two declaring 2, and one declaring 5 that reports them.
+    let same = client(
+        &db,
+        "declares-2-too",
+        Counting::default(),
+        ConcurrencyLimit::global(2),
+    );
+    same.start().await.unwrap();
+    let other = client(
+        &db,
+        "declares-5",
+        Counting::default(),
+        ConcurrencyLimit::global(5),
+    );
+    other.start().await.unwrap();
+    let report = |client: &Client<D>| {
+        let client = client.clone();
+        async move {
+            client
+                .health()
+                .await
+                .queues
+                .get(QUEUE)
+                .and_then(|q| q.limits_disagreement.clone())
+        }
+    };
+    eventually(
+        "the one declaring 5 reports the others",
+        DEADLINE,
+        || async { report(&other).await.is_some() },
+    )
+    .await;
+    let text = report(&other).await.unwrap();
+    assert!(
+        text.starts_with("client \"declares-2\" declares")
+            && text.contains("\"global_limit\":2")
+            && text.contains("this client declares")
+            && text.contains("\"global_limit\":5")
+            && text.ends_with("(1 more clients differ too)"),
+        "{text}"
+    );
+    for client in [a, same, other] {
         client.stop().await.unwrap();
     }
 }

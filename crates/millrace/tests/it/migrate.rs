@@ -646,7 +646,7 @@ async fn river_accepts_what_millrace_migrated() {
     // River's CLI leaves line millrace to Millrace, which takes it up again.
     assert_eq!(
         migrator.validate(None).await.unwrap().to_string(),
-        "pending migrations: millrace 001 (fleet), millrace 002 (sequences), millrace 003 (rate_limits)"
+        "pending migrations: millrace 001 (fleet), millrace 002 (sequences), millrace 003 (limits)"
     );
     let up = migrator.migrate_up(MigrateOpts::new()).await.unwrap();
     assert_eq!(
@@ -754,7 +754,7 @@ async fn millrace_versions_unknown_to_this_release_are_not_reverted() {
         [
             (1, Some("fleet"), true),
             (2, Some("sequences"), true),
-            (3, Some("rate_limits"), true),
+            (3, Some("limits"), true),
             (4, None, true)
         ]
     );
@@ -1012,7 +1012,7 @@ async fn sql_fills_in_the_schema() {
     assert_eq!(migrator.versions("main").unwrap().len(), 8);
     assert_eq!(
         migrator.versions("millrace").unwrap(),
-        [(1, "fleet"), (2, "sequences"), (3, "rate_limits")]
+        [(1, "fleet"), (2, "sequences"), (3, "limits")]
     );
     let fleet = migrator.sql("millrace", 1, MigrationDirection::Up).unwrap();
     assert!(

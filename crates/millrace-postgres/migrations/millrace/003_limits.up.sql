@@ -15,3 +15,10 @@ CREATE TABLE /*schema*/millrace_rate_limit_fetch (
 
 CREATE INDEX millrace_rate_limit_fetch_queue_fetched_at_index
     ON /*schema*/millrace_rate_limit_fetch (queue, fetched_at);
+
+-- Each client's declared limits (issue 19): the concurrency and rate limits it was built with,
+-- by queue, written by the client at start and again every half minute. Clients compare their
+-- own with those of the other live clients and report any that differ. '{}' for a client
+-- that declared nothing or predates this column.
+
+ALTER TABLE /*schema*/millrace_client ADD COLUMN queues jsonb NOT NULL DEFAULT '{}'::jsonb;

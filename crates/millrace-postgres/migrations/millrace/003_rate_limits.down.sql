@@ -1,1 +1,0 @@
-DROP TABLE /*schema*/millrace_rate_limit_fetch;
