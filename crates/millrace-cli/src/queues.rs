@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
-use millrace::{Client, Driver, JobCounts, JobState, QUEUE_LIST_MAX_LIMIT, QueueLag, QueueRow};
+use millrace::{
+    Client, ConcurrencyLimit, Driver, JobCounts, JobState, QUEUE_LIST_MAX_LIMIT, QueueLag, QueueRow,
+};
 use serde::Serialize;
 
 use crate::admin::{AdminArgs, Needs, human_duration, millis, not_found, with_client};
@@ -40,6 +42,38 @@ input or a connection error."
     /// Resume a paused queue across the fleet (`*` for every queue).
     #[command(after_help = "Exit status: 0 when resumed, 2 on bad input or a connection error.")]
     Resume(ActArgs),
+    /// Override a queue's concurrency limit across the fleet, or remove the override.
+    #[command(
+        after_help = "Sets the `concurrency` key of the queue's metadata in River Pro's shape, \
+keeping its other keys; every Millrace client of the queue applies it at once on PostgreSQL and \
+within 30 s on SQLite, and River Pro reads the same key. Exit status: 0 when set or removed, 2 on \
+an invalid limit (nothing is written), bad input or a connection error."
+    )]
+    SetConcurrency(SetConcurrencyArgs),
+}
+
+/// Options of `queues set-concurrency`.
+#[derive(Debug, Args)]
+pub(crate) struct SetConcurrencyArgs {
+    /// The queue's name.
+    name: String,
+    /// The most jobs running at once per partition across every client.
+    #[arg(long, value_name = "N")]
+    global: Option<u32>,
+    /// The most jobs running at once per partition on each client.
+    #[arg(long, value_name = "N")]
+    local: Option<u32>,
+    /// Partition by these top-level args fields (repeat, or separate with commas).
+    #[arg(long, value_name = "FIELD", value_delimiter = ',')]
+    by_args: Vec<String>,
+    /// Make each kind its own partition.
+    #[arg(long)]
+    by_kind: bool,
+    /// Remove the override: every client goes back to the limit it was built with.
+    #[arg(long, conflicts_with_all = ["global", "local", "by_args", "by_kind"])]
+    clear: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 /// Options of `queues list`.
@@ -89,6 +123,13 @@ struct QueueJson {
     running: i64,
     oldest_available_at: Option<Timestamp>,
     oldest_available_age_ms: Option<u64>,
+    /// The concurrency override in the queue's metadata (River Pro's shape), when valid.
+    concurrency_override: Option<serde_json::Value>,
+    /// Why the override in the metadata is not one a client can apply, when it is not.
+    concurrency_override_error: Option<String>,
+    /// `queues get` only: each live client's declared limits for the queue, by client id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    declared_limits: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 impl QueuesCommand {
@@ -110,6 +151,12 @@ impl QueuesCommand {
             QueuesCommand::Resume(args) => {
                 let client = args.admin.connect("queues", Needs::River).await?;
                 with_client!(client, |c| set_paused(&c, &args.name, false).await)
+            }
+            QueuesCommand::SetConcurrency(args) => {
+                let limit = args.limit()?;
+                let client = args.admin.connect("queues", Needs::River).await?;
+                with_client!(client, |c| set_concurrency(&c, &args.name, limit.as_ref())
+                    .await)
             }
         }
     }
@@ -155,7 +202,21 @@ fn queue_json(
 ) -> QueueJson {
     let by_state = counts.queue(&name);
     let lag = lags.iter().find(|l| l.queue == name);
+    let (concurrency_override, concurrency_override_error) = match row
+        .as_ref()
+        .map(|r| ConcurrencyLimit::from_queue_metadata(&r.metadata))
+    {
+        Some(Ok(Some(limit))) => (
+            Some(limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].take()),
+            None,
+        ),
+        Some(Err(err)) => (None, Some(err.to_string())),
+        Some(Ok(None)) | None => (None, None),
+    };
     QueueJson {
+        concurrency_override,
+        concurrency_override_error,
+        declared_limits: None,
         paused: row.as_ref().is_some_and(|r| r.paused_at.is_some()),
         paused_at: row.as_ref().and_then(|r| r.paused_at),
         created_at: row.as_ref().map(|r| r.created_at),
@@ -218,12 +279,25 @@ async fn list<D: Driver>(client: &Client<D>, args: &ReadArgs) -> anyhow::Result<
 
 async fn get<D: Driver>(client: &Client<D>, args: &NameArgs) -> anyhow::Result<ExitCode> {
     let queues = overview(client).await?;
-    let Some(q) = queues.into_iter().find(|q| q.name == args.name) else {
+    let Some(mut q) = queues.into_iter().find(|q| q.name == args.name) else {
         return Ok(not_found(format!(
             "queue {:?} not found: it has no river_queue row and no jobs",
             args.name
         )));
     };
+    // A schema without Millrace's own tables (River alone) has no declarations to show.
+    let declared: BTreeMap<String, serde_json::Value> = match client.fleet_clients().await {
+        Ok(clients) => clients
+            .into_iter()
+            .filter(|c| c.live == Some(true))
+            .filter_map(|c| {
+                let declared = c.declared_limits?.get(&q.name)?.clone();
+                Some((c.id, declared))
+            })
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    q.declared_limits = Some(declared);
     if args.json {
         outln!("{}", serde_json::to_string(&q)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -251,6 +325,109 @@ async fn get<D: Driver>(client: &Client<D>, args: &NameArgs) -> anyhow::Result<E
         outln!("  {state:<10} {count}")?;
     }
     outln!("metadata:     {}", q.metadata)?;
+    outln!(
+        "concurrency override: {}",
+        match (&q.concurrency_override, &q.concurrency_override_error) {
+            (Some(limit), _) => limit_text(limit),
+            (None, Some(err)) => format!("invalid, not applied: {err}"),
+            (None, None) => "-".to_owned(),
+        }
+    )?;
+    let declared = q.declared_limits.unwrap_or_default();
+    if declared.is_empty() {
+        outln!("declared limits: - (no live Millrace client declares the queue)")?;
+    } else {
+        let agree = declared
+            .values()
+            .all(|d| Some(d) == declared.values().next());
+        outln!(
+            "declared limits: {}",
+            if agree {
+                "every live client alike"
+            } else {
+                "clients DISAGREE (docs/limits.md, \"Clients that disagree\")"
+            }
+        )?;
+        for (id, limits) in &declared {
+            let mut said = Vec::new();
+            if limits["concurrency"].is_object() {
+                said.push(format!(
+                    "concurrency {}",
+                    limit_text(&limits["concurrency"])
+                ));
+            }
+            let rate = &limits["rate_limit"];
+            if let (Some(n), Some(ms)) = (rate["limit"].as_u64(), rate["period_ms"].as_u64()) {
+                said.push(format!("rate {n}/{ms} ms"));
+            }
+            if said.is_empty() {
+                said.push("none".to_owned());
+            }
+            outln!("  {id}: {}", said.join("; "))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A concurrency limit in River Pro's shape, in words: `global 2, local 1, by kind, by args
+/// customer_id`.
+fn limit_text(limit: &serde_json::Value) -> String {
+    let mut said = Vec::new();
+    for which in ["global", "local"] {
+        match limit[format!("{which}_limit")].as_u64() {
+            Some(n) if n > 0 => said.push(format!("{which} {n}")),
+            _ => {}
+        }
+    }
+    let partition = &limit["partition"];
+    if partition["by_kind"] == true {
+        said.push("by kind".to_owned());
+    }
+    if let Some(fields) = partition["by_args"].as_array().filter(|f| !f.is_empty()) {
+        let fields: Vec<&str> = fields
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        said.push(format!("by args {}", fields.join(",")));
+    }
+    said.join(", ")
+}
+
+impl SetConcurrencyArgs {
+    /// The limit the flags describe, or `None` for `--clear`.
+    fn limit(&self) -> anyhow::Result<Option<ConcurrencyLimit>> {
+        if self.clear {
+            return Ok(None);
+        }
+        let mut limit = match (self.global, self.local) {
+            (Some(global), Some(local)) => ConcurrencyLimit::global(global).local(local),
+            (Some(global), None) => ConcurrencyLimit::global(global),
+            (None, Some(local)) => ConcurrencyLimit::local_only(local),
+            (None, None) => anyhow::bail!("give --global N, --local N or both, or --clear"),
+        };
+        if !self.by_args.is_empty() {
+            limit = limit.partition_by_args(self.by_args.iter().map(String::as_str));
+        }
+        if self.by_kind {
+            limit = limit.partition_by_kind();
+        }
+        Ok(Some(limit))
+    }
+}
+
+async fn set_concurrency<D: Driver>(
+    client: &Client<D>,
+    name: &str,
+    limit: Option<&ConcurrencyLimit>,
+) -> anyhow::Result<ExitCode> {
+    let row = client.queue_set_concurrency(name, limit).await?;
+    match ConcurrencyLimit::from_queue_metadata(&row.metadata) {
+        Ok(Some(limit)) => outln!(
+            "queue {name}: concurrency override set: {}",
+            limit_text(&limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY])
+        )?,
+        _ => outln!("queue {name}: concurrency override removed")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -514,6 +514,19 @@ pub trait Executor: Send {
         metadata: &str,
     ) -> impl Future<Output = Result<QueueRow>> + Send;
 
+    /// Sets one top-level key of a queue's metadata to `value` (JSON text), or removes the key
+    /// when `value` is `None`, keeping the other keys, in one statement (creating the row if
+    /// missing), and notifies `river_control` as
+    /// [`queue_update_metadata`](Executor::queue_update_metadata) does. Returns the row.
+    /// Two clients setting different keys at once both keep their change, which a read and a
+    /// replace would not. `key` is ASCII letters, digits and `_`: the caller's constant.
+    fn queue_set_metadata_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> impl Future<Output = Result<QueueRow>> + Send;
+
     /// How many jobs the filters match after `after_id` (in the list's order), counting no
     /// further than `limit`.
     fn job_count(&mut self, params: &JobListParams) -> impl Future<Output = Result<i64>> + Send;

@@ -872,6 +872,32 @@ impl Executor for PgExecutor<'_> {
         queue_row(&row)
     }
 
+    async fn queue_set_metadata_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<QueueRow> {
+        let channel = self
+            .driver
+            .queries()
+            .schema
+            .channel(Topic::Control.as_str());
+        let q = query(&self.driver.queries().queue_set_metadata_key)
+            .bind(name.to_owned())
+            .bind(key.to_owned())
+            .bind(value.map(str::to_owned))
+            .bind(channel);
+        let row = self
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| DriverError::Decode {
+                column: "name",
+                message: "queue update returned no row".to_owned(),
+            })?;
+        queue_row(&row)
+    }
+
     async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
         let channel = self
             .driver

@@ -91,6 +91,7 @@ pub(crate) struct Queries {
     pub(crate) job_update_metadata: Arc<str>,
     pub(crate) queue_list: Arc<str>,
     pub(crate) queue_update_metadata: Arc<str>,
+    pub(crate) queue_set_metadata_key: Arc<str>,
     pub(crate) job_list_desc: Arc<str>,
     pub(crate) job_cancel: Arc<str>,
     pub(crate) job_retry: Arc<str>,
@@ -734,6 +735,26 @@ WITH updated AS (
 )
 SELECT {queue_cols},
        pg_notify($3, json_build_object('action', 'metadata_changed', 'metadata', metadata, 'queue', name)::text) AS notified
+FROM updated"#
+            )
+            .into(),
+            // $3 NULL removes key $2; otherwise it sets it, keeping the other keys.
+            queue_set_metadata_key: format!(
+                r#"
+WITH updated AS (
+    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
+    VALUES ($1, now(),
+            CASE WHEN $3::jsonb IS NULL THEN '{{}}'::jsonb
+                 ELSE jsonb_build_object($2::text, $3::jsonb) END,
+            NULL, now())
+    ON CONFLICT (name) DO UPDATE
+        SET metadata = CASE WHEN $3::jsonb IS NULL THEN q.metadata - $2::text
+                            ELSE q.metadata || jsonb_build_object($2::text, $3::jsonb) END,
+            updated_at = now()
+    RETURNING {queue_cols}
+)
+SELECT {queue_cols},
+       pg_notify($4, json_build_object('action', 'metadata_changed', 'metadata', metadata, 'queue', name)::text) AS notified
 FROM updated"#
             )
             .into(),

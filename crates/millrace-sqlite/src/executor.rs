@@ -643,6 +643,36 @@ impl Executor for SqliteExecutor<'_> {
         Ok(queue)
     }
 
+    async fn queue_set_metadata_key(
+        &mut self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<QueueRow> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
+        let q = query(&driver.queries().queue_set_metadata_key)
+            .bind(name.to_owned())
+            .bind(key.to_owned())
+            .bind(value.map(str::to_owned));
+        let mut scope = self.scope().await?;
+        let row = scope
+            .fetch_optional(q)
+            .await?
+            .ok_or_else(|| missing_row("queue metadata update"))?;
+        let queue = queue_row(&row)?;
+        // The same payload as PostgreSQL's, keys in the same order.
+        let payload = serde_json::json!({
+            "action": "metadata_changed",
+            "metadata": queue.metadata,
+            "queue": queue.name,
+        })
+        .to_string();
+        Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own).await?;
+        scope.finish().await?;
+        Ok(queue)
+    }
+
     async fn job_cancel(&mut self, params: &JobCancelParams) -> Result<Option<JobRow>> {
         let driver = self.driver;
         let own = self.conn.is_none();

@@ -206,6 +206,7 @@ pub(crate) struct Queries {
     pub(crate) queue_get: Arc<str>,
     pub(crate) queue_list: Arc<str>,
     pub(crate) queue_update_metadata: Arc<str>,
+    pub(crate) queue_set_metadata_key: Arc<str>,
     pub(crate) queue_create_paused: Arc<str>,
     pub(crate) queue_set_paused_all: Arc<str>,
     pub(crate) notification_insert_many: Arc<str>,
@@ -574,6 +575,20 @@ ON CONFLICT (name) DO UPDATE
     SET metadata = excluded.metadata, updated_at = excluded.updated_at
 RETURNING {queue_cols}"#
         );
+        // ?3 NULL removes key ?2; otherwise it sets it, keeping the other keys. The key is
+        // the caller's constant of letters, digits and `_`, quoted into the JSON path.
+        let queue_set_metadata_key = format!(
+            r#"
+INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
+VALUES (?1, {NOW},
+        CASE WHEN ?3 IS NULL THEN jsonb('{{}}') ELSE jsonb_object(?2, json(?3)) END,
+        NULL, {NOW})
+ON CONFLICT (name) DO UPDATE
+    SET metadata = CASE WHEN ?3 IS NULL THEN jsonb_remove(metadata, '$.' || json_quote(?2))
+                        ELSE jsonb_set(metadata, '$.' || json_quote(?2), json(?3)) END,
+        updated_at = excluded.updated_at
+RETURNING {queue_cols}"#
+        );
         // A named queue without a row gets one, so a pause given before any client started the
         // queue holds when one does.
         let queue_create_paused = format!(
@@ -769,6 +784,7 @@ WHERE j.id = ?1 AND j.{fenced}"#
             queue_get: queue_get.into(),
             queue_list: queue_list.into(),
             queue_update_metadata: queue_update_metadata.into(),
+            queue_set_metadata_key: queue_set_metadata_key.into(),
             queue_create_paused: queue_create_paused.into(),
             queue_set_paused_all: queue_set_paused_all.into(),
             notification_insert_many: notification_insert_many.into(),

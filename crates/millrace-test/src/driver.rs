@@ -912,6 +912,86 @@ pub async fn queue_list_pages_by_name<F: DriverFixture>() {
     assert!(names(Some("delta"), 2).await.is_empty());
 }
 
+/// Setting one metadata key keeps the others (creating the row if needed), removing one
+/// leaves the rest, and each change is told through `river_control`.
+pub async fn queue_set_metadata_key_keeps_the_other_keys<F: DriverFixture>() {
+    let fx = F::create().await;
+    let d = fx.driver();
+    let mut listener = if d.supports_listen_notify() {
+        let mut listener = d.listener().await.unwrap();
+        listener.listen(Topic::Control).await.unwrap();
+        Some(listener)
+    } else {
+        None
+    };
+    let set = |name: &'static str, key: &'static str, value: Option<&'static str>| {
+        let d = d.clone();
+        async move {
+            d.executor()
+                .queue_set_metadata_key(name, key, value)
+                .await
+                .unwrap()
+                .metadata
+        }
+    };
+    assert_eq!(
+        set("fresh", "concurrency", Some(r#"{"global_limit":2}"#)).await,
+        serde_json::json!({"concurrency": {"global_limit": 2}}),
+        "a missing row is created with the key"
+    );
+    assert_eq!(
+        set("gone", "concurrency", None).await,
+        serde_json::json!({}),
+        "removing from a missing row creates it empty"
+    );
+    d.executor()
+        .queue_update_metadata("kept", r#"{"owner":"a","concurrency":{"global_limit":1}}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        set(
+            "kept",
+            "concurrency",
+            Some(r#"{"global_limit":3,"partition":{"by_args":["c"]}}"#)
+        )
+        .await,
+        serde_json::json!({"owner": "a", "concurrency": {"global_limit": 3, "partition": {"by_args": ["c"]}}}),
+        "the key is replaced whole and the other keys kept"
+    );
+    assert_eq!(
+        set("kept", "concurrency", None).await,
+        serde_json::json!({"owner": "a"})
+    );
+    assert_eq!(
+        d.executor()
+            .queue_get("kept")
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata,
+        serde_json::json!({"owner": "a"})
+    );
+    let Some(listener) = listener.as_mut() else {
+        return;
+    };
+    let mut changes = Vec::new();
+    while changes.len() < 5 {
+        let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("a control notification in time")
+            .unwrap()
+            .unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&n.payload).unwrap();
+        if payload["action"] == "metadata_changed" {
+            changes.push((payload["queue"].clone(), payload["metadata"].clone()));
+        }
+    }
+    assert_eq!(
+        changes.last().unwrap(),
+        &(serde_json::json!("kept"), serde_json::json!({"owner": "a"}))
+    );
+}
+
 /// A queue metadata update replaces the metadata (creating the row if needed) and tells
 /// every client through `river_control`.
 pub async fn queue_update_metadata_notifies_control<F: DriverFixture>() {
@@ -1398,6 +1478,7 @@ macro_rules! driver_conformance {
             update_metadata_merges_top_level_keys,
             queue_list_pages_by_name,
             queue_update_metadata_notifies_control,
+            queue_set_metadata_key_keeps_the_other_keys,
             schedule_moves_due_jobs,
             schedule_discards_unique_conflicts,
             return_orphans_spares_held_jobs,

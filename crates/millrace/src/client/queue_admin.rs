@@ -8,6 +8,7 @@ pub use millrace_driver::QueueRow;
 use super::Client;
 use super::builder::validate_queue_config;
 use crate::error::{Error, Result};
+use crate::limits::ConcurrencyLimit;
 use crate::queue_config::QueueConfig;
 
 /// How long [`Client::queue_pause`] waits for this client's fetches that began before the
@@ -145,6 +146,57 @@ impl<D: Driver> Client<D> {
         params: QueueUpdateParams,
     ) -> Result<QueueRow> {
         update(&mut self.inner.driver.conn_executor(conn), name, params).await
+    }
+}
+
+impl<D: Driver> Client<D> {
+    /// Overrides a queue's concurrency limit across the fleet, or removes the override with
+    /// `None`: sets the `concurrency` key of the queue's metadata in River Pro's shape
+    /// ([`ConcurrencyLimit::to_queue_metadata`]), keeping its other keys, in one statement
+    /// (creating the queue's row if missing). Every client's producer of the queue applies it
+    /// at once on PostgreSQL (the `metadata_changed` notification) and at its next refresh
+    /// (30 s) on SQLite; a client applies only a limit it can enforce, as
+    /// [`ConcurrencyLimit::from_queue_metadata`] reads it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid queue name, [`Error::Limit`] for an invalid limit
+    /// (checked before anything is written), [`Error::Driver`] when the database fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(client: millrace::Client<millrace_postgres::PgDriver>) -> millrace::Result<()> {
+    /// use millrace::ConcurrencyLimit;
+    ///
+    /// // At most 2 billing jobs at once per customer, fleet-wide, until removed.
+    /// let limit = ConcurrencyLimit::global(2).partition_by_args(["customer_id"]);
+    /// client.queue_set_concurrency("billing", Some(&limit)).await?;
+    /// client.queue_set_concurrency("billing", None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_set_concurrency(
+        &self,
+        name: &str,
+        limit: Option<&ConcurrencyLimit>,
+    ) -> Result<QueueRow> {
+        crate::names::validate_queue(name).map_err(|err| Error::Config(err.to_string()))?;
+        let value = match limit {
+            None => None,
+            Some(limit) => {
+                limit.validate().map_err(|source| Error::Limit {
+                    queue: name.to_owned(),
+                    source,
+                })?;
+                Some(limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].to_string())
+            }
+        };
+        Ok(self
+            .inner
+            .driver
+            .executor()
+            .queue_set_metadata_key(name, ConcurrencyLimit::METADATA_KEY, value.as_deref())
+            .await?)
     }
 }
 

@@ -569,3 +569,48 @@ async fn clients_that_disagree_about_a_queues_limits_are_reported() {
         client.stop().await.unwrap();
     }
 }
+
+/// `queue_set_concurrency` writes the override in River Pro's shape beside the queue's other
+/// metadata, refuses an invalid limit before writing, and removes only its own key.
+#[tokio::test]
+async fn queue_set_concurrency_keeps_the_queues_other_metadata() {
+    let db = TestDb::new().await;
+    let client = client(
+        &db,
+        "set-concurrency",
+        Counting::default(),
+        ConcurrencyLimit::global(5),
+    );
+    let owner = serde_json::json!({"owner": "growth"});
+    client
+        .queue_update(QUEUE, QueueUpdateParams::new().metadata(owner.clone()))
+        .await
+        .unwrap();
+    let row = client
+        .queue_set_concurrency(QUEUE, Some(&ConcurrencyLimit::global(1)))
+        .await
+        .unwrap();
+    assert_eq!(row.metadata["owner"], "growth");
+    assert_eq!(
+        ConcurrencyLimit::from_queue_metadata(&row.metadata),
+        Ok(Some(ConcurrencyLimit::global(1)))
+    );
+    let err = client
+        .queue_set_concurrency(QUEUE, Some(&ConcurrencyLimit::global(0)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Limit { ref queue, .. } if queue == QUEUE),
+        "{err:?}"
+    );
+    client.start().await.unwrap();
+    eventually("the override applied", DEADLINE, || async {
+        let health = client.health().await;
+        health.queues.get(QUEUE).and_then(|q| q.concurrency.clone())
+            == Some(ConcurrencyLimit::global(1))
+    })
+    .await;
+    client.stop().await.unwrap();
+    let row = client.queue_set_concurrency(QUEUE, None).await.unwrap();
+    assert_eq!(row.metadata, owner, "only the override is removed");
+}
