@@ -197,31 +197,37 @@ impl<'a> PgExecutor<'a> {
         limit: &FetchLimit,
     ) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
-        // One pass, with the partitioned statement ranking at most `window` rows (None: all).
-        let fetch = |max: i32, window: Option<i64>| {
-            let fetch = if limit.is_partitioned() {
-                query(&queries.job_get_available_partitioned)
-            } else {
-                query(&queries.job_get_available_capped)
+        let fetch = |max: i32, pass: Pass| {
+            let sql = match pass {
+                Pass::Loose => &queries.job_get_available_loose,
+                _ if limit.is_partitioned() => &queries.job_get_available_partitioned,
+                _ => &queries.job_get_available_capped,
             };
-            let fetch = fetch
+            let fetch = query(sql)
                 .bind(params.queue.as_str())
                 .bind(params.now.map(jiff_sqlx::Timestamp::from))
                 .bind(max)
                 .bind(params.client_id.as_str())
                 .bind(limit.global)
                 .bind(limit.local);
-            if limit.is_partitioned() {
-                fetch
+            match pass {
+                Pass::Window(window) if limit.is_partitioned() => fetch
                     .bind(limit.by_kind)
                     .bind(limit.by_args.clone())
-                    .bind(window)
-            } else {
-                fetch
+                    .bind(window),
+                Pass::All if limit.is_partitioned() => fetch
+                    .bind(limit.by_kind)
+                    .bind(limit.by_args.clone())
+                    .bind(None::<i64>),
+                _ => fetch,
             }
         };
-        self.run_limited(params, limit.is_partitioned(), fetch)
-            .await
+        let passes: &[Pass] = if limit.is_partitioned() {
+            &[Pass::Loose, Pass::Window(0), Pass::All]
+        } else {
+            &[Pass::Window(0)]
+        };
+        self.run_limited(params, passes, fetch).await
     }
 
     async fn migration_has_line(&mut self) -> Result<bool> {
@@ -234,36 +240,42 @@ impl<'a> PgExecutor<'a> {
 
 impl PgExecutor<'_> {
     /// Runs a limited fetch (by concurrency, rate or both) in a transaction of its own, or
-    /// the caller's: the queue's limit lock, then `fetch` for up to `params.max` rows ranking
-    /// only the head of the queue, then, when `partitioned` and the batch came up short, a
-    /// second `fetch` for the rest ranking the whole backlog. `fetch` gets the rows wanted
-    /// and the window to rank (None: all).
+    /// the caller's: the queue's limit lock, then `fetch` for each of `passes` in turn while
+    /// the batch is short of `params.max`, each asked for what is still missing. A
+    /// [`Pass::Window`]'s size is set here, from the batch.
     ///
-    /// Ranking the head of the queue is enough unless saturated partitions fill it; only then
-    /// does the second pass rank the whole backlog (the first pass's rows are running by
-    /// then, in the same transaction, so they count against their partitions).
+    /// A partitioned fetch tries [`Pass::Loose`] (the plain head of the queue when no
+    /// partition can reach its limit), then ranks the head of the queue, which is enough
+    /// unless saturated partitions fill it, and only then the whole backlog. Each pass's
+    /// rows are running by the next, in the same transaction, so they count against their
+    /// partitions.
     async fn run_limited(
         &mut self,
         params: &JobGetAvailableParams,
-        partitioned: bool,
-        fetch: impl Fn(i32, Option<i64>) -> PgQuery,
+        passes: &[Pass],
+        fetch: impl Fn(i32, Pass) -> PgQuery,
     ) -> Result<Vec<JobRead>> {
         let queries = self.driver.queries();
         let key = format!("millrace.limit.{}.{}", queries.schema.name(), params.queue);
         let lock = query(&queries.limit_lock).bind(key);
         let window = i64::from(params.max).saturating_mul(PARTITION_WINDOW_PER_SLOT);
         let window = window.max(PARTITION_WINDOW_MIN);
-        let first = fetch(params.max, Some(window));
-        let rest = partitioned.then_some(|short| fetch(short, None));
+        let passes: Vec<Pass> = passes
+            .iter()
+            .map(|pass| match pass {
+                Pass::Window(_) => Pass::Window(window),
+                other => *other,
+            })
+            .collect();
         let rows = if let Some(conn) = &mut self.conn {
             let persistent = !self.driver.is_transaction_pooled();
-            limited_passes(conn, persistent, lock, first, params.max, rest)
+            limited_passes(conn, persistent, lock, params.max, &passes, &fetch)
                 .await
                 .map_err(db_error)?
         } else {
             let (pool, pooled) = self.target();
             let mut tx = pool.begin().await.map_err(db_error)?;
-            let rows = limited_passes(&mut tx, !pooled, lock, first, params.max, rest)
+            let rows = limited_passes(&mut tx, !pooled, lock, params.max, &passes, &fetch)
                 .await
                 .map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
@@ -400,24 +412,37 @@ async fn limited_passes<'q>(
     conn: &mut sqlx::PgConnection,
     persistent: bool,
     lock: Query<'q, Postgres, PgArguments>,
-    first: Query<'q, Postgres, PgArguments>,
     max: i32,
-    rest: Option<impl Fn(i32) -> Query<'q, Postgres, PgArguments>>,
+    passes: &[Pass],
+    fetch: &impl Fn(i32, Pass) -> Query<'q, Postgres, PgArguments>,
 ) -> std::result::Result<Vec<PgRow>, sqlx::Error> {
     lock.persistent(persistent).execute(&mut *conn).await?;
-    let mut rows = first.persistent(persistent).fetch_all(&mut *conn).await?;
-    let short = max - i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    if let Some(rest) = rest
-        && short > 0
-    {
+    let mut rows = Vec::new();
+    for (index, pass) in passes.iter().enumerate() {
+        let short = max - i32::try_from(rows.len()).unwrap_or(i32::MAX);
+        if index > 0 && short <= 0 {
+            break;
+        }
         rows.extend(
-            rest(short)
+            fetch(short, *pass)
                 .persistent(persistent)
                 .fetch_all(&mut *conn)
                 .await?,
         );
     }
     Ok(rows)
+}
+
+/// One statement of a limited fetch (see `PgExecutor::run_limited`).
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// The plain head of the queue, when the running rows and the batch stay within the
+    /// limits whatever partitions the batch holds; nothing otherwise.
+    Loose,
+    /// The limited fetch, ranking at most this many waiting rows when partitioned.
+    Window(i64),
+    /// The partitioned fetch ranking every waiting row.
+    All,
 }
 
 /// How many waiting rows a partitioned fetch ranks per row it may take, in its first pass.

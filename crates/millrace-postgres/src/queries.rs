@@ -118,6 +118,7 @@ pub(crate) struct Queries {
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_get_available_capped: Arc<str>,
+    pub(crate) job_get_available_loose: Arc<str>,
     pub(crate) job_get_available_partitioned: Arc<str>,
     pub(crate) limit_lock: Arc<str>,
     pub(crate) job_complete_many: Arc<str>,
@@ -362,6 +363,29 @@ locked AS (
     LIMIT (SELECT greatest(0, least($3::bigint,
                                     coalesce($5::bigint - total, $3::bigint),
                                     coalesce($6::bigint - mine, $3::bigint)))
+           FROM running)
+    FOR UPDATE SKIP LOCKED
+){update_fetched}"#
+        );
+        // The first pass of a partitioned fetch: the capped fetch when the queue's running
+        // rows and the whole batch together stay within the limits, since then no partition
+        // can pass them whatever the batch holds, and nothing otherwise (the partitioned
+        // passes follow). A limit that does not bind thus costs one count of the running
+        // rows, as an unpartitioned one does, and ranks nothing.
+        let job_get_available_loose = format!(
+            r#"
+WITH running AS (
+    SELECT count(*) AS total, count(*) FILTER (WHERE {mine}) AS mine
+    FROM {job} AS r
+    WHERE r.state = 'running' AND r.queue = $1
+),
+locked AS (
+    SELECT id FROM {job}
+    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
+    ORDER BY priority ASC, scheduled_at ASC, id ASC
+    LIMIT (SELECT CASE WHEN ($5::bigint IS NULL OR total + $3::bigint <= $5::bigint)
+                        AND ($6::bigint IS NULL OR mine + $3::bigint <= $6::bigint)
+                       THEN $3::bigint ELSE 0 END
            FROM running)
     FOR UPDATE SKIP LOCKED
 ){update_fetched}"#
@@ -701,6 +725,7 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
             periodic_job_update: periodic_job_update.into(),
             job_get_available: job_get_available.into(),
             job_get_available_capped: job_get_available_capped.into(),
+            job_get_available_loose: job_get_available_loose.into(),
             job_get_available_partitioned: job_get_available_partitioned.into(),
             limit_lock: limit_lock.into(),
             job_complete_many: job_complete_many.into(),

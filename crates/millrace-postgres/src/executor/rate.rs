@@ -7,7 +7,7 @@ use millrace_driver::{FetchRate, JobGetAvailableParams, Result};
 use millrace_types::JobRead;
 use sqlx::Row;
 
-use super::{PgExecutor, query};
+use super::{Pass, PgExecutor, query};
 use crate::db_error;
 
 impl PgExecutor<'_> {
@@ -23,7 +23,11 @@ impl PgExecutor<'_> {
         let limit = params.limit.clone().unwrap_or_default();
         let partitioned = rate.is_partitioned() || limit.is_partitioned();
         let period = rate.period_micros();
-        let fetch = |max: i32, window: Option<i64>| {
+        let fetch = |max: i32, pass: Pass| {
+            let window = match pass {
+                Pass::Window(window) => Some(window),
+                Pass::Loose | Pass::All => None,
+            };
             let sql = if partitioned {
                 &queries.rate.fetch_partitioned
             } else {
@@ -51,7 +55,12 @@ impl PgExecutor<'_> {
         };
         // As the concurrency limits' fetch: rank the head of the queue first, and the whole
         // backlog only when full partitions at the head leave the batch short.
-        self.run_limited(params, partitioned, fetch).await
+        let passes: &[Pass] = if partitioned {
+            &[Pass::Window(0), Pass::All]
+        } else {
+            &[Pass::Window(0)]
+        };
+        self.run_limited(params, passes, fetch).await
     }
 
     /// See [`Executor::job_rate_limit_wait`](millrace_driver::Executor::job_rate_limit_wait).

@@ -614,3 +614,64 @@ async fn queue_set_concurrency_keeps_the_queues_other_metadata() {
     let row = client.queue_set_concurrency(QUEUE, None).await.unwrap();
     assert_eq!(row.metadata, owner, "only the override is removed");
 }
+
+/// A partitioned limit that cannot bind yet takes the plain head of the queue (PostgreSQL's
+/// loose pass: running rows plus the batch within the limit); the batch that would pass it
+/// is ranked, and stops exactly at the limit. Three clients of 10 workers, a limit of 25 on
+/// one customer's jobs: 10 and 10 taken loosely, then 5.
+#[tokio::test]
+async fn a_partitioned_limit_stops_exactly_at_the_limit_after_fetching_loosely() {
+    let db = TestDb::new().await;
+    let gate = Arc::new(Notify::new());
+    let worker = Counting {
+        gate: Some(gate.clone()),
+        ..Counting::default()
+    };
+    let limit = ConcurrencyLimit::global(25).partition_by_args(["customer"]);
+    let fetches = Fetches::of(QUEUE);
+    let clients = [
+        client(&db, "loose-a", worker.clone(), limit.clone()),
+        client(&db, "loose-b", worker.clone(), limit.clone()),
+        builder(&db, "loose-c", worker.clone(), limit.clone())
+            .metric_hook(fetches.clone())
+            .build()
+            .unwrap(),
+    ];
+    insert_calls(&clients[0], 1, 40, 0).await;
+    for (i, c) in clients.iter().enumerate() {
+        c.start().await.unwrap();
+        let want = ((i + 1) * 10).min(25);
+        eventually(&format!("{want} jobs running"), DEADLINE, || async {
+            worker.state.lock().unwrap().started >= want
+        })
+        .await;
+    }
+    // The third client's later fetches find the partition full.
+    let seen = fetches.count();
+    eventually("three more fetches", DEADLINE, || async {
+        fetches.count() >= seen + 3
+    })
+    .await;
+    assert_eq!(running_per_customer(&clients[0]).await.get(&0), Some(&25));
+    assert_eq!(worker.state.lock().unwrap().started, 25);
+    assert_eq!(worker.state.lock().unwrap().max["customer:0"], 25);
+    // Each look frees the jobs waiting at the gate; the rest run in turn.
+    eventually("every job completes", DEADLINE, || async {
+        gate.notify_waiters();
+        let page = clients[0]
+            .job_list(
+                JobListParams::new()
+                    .states([JobState::Completed])
+                    .queues([QUEUE])
+                    .limit(100),
+            )
+            .await
+            .unwrap();
+        page.jobs.len() == 40
+    })
+    .await;
+    assert_eq!(worker.state.lock().unwrap().max["customer:0"], 25);
+    for c in clients {
+        c.stop().await.unwrap();
+    }
+}
