@@ -411,13 +411,25 @@ RETURNING {cols}"#,
             )
         };
         let (running_key, ranked_key) = (pkey("r"), pkey("a"));
+        //
+        // When the queue's running rows plus the whole batch stay within the limits
+        // (`loose`), no partition can reach its limit whatever the batch holds: the fetch
+        // takes the head of the queue and ranks nothing. SQLite evaluates the uncorrelated
+        // `loose` once, and a WHERE term that names no table before its loop, so the branch
+        // not taken scans nothing.
         let job_get_available_limited = format!(
             r#"
-WITH running AS (
+WITH whole AS (
+    SELECT (?5 IS NULL OR count(*) + ?3 <= ?5)
+       AND (?6 IS NULL OR coalesce(sum(r.attempted_by ->> '$[#-1]' = ?4), 0) + ?3 <= ?6) AS loose
+    FROM {job} AS r
+    WHERE r.state = 'running' AND r.queue = ?1
+),
+running AS (
     SELECT {running_key} AS pkey, count(*) AS total,
            coalesce(sum(r.attempted_by ->> '$[#-1]' = ?4), 0) AS mine
     FROM {job} AS r
-    WHERE r.state = 'running' AND r.queue = ?1
+    WHERE r.state = 'running' AND r.queue = ?1 AND NOT (SELECT loose FROM whole)
     GROUP BY 1
 ),
 ranked AS (
@@ -427,14 +439,25 @@ ranked AS (
         SELECT a.id, a.priority, a.scheduled_at, {ranked_key} AS pkey
         FROM {job} AS a
         WHERE a.state = 'available' AND a.queue = ?1 AND a.scheduled_at <= coalesce(?2, {NOW})
+          AND NOT (SELECT loose FROM whole)
     )
 ),
 chosen AS (
-    SELECT k.id FROM ranked AS k LEFT JOIN running AS u ON u.pkey = k.pkey
-    WHERE (?5 IS NULL OR k.n <= ?5 - coalesce(u.total, 0))
-      AND (?6 IS NULL OR k.n <= ?6 - coalesce(u.mine, 0))
-    ORDER BY k.priority ASC, k.scheduled_at ASC, k.id ASC
-    LIMIT ?3
+    SELECT id FROM (
+        SELECT k.id FROM ranked AS k LEFT JOIN running AS u ON u.pkey = k.pkey
+        WHERE (?5 IS NULL OR k.n <= ?5 - coalesce(u.total, 0))
+          AND (?6 IS NULL OR k.n <= ?6 - coalesce(u.mine, 0))
+        ORDER BY k.priority ASC, k.scheduled_at ASC, k.id ASC
+        LIMIT ?3
+    )
+    UNION ALL
+    SELECT id FROM (
+        SELECT h.id FROM {job} AS h
+        WHERE h.state = 'available' AND h.queue = ?1 AND h.scheduled_at <= coalesce(?2, {NOW})
+          AND (SELECT loose FROM whole)
+        ORDER BY h.priority ASC, h.scheduled_at ASC, h.id ASC
+        LIMIT ?3
+    )
 )
 UPDATE {job} AS j SET
     state = 'running',
