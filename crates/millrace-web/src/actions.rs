@@ -10,8 +10,8 @@ use axum::response::{IntoResponse as _, Response};
 use maud::html;
 use millrace::{Driver, InsertManyParams, InsertOpts, JobBatchAction, JobId, JobListParams};
 
+use crate::app::{App, AppState, Ctx};
 use crate::audit::{Action, Actor};
-use crate::dashboard::{App, AppState};
 use crate::error::PageError;
 use crate::filter::{JobFilter, borrow, decode, first};
 use crate::layout::{self, Nav, Page};
@@ -19,7 +19,6 @@ use crate::pages::capped;
 use crate::pages::insert::{InsertForm, render};
 use crate::pages::job::parse_id;
 use crate::pages::jobs::CONFIRM_CAP;
-use crate::security::Ctx;
 
 /// How many jobs one statement of a bulk action takes.
 const BATCH: i64 = 1_000;

@@ -9,9 +9,8 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, Markup, html};
 use millrace::Driver;
 
-use crate::dashboard::App;
+use crate::app::{App, CSRF_FIELD, Ctx};
 use crate::error::PageError;
-use crate::security::{CSRF_FIELD, Ctx};
 
 /// The sections of the navigation bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,8 +41,10 @@
 //! behaviour on bad input in full.
 
 mod actions;
+mod app;
 mod assets;
 mod audit;
+mod auth;
 mod cache;
 mod dashboard;
 mod error;

@@ -13,20 +13,16 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use base64::Engine as _;
 use millrace::Driver;
 use rand::RngCore as _;
 
+use crate::app::{AppState, CSRF_FIELD, Ctx};
 use crate::audit::Actor;
-use crate::dashboard::AppState;
+use crate::auth::{AUTH_COOKIE, cookie, same};
 use crate::layout;
 
 /// The cookie holding the CSRF token.
 const CSRF_COOKIE: &str = "millrace_csrf";
-/// The cookie a `?token=` login leaves, so a browser need not send the header.
-const AUTH_COOKIE: &str = "millrace_auth";
-/// The form field repeating the CSRF token.
-pub(crate) const CSRF_FIELD: &str = "csrf";
 /// The header the live-update script sends to get a page's content without its frame.
 const FRAGMENT_HEADER: &str = "x-millrace-fragment";
 /// The largest form body read (the insert form's args are the biggest part).
@@ -36,67 +32,6 @@ const MAX_FORM_BYTES: usize = 1 << 20;
 /// forms posting only here.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// The dashboard's own authentication: none, a bearer token, basic auth, or either of both.
-#[derive(Default)]
-pub(crate) struct Auth {
-    token: Option<String>,
-    basic: Option<(String, String)>,
-}
-
-impl Auth {
-    pub(crate) fn with_token(mut self, token: String) -> Self {
-        self.token = Some(token);
-        self
-    }
-
-    pub(crate) fn with_basic(mut self, user: String, password: String) -> Self {
-        self.basic = Some((user, password));
-        self
-    }
-
-    fn required(&self) -> bool {
-        self.token.is_some() || self.basic.is_some()
-    }
-
-    /// The actor the credentials name, or `None` when they do not pass.
-    fn check(&self, headers: &HeaderMap) -> Option<Actor> {
-        if let Some(token) = &self.token {
-            if let Some(given) = bearer(headers) {
-                if same(given.as_bytes(), token.as_bytes()) {
-                    return Some(Actor::new("token"));
-                }
-            }
-            if let Some(given) = cookie(headers, AUTH_COOKIE) {
-                if same(given.as_bytes(), token.as_bytes()) {
-                    return Some(Actor::new("token"));
-                }
-            }
-        }
-        if let Some((user, password)) = &self.basic {
-            if let Some((u, p)) = basic(headers) {
-                // Both compared, whatever the first gave, so timing tells nothing.
-                let ok =
-                    same(u.as_bytes(), user.as_bytes()) & same(p.as_bytes(), password.as_bytes());
-                if ok {
-                    return Some(Actor::new(u));
-                }
-            }
-        }
-        None
-    }
-}
-
-/// What the handlers know about the request beyond its own parts.
-#[derive(Debug, Clone)]
-pub(crate) struct Ctx {
-    /// Who makes it.
-    pub(crate) actor: Actor,
-    /// The CSRF token the forms of the page must carry.
-    pub(crate) csrf: String,
-    /// Whether the live-update script asked for the content only.
-    pub(crate) fragment: bool,
-}
 
 /// Authenticates, checks CSRF on state-changing requests, and sets the security headers.
 pub(crate) async fn guard<D: Driver>(
@@ -153,7 +88,7 @@ async fn check<D: Driver>(app: &AppState<D>, mut req: Request, next: Next) -> Re
                     "Authentication required",
                     "This dashboard needs a token or a user name and password.",
                 );
-                let challenge = if app.settings.auth.basic.is_some() {
+                let challenge = if app.settings.auth.has_basic() {
                     "Basic realm=\"millrace\", charset=\"UTF-8\""
                 } else {
                     "Bearer realm=\"millrace\""
@@ -226,7 +161,7 @@ async fn check<D: Driver>(app: &AppState<D>, mut req: Request, next: Next) -> Re
 /// A `GET …?token=…` with the right token: the token moves into a cookie and the browser is
 /// sent to the same page without it, so it stays out of the history and the logs.
 fn token_login<D: Driver>(app: &AppState<D>, req: &Request, cookie_path: &str) -> Option<Response> {
-    let token = app.settings.auth.token.as_ref()?;
+    let token = app.settings.auth.token()?;
     if req.method() != Method::GET {
         return None;
     }
@@ -279,37 +214,6 @@ fn refuse(why: &str) -> Response {
     layout::bare(StatusCode::FORBIDDEN, "Request refused", why)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// 32 random bytes in hex, from the thread's generator (a CSPRNG seeded by the operating
 /// system).
 fn new_token() -> String {
@@ -322,24 +226,9 @@ fn is_token(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Compares in time that depends on the lengths only, not on where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_compares_whole_values() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
-    }
 
     #[test]
     fn cross_site_headers_are_refused() {

@@ -6,11 +6,10 @@ use axum::response::Response;
 use maud::{Markup, html};
 use millrace::Driver;
 
+use crate::app::{App, AppState, Ctx};
 use crate::audit::Action;
-use crate::dashboard::{App, AppState};
 use crate::error::PageError;
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 /// What the form holds.
 #[derive(Debug, Clone)]

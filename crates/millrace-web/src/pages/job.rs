@@ -7,11 +7,10 @@ use maud::{Markup, html};
 use millrace::{Driver, JobId, JobRow, JobState};
 
 use super::state_badge;
+use crate::app::{App, AppState, Ctx};
 use crate::audit::Action;
-use crate::dashboard::{App, AppState};
 use crate::error::PageError;
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 pub(crate) async fn page<D: Driver>(
     State(app): State<AppState<D>>,

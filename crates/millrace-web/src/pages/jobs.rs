@@ -8,12 +8,11 @@ use maud::{Markup, html};
 use millrace::{Driver, JobId, JobState};
 
 use super::{capped, state_badge};
+use crate::app::{App, AppState, Ctx};
 use crate::audit::Action;
-use crate::dashboard::{App, AppState};
 use crate::error::PageError;
 use crate::filter::{JobFilter, borrow, decode, first};
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 /// Where the list's "N matching" count stops: a filter no index serves (a queue or kind
 /// alone) is counted by reading rows, so the list's count stays small; the confirmation of a

@@ -15,10 +15,9 @@ use axum::response::Response;
 use maud::{Markup, html};
 use millrace::{Driver, JobState};
 
-use crate::dashboard::AppState;
+use crate::app::{AppState, Ctx};
 use crate::error::PageError;
 use crate::layout;
-use crate::security::Ctx;
 
 /// Any path the router does not know: a 404 page in the dashboard's frame.
 pub(crate) async fn not_found<D: Driver>(

@@ -17,10 +17,9 @@ use maud::{Markup, html};
 use millrace::{Driver, JobListParams, JobState};
 
 use super::{capped, state_badge};
-use crate::dashboard::{App, AppState};
+use crate::app::{App, AppState, Ctx};
 use crate::error::PageError;
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 /// Where a state's count stops.
 pub(crate) const STATE_CAP: i64 = 10_000;

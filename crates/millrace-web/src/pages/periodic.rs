@@ -7,10 +7,9 @@ use maud::{Markup, html};
 use millrace::Driver;
 
 use super::state_badge;
-use crate::dashboard::{App, AppState};
+use crate::app::{App, AppState, Ctx};
 use crate::error::PageError;
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 pub(crate) async fn page<D: Driver>(
     State(app): State<AppState<D>>,

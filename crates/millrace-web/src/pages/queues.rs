@@ -10,11 +10,10 @@ use axum::response::Response;
 use maud::{Markup, html};
 use millrace::{ConcurrencyLimit, Driver, JobState};
 
+use crate::app::{App, AppState, Ctx};
 use crate::audit::Action;
-use crate::dashboard::{App, AppState};
 use crate::error::PageError;
 use crate::layout::{self, Nav, Page};
-use crate::security::Ctx;
 
 /// The most queues listed.
 const QUEUE_LIMIT: i64 = 1_000;
