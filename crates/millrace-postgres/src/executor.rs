@@ -231,7 +231,7 @@ impl<'a> PgExecutor<'a> {
     }
 
     async fn migration_has_line(&mut self) -> Result<bool> {
-        let q = query(&self.driver.queries().migration_has_line)
+        let q = query(&self.driver.queries().migration.has_line)
             .bind(self.driver.queries().schema.name().to_owned());
         let row = self.fetch_optional(q).await?;
         Ok(row.is_some_and(|r| r.get::<bool, _>(0)))
@@ -627,9 +627,9 @@ impl Executor for PgExecutor<'_> {
             return Ok(Vec::new());
         }
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_get_all).bind(line.to_owned())
+            query(&self.driver.queries().migration.get_all).bind(line.to_owned())
         } else if line == "main" {
-            query(&self.driver.queries().migration_get_all_legacy)
+            query(&self.driver.queries().migration.get_all_legacy)
         } else {
             return Ok(Vec::new());
         };
@@ -661,11 +661,11 @@ impl Executor for PgExecutor<'_> {
 
     async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_insert)
+            query(&self.driver.queries().migration.insert)
                 .bind(line.to_owned())
                 .bind(version)
         } else {
-            query(&self.driver.queries().migration_insert_legacy).bind(version)
+            query(&self.driver.queries().migration.insert_legacy).bind(version)
         };
         self.execute(q).await.map(|_| ())
     }
@@ -675,11 +675,11 @@ impl Executor for PgExecutor<'_> {
             return Ok(());
         }
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_delete)
+            query(&self.driver.queries().migration.delete)
                 .bind(line.to_owned())
                 .bind(version)
         } else {
-            query(&self.driver.queries().migration_delete_legacy).bind(version)
+            query(&self.driver.queries().migration.delete_legacy).bind(version)
         };
         self.execute(q).await.map(|_| ())
     }
@@ -871,7 +871,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn queue_list(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<QueueRow>> {
-        let q = query(&self.driver.queries().queue_list)
+        let q = query(&self.driver.queries().queue.list)
             .bind(after.map(str::to_owned))
             .bind(limit);
         self.fetch_all(q).await?.iter().map(queue_row).collect()
@@ -883,7 +883,7 @@ impl Executor for PgExecutor<'_> {
             .queries()
             .schema
             .channel(Topic::Control.as_str());
-        let q = query(&self.driver.queries().queue_update_metadata)
+        let q = query(&self.driver.queries().queue.update_metadata)
             .bind(name.to_owned())
             .bind(metadata.to_owned())
             .bind(channel);
@@ -908,7 +908,7 @@ impl Executor for PgExecutor<'_> {
             .queries()
             .schema
             .channel(Topic::Control.as_str());
-        let q = query(&self.driver.queries().queue_set_metadata_key)
+        let q = query(&self.driver.queries().queue.set_metadata_key)
             .bind(name.to_owned())
             .bind(key.to_owned())
             .bind(value.map(str::to_owned))
@@ -1092,7 +1092,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn queue_create_or_touch(&mut self, name: &str) -> Result<QueueRow> {
-        let q = query(&self.driver.queries().queue_create_or_touch).bind(name.to_owned());
+        let q = query(&self.driver.queries().queue.create_or_touch).bind(name.to_owned());
         let row = self
             .fetch_optional(q)
             .await?
@@ -1104,7 +1104,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn queue_get(&mut self, name: &str) -> Result<Option<QueueRow>> {
-        let q = query(&self.driver.queries().queue_get).bind(name.to_owned());
+        let q = query(&self.driver.queries().queue.get).bind(name.to_owned());
         self.fetch_optional(q)
             .await?
             .as_ref()
@@ -1120,7 +1120,7 @@ impl Executor for PgExecutor<'_> {
             .queries()
             .schema
             .channel(Topic::Control.as_str());
-        let q = query(&self.driver.queries().queue_set_paused)
+        let q = query(&self.driver.queries().queue.set_paused)
             .bind(name.to_owned())
             .bind(paused)
             .bind(channel)
@@ -1182,21 +1182,21 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn client_heartbeat(&mut self, client_id: &str, lease: Duration) -> Result<()> {
-        let q = query(&self.driver.queries().client_heartbeat)
+        let q = query(&self.driver.queries().client.heartbeat)
             .bind(client_id.to_owned())
             .bind(lease.as_secs_f64());
         self.execute(q).await.map(|_| ())
     }
 
     async fn client_declare_queues(&mut self, client_id: &str, queues: &str) -> Result<bool> {
-        let q = query(&self.driver.queries().client_declare_queues)
+        let q = query(&self.driver.queries().client.declare_queues)
             .bind(client_id.to_owned())
             .bind(queues.to_owned());
         Ok(self.execute(q).await? == 1)
     }
 
     async fn client_get_expired(&mut self, max: i32) -> Result<Vec<String>> {
-        let q = query(&self.driver.queries().client_get_expired).bind(max);
+        let q = query(&self.driver.queries().client.get_expired).bind(max);
         self.fetch_all(q)
             .await?
             .iter()
@@ -1205,12 +1205,12 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn client_delete(&mut self, client_ids: &[String]) -> Result<u64> {
-        let q = query(&self.driver.queries().client_delete).bind(client_ids.to_vec());
+        let q = query(&self.driver.queries().client.delete).bind(client_ids.to_vec());
         self.execute(q).await
     }
 
     async fn client_delete_expired(&mut self, client_ids: &[String]) -> Result<u64> {
-        let q = query(&self.driver.queries().client_delete_expired)
+        let q = query(&self.driver.queries().client.delete_expired)
             .bind(client_ids.to_vec())
             .bind(PERSISTENT_KIND_PREFIX);
         self.execute(q).await
@@ -1248,7 +1248,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn queue_delete_expired(&mut self, before: Timestamp, max: i32) -> Result<Vec<String>> {
-        let q = query(&self.driver.queries().queue_delete_expired)
+        let q = query(&self.driver.queries().queue.delete_expired)
             .bind(jiff_sqlx::Timestamp::from(before))
             .bind(i64::from(max));
         self.fetch_all(q)
@@ -1269,7 +1269,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn periodic_job_get(&mut self, ids: &[String]) -> Result<Vec<(String, Timestamp)>> {
-        let q = query(&self.driver.queries().periodic_job_get).bind(ids.to_vec());
+        let q = query(&self.driver.queries().periodic.get).bind(ids.to_vec());
         self.fetch_all(q)
             .await?
             .iter()
@@ -1292,10 +1292,10 @@ impl Executor for PgExecutor<'_> {
     ) -> Result<bool> {
         let queries = self.driver.queries();
         let q = match expected {
-            None => query(&queries.periodic_job_insert)
+            None => query(&queries.periodic.insert)
                 .bind(id.to_owned())
                 .bind(jiff_sqlx::Timestamp::from(next_run_at)),
-            Some(expected) => query(&queries.periodic_job_update)
+            Some(expected) => query(&queries.periodic.update)
                 .bind(id.to_owned())
                 .bind(jiff_sqlx::Timestamp::from(expected))
                 .bind(jiff_sqlx::Timestamp::from(next_run_at)),
@@ -1304,7 +1304,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn persistent_claim(&mut self, params: &PersistentClaimParams) -> Result<Option<JobRow>> {
-        let q = query(&self.driver.queries().persistent_claim)
+        let q = query(&self.driver.queries().persistent.claim)
             .bind(params.kind.as_str())
             .bind(params.queue.as_str())
             .bind(params.client_id.as_str())
@@ -1317,7 +1317,7 @@ impl Executor for PgExecutor<'_> {
     }
 
     async fn persistent_renew(&mut self, id: JobId, fence: i64) -> Result<bool> {
-        let q = query(&self.driver.queries().persistent_renew)
+        let q = query(&self.driver.queries().persistent.renew)
             .bind(id.0)
             .bind(fence);
         Ok(self.execute(q).await? == 1)
@@ -1329,7 +1329,7 @@ impl Executor for PgExecutor<'_> {
         fence: i64,
         metadata: &str,
     ) -> Result<bool> {
-        let q = query(&self.driver.queries().persistent_merge_metadata)
+        let q = query(&self.driver.queries().persistent.merge_metadata)
             .bind(id.0)
             .bind(fence)
             .bind(metadata.to_owned());
@@ -1341,7 +1341,7 @@ impl Executor for PgExecutor<'_> {
             .error
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
-        let q = query(&self.driver.queries().persistent_release)
+        let q = query(&self.driver.queries().persistent.release)
             .bind(params.id.0)
             .bind(params.fence)
             .bind(jiff_sqlx::Timestamp::from(params.available_at))

@@ -6,9 +6,17 @@ use millrace_driver::{REPLACED_METADATA_KEY, Schema};
 
 use crate::row::{fetch_columns, job_columns};
 
+mod client;
+mod fleet;
+mod leader;
+mod migration;
+mod queue;
+
+pub(crate) use leader::LeaderQueries;
+
 /// [`millrace_driver::PERSISTENT_FENCE_KEY`] as a SQL string literal: the one place this driver
 /// spells the persistent fence's metadata key (a test checks the two agree).
-const FENCE_KEY: &str = "'millrace:fence'";
+pub(crate) const FENCE_KEY: &str = "'millrace:fence'";
 
 /// `metadata` (a jsonb expression) as an object to merge keys into. `jsonb ||` on an array,
 /// a string, a number or `null` appends instead of merging, so every merge would grow the
@@ -23,58 +31,6 @@ pub(crate) fn metadata_object(metadata: &str) -> String {
 
 /// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
 /// reference-count bump, not a copy.
-/// The statements of one leader table.
-#[derive(Debug)]
-pub(crate) struct LeaderQueries {
-    pub(crate) delete_expired: Arc<str>,
-    pub(crate) elect: Arc<str>,
-    pub(crate) reelect: Arc<str>,
-    pub(crate) resign: Arc<str>,
-    pub(crate) get: Arc<str>,
-}
-
-impl LeaderQueries {
-    /// Mirrors River's leader election: an expired row is deleted, then the first insert wins;
-    /// the leader extends its own unexpired row; resigning deletes it and (for River's row)
-    /// tells the others, so they elect within moments rather than at their next attempt.
-    fn new(table: &str, notify_resigned: bool) -> Self {
-        let cols = "leader_id, elected_at, expires_at";
-        let resign = if notify_resigned {
-            format!(
-                r#"
-WITH deleted AS (DELETE FROM {table} WHERE leader_id = $1 RETURNING leader_id)
-SELECT count(*) AS n, count(pg_notify($2, json_build_object('action', 'resigned', 'leader_id', leader_id)::text))
-FROM deleted"#
-            )
-        } else {
-            format!(
-                "WITH deleted AS (DELETE FROM {table} WHERE leader_id = $1 RETURNING leader_id) \
-                 SELECT count(*) AS n FROM deleted"
-            )
-        };
-        LeaderQueries {
-            delete_expired: format!("DELETE FROM {table} WHERE expires_at < now()").into(),
-            elect: format!(
-                r#"
-INSERT INTO {table} (leader_id, elected_at, expires_at)
-VALUES ($1, now(), now() + make_interval(secs => $2::float8))
-ON CONFLICT (name) DO NOTHING
-RETURNING {cols}"#
-            )
-            .into(),
-            reelect: format!(
-                r#"
-UPDATE {table} SET expires_at = now() + make_interval(secs => $2::float8)
-WHERE leader_id = $1 AND elected_at = $3 AND expires_at > now()
-RETURNING {cols}"#
-            )
-            .into(),
-            resign: resign.into(),
-            get: format!("SELECT {cols} FROM {table}").into(),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
@@ -89,32 +45,21 @@ pub(crate) struct Queries {
     pub(crate) job_delete_many_asc: Arc<str>,
     pub(crate) job_delete_many_desc: Arc<str>,
     pub(crate) job_update_metadata: Arc<str>,
-    pub(crate) queue_list: Arc<str>,
-    pub(crate) queue_update_metadata: Arc<str>,
-    pub(crate) queue_set_metadata_key: Arc<str>,
     pub(crate) job_list_desc: Arc<str>,
     pub(crate) job_cancel: Arc<str>,
     pub(crate) job_retry: Arc<str>,
     pub(crate) job_delete: Arc<str>,
     pub(crate) notify_many: Arc<str>,
     pub(crate) river_leader: LeaderQueries,
+    pub(crate) client: client::ClientQueries,
+    pub(crate) periodic: fleet::PeriodicQueries,
+    pub(crate) persistent: fleet::PersistentQueries,
+    pub(crate) queue: queue::QueueQueries,
+    pub(crate) migration: migration::MigrationQueries,
     pub(crate) millrace_leader: LeaderQueries,
-    pub(crate) client_heartbeat: Arc<str>,
-    pub(crate) client_get_expired: Arc<str>,
-    pub(crate) client_delete: Arc<str>,
-    pub(crate) client_delete_expired: Arc<str>,
-    pub(crate) client_declare_queues: Arc<str>,
     pub(crate) job_get_running_of_clients: Arc<str>,
     pub(crate) job_get_stuck: Arc<str>,
     pub(crate) job_delete_finalized: Arc<str>,
-    pub(crate) queue_delete_expired: Arc<str>,
-    pub(crate) periodic_job_get: Arc<str>,
-    pub(crate) periodic_job_insert: Arc<str>,
-    pub(crate) periodic_job_update: Arc<str>,
-    pub(crate) persistent_claim: Arc<str>,
-    pub(crate) persistent_renew: Arc<str>,
-    pub(crate) persistent_merge_metadata: Arc<str>,
-    pub(crate) persistent_release: Arc<str>,
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) job_get_available: Arc<str>,
     pub(crate) job_get_available_capped: Arc<str>,
@@ -126,23 +71,12 @@ pub(crate) struct Queries {
     pub(crate) job_start_by_id: Arc<str>,
     pub(crate) job_schedule: Arc<str>,
     pub(crate) job_return_orphans: Arc<str>,
-    pub(crate) queue_create_or_touch: Arc<str>,
-    pub(crate) queue_get: Arc<str>,
-    pub(crate) queue_set_paused: Arc<str>,
-    pub(crate) migration_has_line: Arc<str>,
-    pub(crate) migration_get_all: Arc<str>,
-    pub(crate) migration_get_all_legacy: Arc<str>,
-    pub(crate) migration_insert: Arc<str>,
-    pub(crate) migration_insert_legacy: Arc<str>,
-    pub(crate) migration_delete: Arc<str>,
-    pub(crate) migration_delete_legacy: Arc<str>,
 }
 
 impl Queries {
     pub(crate) fn new(schema: Schema) -> Self {
         let s = schema.fill("/*schema*/");
         let job = format!("{s}river_job");
-        let migration = format!("{s}river_migration");
         let cols = job_columns("");
         let j_cols = job_columns("j.");
         let fetch_cols = fetch_columns("j.");
@@ -302,13 +236,6 @@ SELECT {cols}, false AS deleted FROM {job} WHERE id = $1 AND NOT EXISTS (SELECT 
         let notify_many =
             "SELECT count(pg_notify(c, p)) FROM unnest($1::text[], $2::text[]) AS t(c, p)"
                 .to_owned();
-
-        let migration_has_line = r#"
-SELECT EXISTS (
-    SELECT 1 FROM information_schema.columns
-    WHERE table_schema = $1 AND table_name = 'river_migration' AND column_name = 'line'
-)"#
-        .to_owned();
 
         // Mirrors River's JobGetAvailable. The attempt never passes smallint's range, and
         // attempted_by keeps its last 100 entries.
@@ -548,59 +475,7 @@ WHERE state = 'running' AND queue = $2
   AND NOT (id = ANY($3::bigint[]))"#
         );
 
-        let queue = format!("{s}river_queue");
-        let queue_cols = "name, created_at, metadata, paused_at, updated_at";
-        let queue_create_or_touch = format!(
-            r#"
-INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
-VALUES ($1, now(), '{{}}', NULL, now())
-ON CONFLICT (name) DO UPDATE SET updated_at = now()
-RETURNING {queue_cols}"#
-        );
-        let queue_get = format!("SELECT {queue_cols} FROM {queue} WHERE name = $1");
-        // A named queue without a row gets one, so a pause given before any client started the
-        // queue holds when one does.
-        let queue_set_paused = format!(
-            r#"
-WITH one AS (
-    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
-    SELECT $1, now(), '{{}}', CASE WHEN $2 THEN now() END, now() WHERE $1 <> '*'
-    ON CONFLICT (name) DO UPDATE
-        SET paused_at = CASE WHEN $2 THEN coalesce(q.paused_at, now()) END, updated_at = now()
-    RETURNING name
-),
-every AS (
-    UPDATE {queue} SET paused_at = CASE WHEN $2 THEN coalesce(paused_at, now()) END, updated_at = now()
-    WHERE $1 = '*'
-    RETURNING name
-)
-SELECT (SELECT count(*) FROM one) + (SELECT count(*) FROM every) AS changed, pg_notify($3, $4)"#
-        );
-
         let client = format!("{s}millrace_client");
-        let periodic = format!("{s}millrace_periodic_job");
-        let client_heartbeat = format!(
-            r#"
-INSERT INTO {client} (id, started_at, heartbeat_at, lease_expires_at)
-VALUES ($1, now(), now(), now() + make_interval(secs => $2::float8))
-ON CONFLICT (id) DO UPDATE
-    SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => $2::float8)"#
-        );
-        let client_declare_queues = format!("UPDATE {client} SET queues = $2::jsonb WHERE id = $1");
-        let client_get_expired = format!(
-            "SELECT id FROM {client} WHERE lease_expires_at < now() ORDER BY lease_expires_at LIMIT $1"
-        );
-        let client_delete = format!("DELETE FROM {client} WHERE id = ANY($1::text[])");
-        let client_delete_expired = format!(
-            r#"
-DELETE FROM {client} AS c
-WHERE c.id = ANY($1::text[]) AND c.lease_expires_at < now()
-  AND NOT EXISTS (
-      SELECT 1 FROM {job}
-      WHERE state = 'running' AND attempted_by[cardinality(attempted_by)] = c.id
-        AND NOT starts_with(kind, $2)
-  )"#
-        );
         let job_get_running_of_clients = format!(
             r#"
 SELECT {cols} FROM {job}
@@ -633,68 +508,6 @@ WITH doomed AS (
 )
 DELETE FROM {job} WHERE id IN (SELECT id FROM doomed)"#
         );
-        let queue_delete_expired = format!(
-            r#"
-WITH doomed AS (
-    SELECT name FROM {s}river_queue WHERE updated_at < $1 ORDER BY name LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-DELETE FROM {s}river_queue WHERE name IN (SELECT name FROM doomed) RETURNING name"#
-        );
-        let periodic_job_get =
-            format!("SELECT id, next_run_at FROM {periodic} WHERE id = ANY($1::text[])");
-        let periodic_job_insert = format!(
-            "INSERT INTO {periodic} (id, next_run_at, updated_at) VALUES ($1, $2, now()) \
-             ON CONFLICT (id) DO NOTHING"
-        );
-        let periodic_job_update = format!(
-            "UPDATE {periodic} SET next_run_at = $3, updated_at = now() \
-             WHERE id = $1 AND next_run_at = $2"
-        );
-
-        // A persistent worker's instance is one row; the holder refreshes attempted_at, so a
-        // row running without a refresh for a whole lease belongs to a dead holder.
-        let persistent_claim = format!(
-            r#"
-WITH target AS (
-    SELECT id FROM {job}
-    WHERE kind = $1 AND queue = $2
-      AND (
-          (state IN ('available', 'retryable', 'scheduled') AND scheduled_at <= now())
-          OR (state = 'running' AND attempted_at < now() - make_interval(secs => $4::float8))
-      )
-    ORDER BY id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {job} AS j SET
-    state = 'running',
-    attempt = least(j.attempt, 32766) + 1,
-    attempted_at = now(),
-    attempted_by = array_append(j.attempted_by[greatest(cardinality(j.attempted_by) - 98, 1):], $3::text),
-    metadata = jsonb_set(j.metadata, ARRAY[{FENCE_KEY}],
-        to_jsonb(coalesce((j.metadata ->> {FENCE_KEY})::bigint, 0) + 1))
-FROM target
-WHERE j.id = target.id
-RETURNING {j_cols}"#
-        );
-        let fenced = format!("state = 'running' AND (metadata ->> {FENCE_KEY})::bigint = $2");
-        let persistent_renew =
-            format!("UPDATE {job} SET attempted_at = now() WHERE id = $1 AND {fenced}");
-        let persistent_merge_metadata =
-            format!("UPDATE {job} SET metadata = metadata || $3::jsonb WHERE id = $1 AND {fenced}");
-        let persistent_release = format!(
-            r#"
-UPDATE {job} AS j SET
-    state = 'available',
-    scheduled_at = $3,
-    errors = CASE WHEN $4::jsonb IS NULL THEN j.errors
-                  ELSE (SELECT array_agg(e ORDER BY n) FROM (
-                            SELECT e, n FROM unnest(array_append(j.errors, $4::jsonb)) WITH ORDINALITY AS u(e, n)
-                            ORDER BY n DESC LIMIT $5
-                        ) AS recent) END
-WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint = $2"#
-        );
         let job_merge_metadata = format!(
             "UPDATE {job} AS j SET metadata = {metadata} || $3::jsonb \
              WHERE j.id = $1 AND j.state = 'running' AND j.attempt = $2"
@@ -704,25 +517,17 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
             inspect: crate::executor::InspectQueries::new(&s, &filters),
             sequence: crate::sequence::SequenceQueries::new(&schema),
             rate: crate::rate::RateQueries::new(&schema),
-            persistent_claim: persistent_claim.into(),
-            persistent_renew: persistent_renew.into(),
-            persistent_merge_metadata: persistent_merge_metadata.into(),
-            persistent_release: persistent_release.into(),
             job_merge_metadata: job_merge_metadata.into(),
+            client: client::ClientQueries::new(&s, &job),
+            periodic: fleet::PeriodicQueries::new(&s),
+            persistent: fleet::PersistentQueries::new(&job, &j_cols),
+            queue: queue::QueueQueries::new(&s),
+            migration: migration::MigrationQueries::new(&s),
             river_leader: LeaderQueries::new(&format!("{s}river_leader"), true),
             millrace_leader: LeaderQueries::new(&format!("{s}millrace_leader"), false),
-            client_heartbeat: client_heartbeat.into(),
-            client_get_expired: client_get_expired.into(),
-            client_delete: client_delete.into(),
-            client_delete_expired: client_delete_expired.into(),
-            client_declare_queues: client_declare_queues.into(),
             job_get_running_of_clients: job_get_running_of_clients.into(),
             job_get_stuck: job_get_stuck.into(),
             job_delete_finalized: job_delete_finalized.into(),
-            queue_delete_expired: queue_delete_expired.into(),
-            periodic_job_get: periodic_job_get.into(),
-            periodic_job_insert: periodic_job_insert.into(),
-            periodic_job_update: periodic_job_update.into(),
             job_get_available: job_get_available.into(),
             job_get_available_capped: job_get_available_capped.into(),
             job_get_available_loose: job_get_available_loose.into(),
@@ -733,9 +538,6 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
             job_start_by_id: job_start_by_id.into(),
             job_schedule: job_schedule.into(),
             job_return_orphans: job_return_orphans.into(),
-            queue_create_or_touch: queue_create_or_touch.into(),
-            queue_get: queue_get.into(),
-            queue_set_paused: queue_set_paused.into(),
             job_insert_many: job_insert_many.into(),
             job_insert_many_unique: job_insert_many_unique.into(),
             job_get_by_id: job_get_by_id.into(),
@@ -746,64 +548,11 @@ WHERE j.id = $1 AND j.state = 'running' AND (j.metadata ->> {FENCE_KEY})::bigint
                 "UPDATE {job} AS j SET metadata = {metadata} || $2::jsonb WHERE j.id = $1 RETURNING {j_cols}"
             )
             .into(),
-            queue_list: format!(
-                "SELECT {queue_cols} FROM {queue} WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2"
-            )
-            .into(),
-            queue_update_metadata: format!(
-                r#"
-WITH updated AS (
-    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
-    VALUES ($1, now(), $2::jsonb, NULL, now())
-    ON CONFLICT (name) DO UPDATE SET metadata = $2::jsonb, updated_at = now()
-    RETURNING {queue_cols}
-)
-SELECT {queue_cols},
-       pg_notify($3, json_build_object('action', 'metadata_changed', 'metadata', metadata, 'queue', name)::text) AS notified
-FROM updated"#
-            )
-            .into(),
-            // $3 NULL removes key $2; otherwise it sets it, keeping the other keys.
-            queue_set_metadata_key: format!(
-                r#"
-WITH updated AS (
-    INSERT INTO {queue} AS q (name, created_at, metadata, paused_at, updated_at)
-    VALUES ($1, now(),
-            CASE WHEN $3::jsonb IS NULL THEN '{{}}'::jsonb
-                 ELSE jsonb_build_object($2::text, $3::jsonb) END,
-            NULL, now())
-    ON CONFLICT (name) DO UPDATE
-        SET metadata = CASE WHEN $3::jsonb IS NULL THEN q.metadata - $2::text
-                            ELSE q.metadata || jsonb_build_object($2::text, $3::jsonb) END,
-            updated_at = now()
-    RETURNING {queue_cols}
-)
-SELECT {queue_cols},
-       pg_notify($4, json_build_object('action', 'metadata_changed', 'metadata', metadata, 'queue', name)::text) AS notified
-FROM updated"#
-            )
-            .into(),
             job_list_desc: job_list("<", "DESC"),
             job_cancel: job_cancel.into(),
             job_retry: job_retry.into(),
             job_delete: job_delete.into(),
             notify_many: notify_many.into(),
-            migration_has_line: migration_has_line.into(),
-            migration_get_all: format!(
-                "SELECT line, version, created_at FROM {migration} WHERE line = $1 ORDER BY version"
-            )
-            .into(),
-            migration_get_all_legacy: format!(
-                "SELECT 'main' AS line, version, created_at FROM {migration} ORDER BY version"
-            )
-            .into(),
-            migration_insert: format!("INSERT INTO {migration} (line, version) VALUES ($1, $2)")
-                .into(),
-            migration_insert_legacy: format!("INSERT INTO {migration} (version) VALUES ($1)")
-                .into(),
-            migration_delete: format!("DELETE FROM {migration} WHERE line = $1 AND version = $2")
-                .into(),
-            migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = $1").into(),
             job_table: job,
             schema,
         }
