@@ -213,7 +213,7 @@ impl<'a> SqliteExecutor<'a> {
     }
 
     async fn migration_has_line(&mut self) -> Result<bool> {
-        let q = query(&self.driver.queries().migration_has_line)
+        let q = query(&self.driver.queries().migration.has_line)
             .bind(self.driver.queries().schema.name().to_owned());
         self.read_bool(q).await
     }
@@ -247,11 +247,11 @@ impl<'a> SqliteExecutor<'a> {
             })
             .collect();
         let payload = serde_json::to_string(&rows).expect("strings always encode");
-        let q = query(&driver.queries().notification_insert_many).bind(payload);
+        let q = query(&driver.queries().notification.insert_many).bind(payload);
         scope.execute(q).await?;
         // Cleaning only in the driver's own transactions keeps a delete out of callers'.
         if own && driver.notifications_clean_due() {
-            let q = query(&driver.queries().notification_delete_before)
+            let q = query(&driver.queries().notification.delete_before)
                 .bind(notification_retention_modifier());
             let deleted = scope.execute(q).await?;
             tracing::debug!(deleted, "cleaned old notifications");
@@ -317,9 +317,9 @@ impl Executor for SqliteExecutor<'_> {
             return Ok(Vec::new());
         }
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_get_all).bind(line.to_owned())
+            query(&self.driver.queries().migration.get_all).bind(line.to_owned())
         } else if line == "main" {
-            query(&self.driver.queries().migration_get_all_legacy)
+            query(&self.driver.queries().migration.get_all_legacy)
         } else {
             return Ok(Vec::new());
         };
@@ -344,11 +344,11 @@ impl Executor for SqliteExecutor<'_> {
 
     async fn migration_insert(&mut self, line: &str, version: i64) -> Result<()> {
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_insert)
+            query(&self.driver.queries().migration.insert)
                 .bind(line.to_owned())
                 .bind(version)
         } else {
-            query(&self.driver.queries().migration_insert_legacy).bind(version)
+            query(&self.driver.queries().migration.insert_legacy).bind(version)
         };
         let mut scope = self.scope().await?;
         scope.execute(q).await?;
@@ -360,11 +360,11 @@ impl Executor for SqliteExecutor<'_> {
             return Ok(());
         }
         let q = if self.migration_has_line().await? {
-            query(&self.driver.queries().migration_delete)
+            query(&self.driver.queries().migration.delete)
                 .bind(line.to_owned())
                 .bind(version)
         } else {
-            query(&self.driver.queries().migration_delete_legacy).bind(version)
+            query(&self.driver.queries().migration.delete_legacy).bind(version)
         };
         let mut scope = self.scope().await?;
         scope.execute(q).await?;
@@ -613,7 +613,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn queue_list(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<QueueRow>> {
-        let q = query(&self.driver.queries().queue_list)
+        let q = query(&self.driver.queries().queue.list)
             .bind(after.map(str::to_owned))
             .bind(limit.max(0));
         self.read_all(q).await?.iter().map(queue_row).collect()
@@ -622,7 +622,7 @@ impl Executor for SqliteExecutor<'_> {
     async fn queue_update_metadata(&mut self, name: &str, metadata: &str) -> Result<QueueRow> {
         let driver = self.driver;
         let own = self.conn.is_none();
-        let q = query(&driver.queries().queue_update_metadata)
+        let q = query(&driver.queries().queue.update_metadata)
             .bind(name.to_owned())
             .bind(metadata.to_owned());
         let mut scope = self.scope().await?;
@@ -651,7 +651,7 @@ impl Executor for SqliteExecutor<'_> {
     ) -> Result<QueueRow> {
         let driver = self.driver;
         let own = self.conn.is_none();
-        let q = query(&driver.queries().queue_set_metadata_key)
+        let q = query(&driver.queries().queue.set_metadata_key)
             .bind(name.to_owned())
             .bind(key.to_owned())
             .bind(value.map(str::to_owned));
@@ -934,7 +934,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn queue_create_or_touch(&mut self, name: &str) -> Result<QueueRow> {
-        let q = query(&self.driver.queries().queue_create_or_touch).bind(name.to_owned());
+        let q = query(&self.driver.queries().queue.create_or_touch).bind(name.to_owned());
         let mut scope = self.scope().await?;
         let row = scope
             .fetch_optional(q)
@@ -946,7 +946,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn queue_get(&mut self, name: &str) -> Result<Option<QueueRow>> {
-        let q = query(&self.driver.queries().queue_get).bind(name.to_owned());
+        let q = query(&self.driver.queries().queue.get).bind(name.to_owned());
         self.read_optional(q)
             .await?
             .as_ref()
@@ -958,9 +958,9 @@ impl Executor for SqliteExecutor<'_> {
         let driver = self.driver;
         let own = self.conn.is_none();
         let q = if name == "*" {
-            query(&driver.queries().queue_set_paused_all).bind(paused)
+            query(&driver.queries().queue.set_paused_all).bind(paused)
         } else {
-            query(&driver.queries().queue_create_paused)
+            query(&driver.queries().queue.create_paused)
                 .bind(name.to_owned())
                 .bind(paused)
         };
@@ -1036,7 +1036,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn client_heartbeat(&mut self, client_id: &str, lease: Duration) -> Result<()> {
-        let q = query(&self.driver.queries().client_heartbeat)
+        let q = query(&self.driver.queries().client.heartbeat)
             .bind(client_id.to_owned())
             .bind(modifier(lease));
         let mut scope = self.scope().await?;
@@ -1045,7 +1045,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn client_declare_queues(&mut self, client_id: &str, queues: &str) -> Result<bool> {
-        let q = query(&self.driver.queries().client_declare_queues)
+        let q = query(&self.driver.queries().client.declare_queues)
             .bind(client_id.to_owned())
             .bind(queues.to_owned());
         Ok(self.write(q).await? == 1)
@@ -1055,7 +1055,7 @@ impl Executor for SqliteExecutor<'_> {
         if max <= 0 {
             return Ok(Vec::new());
         }
-        let q = query(&self.driver.queries().client_get_expired).bind(max);
+        let q = query(&self.driver.queries().client.get_expired).bind(max);
         self.read_all(q)
             .await?
             .iter()
@@ -1067,7 +1067,7 @@ impl Executor for SqliteExecutor<'_> {
         if client_ids.is_empty() {
             return Ok(0);
         }
-        let q = query(&self.driver.queries().client_delete).bind(strings(client_ids));
+        let q = query(&self.driver.queries().client.delete).bind(strings(client_ids));
         let deleted = self.write(q).await?;
         Ok(deleted)
     }
@@ -1076,7 +1076,7 @@ impl Executor for SqliteExecutor<'_> {
         if client_ids.is_empty() {
             return Ok(0);
         }
-        let q = query(&self.driver.queries().client_delete_expired)
+        let q = query(&self.driver.queries().client.delete_expired)
             .bind(strings(client_ids))
             .bind(PERSISTENT_KIND_PREFIX);
         self.write(q).await
@@ -1124,7 +1124,7 @@ impl Executor for SqliteExecutor<'_> {
         if max <= 0 {
             return Ok(Vec::new());
         }
-        let q = query(&self.driver.queries().queue_delete_expired)
+        let q = query(&self.driver.queries().queue.delete_expired)
             .bind(encode(before))
             .bind(max);
         let mut scope = self.scope().await?;
@@ -1155,7 +1155,7 @@ impl Executor for SqliteExecutor<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let q = query(&self.driver.queries().periodic_job_get).bind(strings(ids));
+        let q = query(&self.driver.queries().periodic.get).bind(strings(ids));
         self.read_all(q)
             .await?
             .iter()
@@ -1171,10 +1171,10 @@ impl Executor for SqliteExecutor<'_> {
     ) -> Result<bool> {
         let queries = self.driver.queries();
         let q = match expected {
-            None => query(&queries.periodic_job_insert)
+            None => query(&queries.periodic.insert)
                 .bind(id.to_owned())
                 .bind(encode(next_run_at)),
-            Some(expected) => query(&queries.periodic_job_update)
+            Some(expected) => query(&queries.periodic.update)
                 .bind(id.to_owned())
                 .bind(encode(expected))
                 .bind(encode(next_run_at)),
@@ -1184,7 +1184,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn persistent_claim(&mut self, params: &PersistentClaimParams) -> Result<Option<JobRow>> {
-        let q = query(&self.driver.queries().persistent_claim)
+        let q = query(&self.driver.queries().persistent.claim)
             .bind(params.kind.clone())
             .bind(params.queue.clone())
             .bind(params.client_id.clone())
@@ -1201,7 +1201,7 @@ impl Executor for SqliteExecutor<'_> {
     }
 
     async fn persistent_renew(&mut self, id: JobId, fence: i64) -> Result<bool> {
-        let q = query(&self.driver.queries().persistent_renew)
+        let q = query(&self.driver.queries().persistent.renew)
             .bind(id.0)
             .bind(fence);
         let renewed = self.write(q).await? == 1;
@@ -1214,7 +1214,7 @@ impl Executor for SqliteExecutor<'_> {
         fence: i64,
         metadata: &str,
     ) -> Result<bool> {
-        let q = query(&self.driver.queries().persistent_merge_metadata)
+        let q = query(&self.driver.queries().persistent.merge_metadata)
             .bind(id.0)
             .bind(fence)
             .bind(metadata.to_owned());
@@ -1227,7 +1227,7 @@ impl Executor for SqliteExecutor<'_> {
             .error
             .as_ref()
             .map(|e| serde_json::to_string(e).expect("an AttemptError always encodes"));
-        let q = query(&self.driver.queries().persistent_release)
+        let q = query(&self.driver.queries().persistent.release)
             .bind(params.id.0)
             .bind(params.fence)
             .bind(encode(params.available_at))

@@ -34,13 +34,13 @@ pub struct SqliteListener {
 impl SqliteListener {
     pub(crate) async fn connect(driver: &SqliteDriver) -> Result<Self> {
         let queries = driver.queries();
-        let last_id: i64 = sqlx::query_scalar(AssertSqlSafe(queries.notification_last_id.clone()))
+        let last_id: i64 = sqlx::query_scalar(AssertSqlSafe(queries.notification.last_id.clone()))
             .fetch_one(driver.pool())
             .await
             .map_err(db_error)?;
         Ok(SqliteListener {
             pool: driver.pool().clone(),
-            get_after: queries.notification_get_after.clone(),
+            get_after: queries.notification.get_after.clone(),
             topics: HashSet::new(),
             last_id,
             pending: VecDeque::new(),

@@ -11,6 +11,15 @@ use millrace_driver::{LeaderTable, REPLACED_METADATA_KEY, Schema};
 use crate::row::job_columns;
 use crate::time::NOW;
 
+mod client;
+mod fleet;
+mod leader;
+mod migration;
+mod notification;
+mod queue;
+
+pub(crate) use leader::LeaderQueries;
+
 /// The JSON path of [`millrace_driver::PERSISTENT_FENCE_KEY`] as a SQL string literal: the one
 /// place this driver spells the persistent fence's metadata key (a test checks the two agree).
 const FENCE_PATH: &str = r#"'$."millrace:fence"'"#;
@@ -134,47 +143,6 @@ fn json_element_contains(ae: &str, be: &str, depth: u32) -> String {
     )
 }
 
-/// The statements of one leader table.
-#[derive(Debug)]
-pub(crate) struct LeaderQueries {
-    pub(crate) delete_expired: Arc<str>,
-    pub(crate) elect: Arc<str>,
-    pub(crate) reelect: Arc<str>,
-    pub(crate) resign: Arc<str>,
-    pub(crate) get: Arc<str>,
-}
-
-impl LeaderQueries {
-    /// Mirrors River's leader election: an expired row is deleted, then the first insert wins;
-    /// the leader extends its own unexpired row; resigning deletes it. `?2` is the lease as a
-    /// SQLite time modifier (`+15.000 seconds`). Election times are compared as instants, not
-    /// as text, since River's clients may write them with fewer fraction digits.
-    fn new(table: &str) -> Self {
-        let cols = "leader_id, elected_at, expires_at";
-        LeaderQueries {
-            delete_expired: format!("DELETE FROM {table} WHERE expires_at < {NOW}").into(),
-            elect: format!(
-                r#"
-INSERT INTO {table} (leader_id, elected_at, expires_at)
-VALUES (?1, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?2))
-ON CONFLICT (name) DO NOTHING
-RETURNING {cols}"#
-            )
-            .into(),
-            reelect: format!(
-                r#"
-UPDATE {table} SET expires_at = strftime('%Y-%m-%d %H:%M:%f', 'now', ?2)
-WHERE leader_id = ?1 AND unixepoch(elected_at, 'subsec') = unixepoch(?3, 'subsec')
-  AND expires_at > {NOW}
-RETURNING {cols}"#
-            )
-            .into(),
-            resign: format!("DELETE FROM {table} WHERE leader_id = ?1 RETURNING leader_id").into(),
-            get: format!("SELECT {cols} FROM {table}").into(),
-        }
-    }
-}
-
 /// The driver's SQL for one schema. Strings are `Arc<str>` so handing one to sqlx is a
 /// reference-count bump, not a copy.
 #[derive(Debug)]
@@ -202,53 +170,25 @@ pub(crate) struct Queries {
     pub(crate) job_complete_many: Arc<str>,
     pub(crate) job_schedule: Arc<str>,
     pub(crate) job_return_orphans: Arc<str>,
-    pub(crate) queue_create_or_touch: Arc<str>,
-    pub(crate) queue_get: Arc<str>,
-    pub(crate) queue_list: Arc<str>,
-    pub(crate) queue_update_metadata: Arc<str>,
-    pub(crate) queue_set_metadata_key: Arc<str>,
-    pub(crate) queue_create_paused: Arc<str>,
-    pub(crate) queue_set_paused_all: Arc<str>,
-    pub(crate) notification_insert_many: Arc<str>,
-    pub(crate) notification_delete_before: Arc<str>,
-    pub(crate) notification_last_id: Arc<str>,
-    pub(crate) notification_get_after: Arc<str>,
     pub(crate) river_leader: LeaderQueries,
+    pub(crate) client: client::ClientQueries,
+    pub(crate) periodic: fleet::PeriodicQueries,
+    pub(crate) persistent: fleet::PersistentQueries,
+    pub(crate) queue: queue::QueueQueries,
+    pub(crate) notification: notification::NotificationQueries,
+    pub(crate) migration: migration::MigrationQueries,
     pub(crate) millrace_leader: LeaderQueries,
-    pub(crate) client_heartbeat: Arc<str>,
-    pub(crate) client_get_expired: Arc<str>,
-    pub(crate) client_delete: Arc<str>,
-    pub(crate) client_delete_expired: Arc<str>,
-    pub(crate) client_declare_queues: Arc<str>,
     pub(crate) job_get_running_of_clients: Arc<str>,
     pub(crate) job_get_stuck: Arc<str>,
     pub(crate) job_delete_finalized: Arc<str>,
-    pub(crate) queue_delete_expired: Arc<str>,
-    pub(crate) periodic_job_get: Arc<str>,
-    pub(crate) periodic_job_insert: Arc<str>,
-    pub(crate) periodic_job_update: Arc<str>,
-    pub(crate) persistent_claim: Arc<str>,
-    pub(crate) persistent_renew: Arc<str>,
-    pub(crate) persistent_merge_metadata: Arc<str>,
-    pub(crate) persistent_release: Arc<str>,
     pub(crate) job_merge_metadata: Arc<str>,
     pub(crate) table_exists: Arc<str>,
-    pub(crate) migration_has_line: Arc<str>,
-    pub(crate) migration_get_all: Arc<str>,
-    pub(crate) migration_get_all_legacy: Arc<str>,
-    pub(crate) migration_insert: Arc<str>,
-    pub(crate) migration_insert_legacy: Arc<str>,
-    pub(crate) migration_delete: Arc<str>,
-    pub(crate) migration_delete_legacy: Arc<str>,
 }
 
 impl Queries {
     pub(crate) fn new(schema: Schema) -> Self {
         let s = schema.fill("/*schema*/");
         let job = format!("{s}river_job");
-        let queue = format!("{s}river_queue");
-        let notification = format!("{s}river_notification");
-        let migration = format!("{s}river_migration");
         let cols = job_columns("");
 
         // Each job is one object of the JSON array ?1: args and metadata as JSON text (so
@@ -578,96 +518,7 @@ WHERE state = 'running' AND queue = ?2
   AND id NOT IN (SELECT value FROM json_each(?3))"#
         );
 
-        let queue_cols = "name, created_at, json(metadata) AS metadata, paused_at, updated_at";
-        let queue_create_or_touch = format!(
-            r#"
-INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
-VALUES (?1, {NOW}, jsonb('{{}}'), NULL, {NOW})
-ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
-RETURNING {queue_cols}"#
-        );
-        let queue_get = format!("SELECT {queue_cols} FROM {queue} WHERE name = ?1");
-        let queue_list = format!(
-            "SELECT {queue_cols} FROM {queue} WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
-        );
-        let queue_update_metadata = format!(
-            r#"
-INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
-VALUES (?1, {NOW}, jsonb(?2), NULL, {NOW})
-ON CONFLICT (name) DO UPDATE
-    SET metadata = excluded.metadata, updated_at = excluded.updated_at
-RETURNING {queue_cols}"#
-        );
-        // ?3 NULL removes key ?2; otherwise it sets it, keeping the other keys. The key is
-        // the caller's constant of letters, digits and `_`, quoted into the JSON path.
-        let queue_set_metadata_key = format!(
-            r#"
-INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
-VALUES (?1, {NOW},
-        CASE WHEN ?3 IS NULL THEN jsonb('{{}}') ELSE jsonb_object(?2, json(?3)) END,
-        NULL, {NOW})
-ON CONFLICT (name) DO UPDATE
-    SET metadata = CASE WHEN ?3 IS NULL THEN jsonb_remove(metadata, '$.' || json_quote(?2))
-                        ELSE jsonb_set(metadata, '$.' || json_quote(?2), json(?3)) END,
-        updated_at = excluded.updated_at
-RETURNING {queue_cols}"#
-        );
-        // A named queue without a row gets one, so a pause given before any client started the
-        // queue holds when one does.
-        let queue_create_paused = format!(
-            r#"
-INSERT INTO {queue} (name, created_at, metadata, paused_at, updated_at)
-VALUES (?1, {NOW}, jsonb('{{}}'), CASE WHEN ?2 THEN {NOW} END, {NOW})
-ON CONFLICT (name) DO UPDATE
-    SET paused_at = CASE WHEN ?2 THEN coalesce(paused_at, excluded.paused_at) END,
-        updated_at = excluded.updated_at"#
-        );
-        let queue_set_paused_all = format!(
-            "UPDATE {queue} SET paused_at = CASE WHEN ?1 THEN coalesce(paused_at, {NOW}) END, \
-             updated_at = {NOW}"
-        );
-
-        let notification_insert_many = format!(
-            "INSERT INTO {notification} (topic, payload) \
-             SELECT e.value ->> '$.topic', e.value ->> '$.payload' FROM json_each(?1) AS e \
-             ORDER BY e.key"
-        );
-        let notification_delete_before = format!(
-            "DELETE FROM {notification} \
-             WHERE created_at < strftime('%Y-%m-%d %H:%M:%f', 'now', ?1)"
-        );
-        let notification_last_id = format!("SELECT coalesce(max(id), 0) FROM {notification}");
-        let notification_get_after = format!(
-            "SELECT id, topic, payload FROM {notification} WHERE id > ?1 ORDER BY id LIMIT ?2"
-        );
-
         let client = format!("{s}millrace_client");
-        let periodic = format!("{s}millrace_periodic_job");
-        // ?2 is the lease as a SQLite time modifier.
-        let client_heartbeat = format!(
-            r#"
-INSERT INTO {client} (id, started_at, heartbeat_at, lease_expires_at)
-VALUES (?1, {NOW}, {NOW}, strftime('%Y-%m-%d %H:%M:%f', 'now', ?2))
-ON CONFLICT (id) DO UPDATE
-    SET heartbeat_at = excluded.heartbeat_at, lease_expires_at = excluded.lease_expires_at"#
-        );
-        let client_declare_queues = format!("UPDATE {client} SET queues = json(?2) WHERE id = ?1");
-        let client_get_expired = format!(
-            "SELECT id FROM {client} WHERE lease_expires_at < {NOW} \
-             ORDER BY lease_expires_at LIMIT ?1"
-        );
-        let client_delete =
-            format!("DELETE FROM {client} WHERE id IN (SELECT value FROM json_each(?1))");
-        let client_delete_expired = format!(
-            r#"
-DELETE FROM {client} AS c
-WHERE c.id IN (SELECT value FROM json_each(?1)) AND c.lease_expires_at < {NOW}
-  AND NOT EXISTS (
-      SELECT 1 FROM {job}
-      WHERE state = 'running' AND attempted_by ->> '$[#-1]' = c.id
-        AND substr(kind, 1, length(?2)) <> ?2
-  )"#
-        );
         let job_get_running_of_clients = format!(
             r#"
 SELECT {cols} FROM {job}
@@ -699,69 +550,7 @@ DELETE FROM {job} WHERE id IN (
     LIMIT ?4
 )"#
         );
-        let queue_delete_expired = format!(
-            r#"
-DELETE FROM {queue} WHERE name IN (
-    SELECT name FROM {queue} WHERE updated_at < ?1 ORDER BY name LIMIT ?2
-)
-RETURNING name"#
-        );
-        let periodic_job_get = format!(
-            "SELECT id, next_run_at FROM {periodic} WHERE id IN (SELECT value FROM json_each(?1))"
-        );
-        let periodic_job_insert = format!(
-            "INSERT INTO {periodic} (id, next_run_at, updated_at) VALUES (?1, ?2, {NOW}) \
-             ON CONFLICT (id) DO NOTHING"
-        );
-        let periodic_job_update = format!(
-            "UPDATE {periodic} SET next_run_at = ?3, updated_at = {NOW} \
-             WHERE id = ?1 AND unixepoch(next_run_at, 'subsec') = unixepoch(?2, 'subsec')"
-        );
 
-        // A persistent worker's instance is one row; its holder refreshes attempted_at, so a
-        // row running without a refresh for a whole lease (?4, as a negative SQLite time
-        // modifier) belongs to a dead holder.
-        let persistent_claim = format!(
-            r#"
-UPDATE {job} AS j SET
-    state = 'running',
-    attempt = min(j.attempt, 32766) + 1,
-    attempted_at = {NOW},
-    attempted_by = {appended},
-    metadata = jsonb_set(j.metadata, {FENCE_PATH},
-        coalesce(json_extract(j.metadata, {FENCE_PATH}), 0) + 1)
-WHERE j.id = (
-    SELECT id FROM {job}
-    WHERE kind = ?1 AND queue = ?2
-      AND (
-          (state IN ('available', 'retryable', 'scheduled') AND scheduled_at <= {NOW})
-          OR (state = 'running' AND attempted_at < strftime('%Y-%m-%d %H:%M:%f', 'now', ?4))
-      )
-    ORDER BY id
-    LIMIT 1
-)
-RETURNING {cols}"#,
-            appended = attempted_by_appended("j", "?3"),
-        );
-        let fenced = format!("state = 'running' AND json_extract(metadata, {FENCE_PATH}) = ?2");
-        let persistent_renew =
-            format!("UPDATE {job} SET attempted_at = {NOW} WHERE id = ?1 AND {fenced}");
-        let persistent_merge_metadata = format!(
-            "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 AND j.{fenced}",
-            merged = shallow_merge("j.metadata", "?3"),
-        );
-        // ?4 is the error (JSON text) or null; with an error, only the ?5 most recent stay.
-        let persistent_release = format!(
-            r#"
-UPDATE {job} AS j SET
-    state = 'available',
-    scheduled_at = ?3,
-    errors = CASE WHEN ?4 IS NULL THEN j.errors
-                  ELSE (SELECT jsonb_group_array(json(e.value) ORDER BY e.key)
-                        FROM json_each(jsonb_insert(coalesce(j.errors, jsonb('[]')), '$[#]', json(?4))) AS e
-                        WHERE e.key > json_array_length(coalesce(j.errors, jsonb('[]'))) - ?5) END
-WHERE j.id = ?1 AND j.{fenced}"#
-        );
         let job_update_metadata = format!(
             "UPDATE {job} AS j SET metadata = {merged} WHERE j.id = ?1 RETURNING {cols}",
             merged = shallow_merge(&metadata_object("j.metadata"), "?2"),
@@ -775,10 +564,6 @@ WHERE j.id = ?1 AND j.{fenced}"#
         let table_exists = format!(
             "SELECT EXISTS (SELECT 1 FROM {s}sqlite_master WHERE type = 'table' AND name = ?1)"
         );
-        // pragma_table_info takes the schema as its second argument.
-        let migration_has_line = "SELECT EXISTS (\
-            SELECT 1 FROM pragma_table_info('river_migration', ?1) WHERE name = 'line')"
-            .to_owned();
 
         Queries {
             inspect: crate::executor::InspectQueries::new(&s, &filters),
@@ -803,53 +588,19 @@ WHERE j.id = ?1 AND j.{fenced}"#
             job_complete_many: job_complete_many.into(),
             job_schedule: job_schedule.into(),
             job_return_orphans: job_return_orphans.into(),
-            queue_create_or_touch: queue_create_or_touch.into(),
-            queue_get: queue_get.into(),
-            queue_list: queue_list.into(),
-            queue_update_metadata: queue_update_metadata.into(),
-            queue_set_metadata_key: queue_set_metadata_key.into(),
-            queue_create_paused: queue_create_paused.into(),
-            queue_set_paused_all: queue_set_paused_all.into(),
-            notification_insert_many: notification_insert_many.into(),
-            notification_delete_before: notification_delete_before.into(),
-            notification_last_id: notification_last_id.into(),
-            notification_get_after: notification_get_after.into(),
+            client: client::ClientQueries::new(&s, &job),
+            periodic: fleet::PeriodicQueries::new(&s),
+            persistent: fleet::PersistentQueries::new(&job, &cols),
+            queue: queue::QueueQueries::new(&s),
+            notification: notification::NotificationQueries::new(&s),
+            migration: migration::MigrationQueries::new(&s),
             river_leader: LeaderQueries::new(&format!("{s}river_leader")),
             millrace_leader: LeaderQueries::new(&format!("{s}millrace_leader")),
-            client_heartbeat: client_heartbeat.into(),
-            client_get_expired: client_get_expired.into(),
-            client_delete: client_delete.into(),
-            client_delete_expired: client_delete_expired.into(),
-            client_declare_queues: client_declare_queues.into(),
             job_get_running_of_clients: job_get_running_of_clients.into(),
             job_get_stuck: job_get_stuck.into(),
             job_delete_finalized: job_delete_finalized.into(),
-            queue_delete_expired: queue_delete_expired.into(),
-            periodic_job_get: periodic_job_get.into(),
-            periodic_job_insert: periodic_job_insert.into(),
-            periodic_job_update: periodic_job_update.into(),
-            persistent_claim: persistent_claim.into(),
-            persistent_renew: persistent_renew.into(),
-            persistent_merge_metadata: persistent_merge_metadata.into(),
-            persistent_release: persistent_release.into(),
             job_merge_metadata: job_merge_metadata.into(),
             table_exists: table_exists.into(),
-            migration_has_line: migration_has_line.into(),
-            migration_get_all: format!(
-                "SELECT line, version, created_at FROM {migration} WHERE line = ?1 ORDER BY version"
-            )
-            .into(),
-            migration_get_all_legacy: format!(
-                "SELECT 'main' AS line, version, created_at FROM {migration} ORDER BY version"
-            )
-            .into(),
-            migration_insert: format!("INSERT INTO {migration} (line, version) VALUES (?1, ?2)")
-                .into(),
-            migration_insert_legacy: format!("INSERT INTO {migration} (version) VALUES (?1)")
-                .into(),
-            migration_delete: format!("DELETE FROM {migration} WHERE line = ?1 AND version = ?2")
-                .into(),
-            migration_delete_legacy: format!("DELETE FROM {migration} WHERE version = ?1").into(),
             schema,
         }
     }
