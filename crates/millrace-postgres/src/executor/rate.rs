@@ -7,7 +7,9 @@ use millrace_driver::{FetchRate, JobGetAvailableParams, Result};
 use millrace_types::JobRead;
 use sqlx::Row;
 
-use super::{Pass, PgExecutor, query};
+use super::PgExecutor;
+use super::query;
+use super::work::Pass;
 use crate::db_error;
 
 impl PgExecutor<'_> {
