@@ -532,6 +532,11 @@ async fn clients_that_disagree_about_a_queues_limits_are_reported() {
         ConcurrencyLimit::global(2),
     );
     same.start().await.unwrap();
+    // `other` compares at its start: both must have declared by then.
+    eventually("the second client declares its limits", DEADLINE, || {
+        declared(&a, "declares-2-too")
+    })
+    .await;
     let other = client(
         &db,
         "declares-5",
