@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::admin::{AdminArgs, Needs, human_duration, millis, not_found, with_client};
 use crate::output::outln;
+use crate::queues::{limit_counts, rate_text};
 use crate::table::{Rows, first_line, or_dash};
 
 /// Options of the read-only fleet commands.
@@ -356,18 +357,8 @@ fn limits_summary(declared: &serde_json::Value) -> Option<String> {
     let parts: Vec<String> = queues
         .iter()
         .filter_map(|(queue, limits)| {
-            let mut said = Vec::new();
-            let concurrency = &limits["concurrency"];
-            for which in ["global", "local"] {
-                match concurrency[format!("{which}_limit")].as_u64() {
-                    Some(n) if n > 0 => said.push(format!("{which} {n}")),
-                    _ => {}
-                }
-            }
-            let rate = &limits["rate_limit"];
-            if let (Some(n), Some(ms)) = (rate["limit"].as_u64(), rate["period_ms"].as_u64()) {
-                said.push(format!("rate {n}/{ms} ms"));
-            }
+            let mut said = limit_counts(&limits["concurrency"]);
+            said.extend(rate_text(&limits["rate_limit"]));
             (!said.is_empty()).then(|| format!("{queue}: {}", said.join(", ")))
         })
         .collect();

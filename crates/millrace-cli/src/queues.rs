@@ -356,10 +356,7 @@ async fn get<D: Driver>(client: &Client<D>, args: &NameArgs) -> anyhow::Result<E
                     limit_text(&limits["concurrency"])
                 ));
             }
-            let rate = &limits["rate_limit"];
-            if let (Some(n), Some(ms)) = (rate["limit"].as_u64(), rate["period_ms"].as_u64()) {
-                said.push(format!("rate {n}/{ms} ms"));
-            }
+            said.extend(rate_text(&limits["rate_limit"]));
             if said.is_empty() {
                 said.push("none".to_owned());
             }
@@ -372,13 +369,7 @@ async fn get<D: Driver>(client: &Client<D>, args: &NameArgs) -> anyhow::Result<E
 /// A concurrency limit in River Pro's shape, in words: `global 2, local 1, by kind, by args
 /// customer_id`.
 fn limit_text(limit: &serde_json::Value) -> String {
-    let mut said = Vec::new();
-    for which in ["global", "local"] {
-        match limit[format!("{which}_limit")].as_u64() {
-            Some(n) if n > 0 => said.push(format!("{which} {n}")),
-            _ => {}
-        }
-    }
+    let mut said = limit_counts(limit);
     let partition = &limit["partition"];
     if partition["by_kind"] == true {
         said.push("by kind".to_owned());
@@ -391,6 +382,24 @@ fn limit_text(limit: &serde_json::Value) -> String {
         said.push(format!("by args {}", fields.join(",")));
     }
     said.join(", ")
+}
+
+/// A concurrency limit's counts in words (`global 2`, `local 1`), the unset (0 or missing)
+/// left out.
+pub(crate) fn limit_counts(limit: &serde_json::Value) -> Vec<String> {
+    ["global", "local"]
+        .into_iter()
+        .filter_map(|which| match limit[format!("{which}_limit")].as_u64() {
+            Some(n) if n > 0 => Some(format!("{which} {n}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A declared rate limit in words (`rate 100/60000 ms`), `None` when there is none.
+pub(crate) fn rate_text(rate: &serde_json::Value) -> Option<String> {
+    let (n, ms) = (rate["limit"].as_u64()?, rate["period_ms"].as_u64()?);
+    Some(format!("rate {n}/{ms} ms"))
 }
 
 impl SetConcurrencyArgs {

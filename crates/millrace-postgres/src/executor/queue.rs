@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use millrace_driver::{DriverError, QueueRow, Result, Topic};
 use sqlx::Row;
 
-use super::{PgExecutor, query};
+use super::{PgExecutor, PgQuery, query};
 use crate::db_error;
 use crate::row::queue_row;
 
@@ -27,23 +27,10 @@ impl PgExecutor<'_> {
         name: &str,
         metadata: &str,
     ) -> Result<QueueRow> {
-        let channel = self
-            .driver
-            .queries()
-            .schema
-            .channel(Topic::Control.as_str());
         let q = query(&self.driver.queries().queue.update_metadata)
             .bind(name.to_owned())
-            .bind(metadata.to_owned())
-            .bind(channel);
-        let row = self
-            .fetch_optional(q)
-            .await?
-            .ok_or_else(|| DriverError::Decode {
-                column: "name",
-                message: "queue update returned no row".to_owned(),
-            })?;
-        queue_row(&row)
+            .bind(metadata.to_owned());
+        self.write_queue_metadata(q).await
     }
 
     pub(super) async fn queues_queue_set_metadata_key(
@@ -52,23 +39,28 @@ impl PgExecutor<'_> {
         key: &str,
         value: Option<&str>,
     ) -> Result<QueueRow> {
+        let q = query(&self.driver.queries().queue.set_metadata_key)
+            .bind(name.to_owned())
+            .bind(key.to_owned())
+            .bind(value.map(str::to_owned));
+        self.write_queue_metadata(q).await
+    }
+
+    /// Runs a statement that writes a queue's metadata, returns its row and notifies
+    /// `river_control` (the channel is its last parameter, bound here).
+    async fn write_queue_metadata(&mut self, q: PgQuery) -> Result<QueueRow> {
         let channel = self
             .driver
             .queries()
             .schema
             .channel(Topic::Control.as_str());
-        let q = query(&self.driver.queries().queue.set_metadata_key)
-            .bind(name.to_owned())
-            .bind(key.to_owned())
-            .bind(value.map(str::to_owned))
-            .bind(channel);
-        let row = self
-            .fetch_optional(q)
-            .await?
-            .ok_or_else(|| DriverError::Decode {
-                column: "name",
-                message: "queue update returned no row".to_owned(),
-            })?;
+        let row =
+            self.fetch_optional(q.bind(channel))
+                .await?
+                .ok_or_else(|| DriverError::Decode {
+                    column: "name",
+                    message: "queue update returned no row".to_owned(),
+                })?;
         queue_row(&row)
     }
 

@@ -276,8 +276,11 @@ WHERE j.id = locked.id
 RETURNING {fetch_cols}, j.unique_states"#
         );
         let mine = "r.attempted_by[cardinality(r.attempted_by)] = $4::text";
-        let job_get_available_capped = format!(
-            r#"
+        // A fetch of the head of the queue whose LIMIT is `limit`, an expression over the
+        // queue's running rows (`total`) and this client's (`mine`).
+        let head_fetch = |limit: &str| {
+            format!(
+                r#"
 WITH running AS (
     SELECT count(*) AS total, count(*) FILTER (WHERE {mine}) AS mine
     FROM {job} AS r
@@ -287,35 +290,25 @@ locked AS (
     SELECT id FROM {job}
     WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
     ORDER BY priority ASC, scheduled_at ASC, id ASC
-    LIMIT (SELECT greatest(0, least($3::bigint,
-                                    coalesce($5::bigint - total, $3::bigint),
-                                    coalesce($6::bigint - mine, $3::bigint)))
-           FROM running)
+    LIMIT (SELECT {limit} FROM running)
     FOR UPDATE SKIP LOCKED
 ){update_fetched}"#
+            )
+        };
+        let job_get_available_capped = head_fetch(
+            "greatest(0, least($3::bigint,
+                                    coalesce($5::bigint - total, $3::bigint),
+                                    coalesce($6::bigint - mine, $3::bigint)))",
         );
         // The first pass of a partitioned fetch: the capped fetch when the queue's running
         // rows and the whole batch together stay within the limits, since then no partition
         // can pass them whatever the batch holds, and nothing otherwise (the partitioned
         // passes follow). A limit that does not bind thus costs one count of the running
         // rows, as an unpartitioned one does, and ranks nothing.
-        let job_get_available_loose = format!(
-            r#"
-WITH running AS (
-    SELECT count(*) AS total, count(*) FILTER (WHERE {mine}) AS mine
-    FROM {job} AS r
-    WHERE r.state = 'running' AND r.queue = $1
-),
-locked AS (
-    SELECT id FROM {job}
-    WHERE state = 'available' AND queue = $1 AND scheduled_at <= coalesce($2::timestamptz, now())
-    ORDER BY priority ASC, scheduled_at ASC, id ASC
-    LIMIT (SELECT CASE WHEN ($5::bigint IS NULL OR total + $3::bigint <= $5::bigint)
+        let job_get_available_loose = head_fetch(
+            "CASE WHEN ($5::bigint IS NULL OR total + $3::bigint <= $5::bigint)
                         AND ($6::bigint IS NULL OR mine + $3::bigint <= $6::bigint)
-                       THEN $3::bigint ELSE 0 END
-           FROM running)
-    FOR UPDATE SKIP LOCKED
-){update_fetched}"#
+                       THEN $3::bigint ELSE 0 END",
         );
         // The partitioned fetch: the due available rows of the queue are ranked within their
         // partition, and a partition gives no more rows than its running count leaves room

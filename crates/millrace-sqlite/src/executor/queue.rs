@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use millrace_driver::{QueueRow, Result, Topic};
 use sqlx::Row;
 
-use super::{SqliteExecutor, missing_row, query};
+use super::{SqliteExecutor, SqliteQuery, missing_row, query};
 use crate::error::db_error;
 use crate::row::queue_row;
 use crate::time::encode;
@@ -28,27 +28,10 @@ impl SqliteExecutor<'_> {
         name: &str,
         metadata: &str,
     ) -> Result<QueueRow> {
-        let driver = self.driver;
-        let own = self.conn.is_none();
-        let q = query(&driver.queries().queue.update_metadata)
+        let q = query(&self.driver.queries().queue.update_metadata)
             .bind(name.to_owned())
             .bind(metadata.to_owned());
-        let mut scope = self.scope().await?;
-        let row = scope
-            .fetch_optional(q)
-            .await?
-            .ok_or_else(|| missing_row("queue metadata update"))?;
-        let queue = queue_row(&row)?;
-        // The same payload as PostgreSQL's, keys in the same order.
-        let payload = serde_json::json!({
-            "action": "metadata_changed",
-            "metadata": queue.metadata,
-            "queue": queue.name,
-        })
-        .to_string();
-        Self::notify_in_scope(driver, &mut scope, &[(Topic::Control, payload)], own).await?;
-        scope.finish().await?;
-        Ok(queue)
+        self.write_queue_metadata(q).await
     }
 
     pub(super) async fn queues_queue_set_metadata_key(
@@ -57,12 +40,18 @@ impl SqliteExecutor<'_> {
         key: &str,
         value: Option<&str>,
     ) -> Result<QueueRow> {
-        let driver = self.driver;
-        let own = self.conn.is_none();
-        let q = query(&driver.queries().queue.set_metadata_key)
+        let q = query(&self.driver.queries().queue.set_metadata_key)
             .bind(name.to_owned())
             .bind(key.to_owned())
             .bind(value.map(str::to_owned));
+        self.write_queue_metadata(q).await
+    }
+
+    /// Runs a statement that writes a queue's metadata and returns its row, and announces
+    /// the change through the outbox in the same transaction.
+    async fn write_queue_metadata(&mut self, q: SqliteQuery) -> Result<QueueRow> {
+        let driver = self.driver;
+        let own = self.conn.is_none();
         let mut scope = self.scope().await?;
         let row = scope
             .fetch_optional(q)
