@@ -37,9 +37,7 @@ mod executor;
 mod listener;
 mod migrations;
 mod queries;
-mod rate;
 mod row;
-mod sequence;
 
 use std::sync::Arc;
 

@@ -60,9 +60,7 @@ mod executor;
 mod listener;
 mod migrations;
 mod queries;
-mod rate;
 mod row;
-mod sequence;
 mod time;
 
 use std::str::FromStr;

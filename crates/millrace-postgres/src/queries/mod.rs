@@ -11,6 +11,8 @@ mod fleet;
 mod leader;
 mod migration;
 mod queue;
+mod rate;
+mod sequence;
 
 pub(crate) use leader::LeaderQueries;
 
@@ -35,8 +37,8 @@ pub(crate) fn metadata_object(metadata: &str) -> String {
 pub(crate) struct Queries {
     pub(crate) schema: Schema,
     pub(crate) inspect: crate::executor::InspectQueries,
-    pub(crate) sequence: crate::sequence::SequenceQueries,
-    pub(crate) rate: crate::rate::RateQueries,
+    pub(crate) sequence: sequence::SequenceQueries,
+    pub(crate) rate: rate::RateQueries,
     pub(crate) job_table: String,
     pub(crate) job_insert_many: Arc<str>,
     pub(crate) job_insert_many_unique: Arc<str>,
@@ -508,8 +510,8 @@ DELETE FROM {job} WHERE id IN (SELECT id FROM doomed)"#
 
         Queries {
             inspect: crate::executor::InspectQueries::new(&s, &filters),
-            sequence: crate::sequence::SequenceQueries::new(&schema),
-            rate: crate::rate::RateQueries::new(&schema),
+            sequence: sequence::SequenceQueries::new(&schema),
+            rate: rate::RateQueries::new(&schema),
             job_merge_metadata: job_merge_metadata.into(),
             client: client::ClientQueries::new(&s, &job),
             periodic: fleet::PeriodicQueries::new(&s),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use millrace_driver::Schema;
 
-use crate::queries::attempted_by_appended;
+use super::sql::attempted_by_appended;
 use crate::row::job_columns;
 use crate::time::NOW;
 
