@@ -15,12 +15,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use millrace_driver::Driver;
 use millrace_types::{JobId, JobRow, JobState};
 use tokio_util::sync::CancellationToken;
 
 // The one way up from the API floor: an instance hands out the client running it.
-use crate::client::{Client, ClientHandle};
 use crate::error::{Error, Result};
 use crate::insert_opts::{InsertOpts, UniqueOpts};
 use crate::insert_params::InsertManyParams;
@@ -237,7 +235,7 @@ pub struct PersistentContext {
     attempt: i16,
     fence: i64,
     token: CancellationToken,
-    client: Arc<dyn std::any::Any + Send + Sync>,
+    pub(crate) client: Arc<dyn std::any::Any + Send + Sync>,
     progress: ProgressFn,
 }
 
@@ -343,15 +341,6 @@ impl PersistentContext {
     /// Whether the instance should stop.
     pub fn is_cancelled(&self) -> bool {
         self.token.is_cancelled()
-    }
-
-    /// The client running the instance.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] when `D` is not the client's driver type.
-    pub fn client<D: Driver>(&self) -> Result<Client<D>> {
-        ClientHandle::client(self.client.as_ref(), "PersistentContext::client")
     }
 
     /// Records progress in the row's metadata under `progress`, fenced on the token.

@@ -6,17 +6,15 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use millrace_driver::Driver;
 use millrace_types::JobRow;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 // The one way up from the API floor: a job hands out the client working it.
-use crate::client::{Client, ClientHandle};
 use crate::error::{Error, Result};
 use crate::job_args::JobArgs;
 use crate::work_error::WorkError;
@@ -62,7 +60,7 @@ pub trait Worker: Send + Sync + 'static {
     /// attempt), unless it is [`WorkError::Cancel`] or [`WorkError::Snooze`].
     ///
     /// Long-running work should watch [`Job::cancelled`]: it fires on timeout, on
-    /// [`Client::stop_and_cancel`] and on a remote cancel.
+    /// [`Client::stop_and_cancel`](crate::Client::stop_and_cancel) and on a remote cancel.
     fn work(&self, job: Job<Self::Args>) -> impl Future<Output = Result<(), WorkError>> + Send;
 
     /// This job's timeout, over the client's. `None`, the default, keeps the client's;
@@ -125,32 +123,6 @@ impl<A> Job<A> {
     /// Whether the job should stop.
     pub fn is_cancelled(&self) -> bool {
         self.ctx.token.is_cancelled()
-    }
-
-    /// The client working this job, to insert follow-up jobs or complete the job in a
-    /// transaction of the worker's own.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] when `D` is not the client's driver type.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use millrace::{Job, JobArgs, WorkError};
-    /// # use millrace_postgres::PgDriver;
-    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
-    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
-    /// # #[derive(serde::Serialize)] struct Next {}
-    /// # impl JobArgs for Next { const KIND: &'static str = "next"; }
-    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
-    ///     let client = job.client::<PgDriver>()?;
-    ///     client.insert(Next {}, None).await?;
-    ///     Ok(())
-    /// }
-    /// ```
-    pub fn client<D: Driver>(&self) -> Result<Client<D>> {
-        ClientHandle::client(self.ctx.client.as_ref(), "Job::client")
     }
 
     /// Records the job's output, stored in its metadata under `output` with its outcome (River's
@@ -239,40 +211,6 @@ impl<A> Job<A> {
         } else {
             Err(Error::JobNotRunning(self.row.id))
         }
-    }
-
-    /// Completes the job on the caller's transaction, so the worker's writes and the job's
-    /// completion commit together (or not at all). The completion is fenced like any other:
-    /// it applies only while the job is still running at this attempt.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::JobNotRunning`] when the job is no longer running at this attempt (it was
-    /// rescued or cancelled meanwhile); [`Error::Driver`] when the database fails.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use millrace::{Job, JobArgs, WorkError};
-    /// # use millrace_postgres::PgDriver;
-    /// # #[derive(serde::Serialize, serde::Deserialize)] struct A {}
-    /// # impl JobArgs for A { const KIND: &'static str = "a"; }
-    /// async fn work(job: Job<A>) -> Result<(), WorkError> {
-    ///     let client = job.client::<PgDriver>()?;
-    ///     let mut tx = client.driver().pool().begin().await?;
-    ///     sqlx::query("INSERT INTO audit (note) VALUES ('done')").execute(&mut *tx).await?;
-    ///     job.complete_tx::<PgDriver>(&mut tx).await?;
-    ///     tx.commit().await?;
-    ///     Ok(())
-    /// }
-    /// ```
-    pub async fn complete_tx<D: Driver>(&self, conn: &mut D::Conn) -> Result<()> {
-        let client = self.client::<D>()?;
-        client
-            .complete_tx(conn, self.row.id, self.row.attempt)
-            .await?;
-        self.ctx.run.completed_in_tx.store(true, Ordering::Release);
-        Ok(())
     }
 }
 

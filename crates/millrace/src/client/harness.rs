@@ -6,7 +6,8 @@ use std::sync::Arc;
 use millrace_driver::{AttemptFence, Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{JobId, JobRow};
 
-use super::{Client, ClientHandle};
+use super::Client;
+use super::handle::ClientHandle;
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::insert_opts::InsertOpts;

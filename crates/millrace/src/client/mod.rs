@@ -1,5 +1,6 @@
 pub(crate) mod builder;
 pub(crate) mod client_id;
+pub(crate) mod handle;
 pub(crate) mod harness;
 pub(crate) mod health;
 pub(crate) mod insert;
@@ -9,13 +10,13 @@ pub(crate) mod queue_admin;
 pub(crate) mod sequence_admin;
 pub(crate) mod shutdown;
 
-use std::any::Any;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use millrace_driver::{Driver, Executor};
 use tokio::sync::broadcast;
 
+use self::handle::ClientHandle;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::insert::{Inserter, LocalQueues};
@@ -73,33 +74,6 @@ pub(crate) struct ClientInner<D: Driver> {
     pub(crate) runtime: tokio::sync::Mutex<Option<Runtime<D>>>,
     pub(crate) periodic: Arc<PeriodicRegistry>,
     pub(crate) persistent: Vec<PersistentEntry>,
-}
-
-/// The client as its jobs and persistent instances reach it ([`Job::client`]), type-erased in
-/// the runtime, which does not know the client's type.
-///
-/// Weak, so that the runtime, which the client owns, does not own the client in turn: no
-/// `Arc` cycle that only `stop()` would break.
-///
-/// [`Job::client`]: crate::worker::Job::client
-pub(crate) struct ClientHandle<D: Driver>(Weak<ClientInner<D>>);
-
-impl<D: Driver> ClientHandle<D> {
-    /// The erased handle of `client`.
-    pub(crate) fn erased(client: &Client<D>) -> Arc<dyn Any + Send + Sync> {
-        Arc::new(ClientHandle(Arc::downgrade(&client.inner)))
-    }
-
-    /// The client behind an erased handle; `caller` names the API in the error.
-    pub(crate) fn client(erased: &(dyn Any + Send + Sync), caller: &str) -> Result<Client<D>> {
-        let handle = erased
-            .downcast_ref::<ClientHandle<D>>()
-            .ok_or_else(|| Error::Config(format!("{caller} asked for another driver type")))?;
-        let inner = handle.0.upgrade().ok_or_else(|| {
-            Error::Config(format!("{caller}: every handle of the client was dropped"))
-        })?;
-        Ok(Client { inner })
-    }
 }
 
 impl<D: Driver> std::fmt::Debug for ClientInner<D> {
