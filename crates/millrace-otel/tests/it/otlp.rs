@@ -328,6 +328,10 @@ async fn spans_metrics_and_trace_context_reach_an_otlp_receiver() {
                     .is_some_and(|m| counter_sum(m, |_| true) >= 2)
                 && latest(metrics, "millrace.telemetry.spans.exported")
                     .is_some_and(|m| counter_sum(m, |_| true) > 0)
+                // An export counts only once it has ended, so the first export that carries
+                // everything above can still say none succeeded: wait for a later one.
+                && latest(metrics, "millrace.telemetry.metric_exports")
+                    .is_some_and(|m| counter_sum(m, |a| attr_str(a, "status") == Some("ok")) > 0)
         })
         .await;
     let exported = latest(&metrics, "millrace.telemetry.spans.exported").unwrap();
