@@ -206,10 +206,7 @@ fn queue_json(
         .as_ref()
         .map(|r| ConcurrencyLimit::from_queue_metadata(&r.metadata))
     {
-        Some(Ok(Some(limit))) => (
-            Some(limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].take()),
-            None,
-        ),
+        Some(Ok(Some(limit))) => (Some(limit.to_metadata_value()), None),
         Some(Err(err)) => (None, Some(err.to_string())),
         Some(Ok(None)) | None => (None, None),
     };
@@ -433,7 +430,7 @@ async fn set_concurrency<D: Driver>(
     match ConcurrencyLimit::from_queue_metadata(&row.metadata) {
         Ok(Some(limit)) => outln!(
             "queue {name}: concurrency override set: {}",
-            limit_text(&limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY])
+            limit_text(&limit.to_metadata_value())
         )?,
         _ => outln!("queue {name}: concurrency override removed")?,
     }

@@ -260,12 +260,26 @@ impl ConcurrencyLimit {
     /// assert_eq!(ConcurrencyLimit::from_queue_metadata(&metadata), Ok(Some(limit)));
     /// ```
     pub fn to_queue_metadata(&self) -> serde_json::Value {
+        serde_json::json!({ Self::METADATA_KEY: self.to_metadata_value() })
+    }
+
+    /// This limit as the value stored under [`METADATA_KEY`](Self::METADATA_KEY) in River
+    /// Pro's shape: what [`to_queue_metadata`](Self::to_queue_metadata) wraps, and what one
+    /// key's write (such as [`Client::queue_set_concurrency`](crate::Client::queue_set_concurrency))
+    /// or a client's declaration of its limits stores.
+    ///
+    /// ```
+    /// use millrace::ConcurrencyLimit;
+    ///
+    /// let value = ConcurrencyLimit::global(3).to_metadata_value();
+    /// assert_eq!(value["global_limit"], 3);
+    /// assert_eq!(value["local_limit"], 0);
+    /// ```
+    pub fn to_metadata_value(&self) -> serde_json::Value {
         serde_json::json!({
-            Self::METADATA_KEY: {
-                "global_limit": self.global_limit.unwrap_or(0),
-                "local_limit": self.local_limit.unwrap_or(0),
-                "partition": {"by_args": self.by_args, "by_kind": self.by_kind},
-            }
+            "global_limit": self.global_limit.unwrap_or(0),
+            "local_limit": self.local_limit.unwrap_or(0),
+            "partition": {"by_args": self.by_args, "by_kind": self.by_kind},
         })
     }
 

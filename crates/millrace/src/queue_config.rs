@@ -42,7 +42,7 @@ impl QueueConfig {
         let concurrency = self
             .concurrency
             .as_ref()
-            .map(|limit| limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].take());
+            .map(|limit| limit.to_metadata_value());
         let rate_limit = self.rate_limit.as_ref().map(|rate| {
             serde_json::json!({
                 "limit": rate.limit,

@@ -188,7 +188,7 @@ impl<D: Driver> Client<D> {
                     queue: name.to_owned(),
                     source,
                 })?;
-                Some(limit.to_queue_metadata()[ConcurrencyLimit::METADATA_KEY].to_string())
+                Some(limit.to_metadata_value().to_string())
             }
         };
         Ok(self
