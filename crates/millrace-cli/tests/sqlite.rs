@@ -1,6 +1,6 @@
 //! The `millrace` command on SQLite files (issue 7): the demo with no database URL, the
-//! migration commands and the benchmark on `sqlite://` URLs, and the error a URL of another
-//! scheme gets.
+//! migration commands, the benchmark and `queues set-concurrency` on `sqlite://` URLs, and the
+//! error a URL of another scheme gets.
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -337,4 +337,68 @@ async fn demo_exits_at_once_on_a_second_signal() {
     );
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn queues_set_concurrency_on_a_sqlite_file_sets_shows_refuses_and_clears() {
+    let dir = scratch("set-concurrency");
+    let url = format!("sqlite://{}", dir.join("jobs.db").display());
+    let on = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(["--database-url".to_owned(), url.clone()]);
+        all
+    };
+    let run = |args: Vec<String>| {
+        let dir = dir.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            millrace(&dir, &args).await
+        }
+    };
+    assert_success(&run(on(&["migrate-up"])).await, "migrate-up");
+
+    let set = run(on(&[
+        "queues",
+        "set-concurrency",
+        "api",
+        "--global",
+        "2",
+        "--by-args",
+        "customer_id,region",
+    ]))
+    .await;
+    assert_success(&set, "set-concurrency");
+    assert!(
+        stdout(&set).contains("global 2, by args customer_id,region"),
+        "{}",
+        stdout(&set)
+    );
+    let get = run(on(&["queues", "get", "api", "--json"])).await;
+    assert_success(&get, "queues get");
+    let api: serde_json::Value =
+        serde_json::from_str(stdout(&get).trim()).expect("one JSON object");
+    assert_eq!(api["concurrency_override"]["global_limit"], 2);
+    assert_eq!(
+        api["concurrency_override"]["partition"]["by_args"],
+        serde_json::json!(["customer_id", "region"])
+    );
+
+    // Refused with status 2 and the reason, and nothing written.
+    let zero = run(on(&["queues", "set-concurrency", "api", "--global", "0"])).await;
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    assert!(stderr(&zero).contains("invalid limit"), "{}", stderr(&zero));
+    let get = run(on(&["queues", "get", "api", "--json"])).await;
+    let api: serde_json::Value =
+        serde_json::from_str(stdout(&get).trim()).expect("one JSON object");
+    assert_eq!(api["concurrency_override"]["global_limit"], 2);
+
+    assert_success(
+        &run(on(&["queues", "set-concurrency", "api", "--clear"])).await,
+        "set-concurrency --clear",
+    );
+    let get = run(on(&["queues", "get", "api", "--json"])).await;
+    let api: serde_json::Value =
+        serde_json::from_str(stdout(&get).trim()).expect("one JSON object");
+    assert_eq!(api["concurrency_override"], serde_json::Value::Null);
+    assert_eq!(api["metadata"], serde_json::json!({}));
 }
