@@ -29,7 +29,7 @@ mod limits;
 mod persistent;
 #[path = "../../../millrace/tests/it/rate_limits.rs"]
 mod rate_limits;
-#[path = "../../../millrace/tests/it/runtime.rs"]
+#[path = "../../../millrace/tests/it/runtime/mod.rs"]
 mod runtime;
 #[path = "../../../millrace/tests/it/sequences.rs"]
 mod sequences;
