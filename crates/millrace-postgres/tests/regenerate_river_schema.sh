@@ -2,7 +2,7 @@
 # Regenerates river_schema_v8.sql: River's PostgreSQL schema at version 8, as River's own CLI
 # (the `riverqueue` binary of the crate riverqueue-cli 0.5.0) creates it, dumped with
 # `pg_dump --schema-only`. The test `migrate::schema_matches_rivers_dump` in
-# crates/millrace/tests/it/migrate.rs migrates a fresh schema with Millrace and compares its
+# crates/millrace/tests/it/migrate/ migrates a fresh schema with Millrace and compares its
 # dump with this file.
 #
 # The only changes made to pg_dump's output are the ones the test makes to its own dump: the
