@@ -11,11 +11,11 @@ mod common;
 mod fixture;
 
 // The PostgreSQL suite's tests, on SQLite.
-#[path = "../../../millrace/tests/it/admin_api.rs"]
+#[path = "../../../millrace/tests/it/admin_api/mod.rs"]
 mod admin_api;
 #[path = "../../../millrace/tests/it/api.rs"]
 mod api;
-#[path = "../../../millrace/tests/it/fleet.rs"]
+#[path = "../../../millrace/tests/it/fleet/mod.rs"]
 mod fleet;
 #[path = "../../../millrace/tests/it/health.rs"]
 mod health;
@@ -23,7 +23,7 @@ mod health;
 mod hostile_rows;
 #[path = "../../../millrace/tests/it/injection.rs"]
 mod injection;
-#[path = "../../../millrace/tests/it/limits.rs"]
+#[path = "../../../millrace/tests/it/limits/mod.rs"]
 mod limits;
 #[path = "../../../millrace/tests/it/persistent.rs"]
 mod persistent;

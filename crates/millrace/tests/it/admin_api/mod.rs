@@ -3,20 +3,20 @@
 //! clients. Shared with the SQLite driver: `crates/millrace-sqlite/tests/it/main.rs` compiles
 //! this file against its own `fixture`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use millrace::{
-    Client, Error, Event, EventKind, InsertOpts, JOB_LIST_MAX_LIMIT, Job, JobArgs, JobId,
-    JobListParams, JobRow, JobState, JobUpdateParams, MAX_OUTPUT_BYTES, QUEUE_LIST_MAX_LIMIT,
-    QueueConfig, QueueUpdateParams, WorkError, Worker, Workers,
+    Client, Error, InsertOpts, JOB_LIST_MAX_LIMIT, Job, JobArgs, JobId, JobListParams, JobRow,
+    JobState, JobUpdateParams, QueueConfig, QueueUpdateParams, WorkError, Worker, Workers,
 };
 use millrace_driver::{Driver as _, Executor as _, JobGetAvailableParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{Notify, broadcast, mpsc};
 
-use crate::fixture::{D, TestDb, begin, take_row_away};
+use crate::fixture::{D, TestDb, begin};
+
+mod output;
+mod queues;
 
 /// The longest a test waits for what it expects.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -56,6 +56,25 @@ async fn insert(client: &Client<D>, n: i64, opts: InsertOpts) -> JobId {
 
 fn ids(jobs: &[JobRow]) -> Vec<JobId> {
     jobs.iter().map(|j| j.id).collect()
+}
+
+/// Works `note` jobs without looking at them.
+struct NoteWorker;
+
+impl Worker for NoteWorker {
+    type Args = Note;
+
+    async fn work(&self, _job: Job<Note>) -> Result<(), WorkError> {
+        Ok(())
+    }
+}
+
+fn started_builder(db: &TestDb, workers: Workers) -> millrace::ClientBuilder<D> {
+    Client::builder(db.driver())
+        .workers(workers)
+        .queue(millrace::QUEUE_DEFAULT, QueueConfig::new())
+        .fetch_cooldown(Duration::from_millis(10))
+        .fetch_poll_interval(Duration::from_millis(100))
 }
 
 #[tokio::test]
@@ -328,294 +347,6 @@ async fn job_update_merges_metadata_and_its_tx_twin_follows_the_transaction() {
             .await,
         Err(Error::InvalidArgument(_))
     ));
-}
-
-/// Works `note` jobs without looking at them.
-struct NoteWorker;
-
-impl Worker for NoteWorker {
-    type Args = Note;
-
-    async fn work(&self, _job: Job<Note>) -> Result<(), WorkError> {
-        Ok(())
-    }
-}
-
-fn started_builder(db: &TestDb, workers: Workers) -> millrace::ClientBuilder<D> {
-    Client::builder(db.driver())
-        .workers(workers)
-        .queue(millrace::QUEUE_DEFAULT, QueueConfig::new())
-        .fetch_cooldown(Duration::from_millis(10))
-        .fetch_poll_interval(Duration::from_millis(100))
-}
-
-#[tokio::test]
-async fn queue_admin_gets_lists_and_updates_and_every_client_hears_of_it() {
-    let db = TestDb::new().await;
-    let mut workers = Workers::new();
-    workers.register(NoteWorker).unwrap();
-    let worker_client = started_builder(&db, workers).build().unwrap();
-    let mut events = worker_client.subscribe();
-    worker_client.start().await.unwrap();
-    let admin = Client::builder(db.driver()).build().unwrap();
-
-    assert!(matches!(
-        admin.queue_get("nowhere").await,
-        Err(Error::QueueNotFound(name)) if name == "nowhere"
-    ));
-    let updated = admin
-        .queue_update(
-            "reports",
-            QueueUpdateParams::new().metadata(json!({ "owner": "billing" })),
-        )
-        .await
-        .unwrap();
-    assert_eq!(updated.name, "reports");
-    assert_eq!(updated.metadata, json!({ "owner": "billing" }));
-    let heard = tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Ok(Event::QueueMetadataChanged { queue, metadata }) = events.recv().await {
-                return (queue, metadata);
-            }
-        }
-    })
-    .await
-    .expect("the other client hears of the change");
-    assert_eq!(heard, ("reports".to_owned(), json!({ "owner": "billing" })));
-    // The producer records its queue on its first refresh, which races its first fetch: wait
-    // for the row rather than assume it is there by now.
-    tokio::time::timeout(DEADLINE, async {
-        while admin.queue_get(millrace::QUEUE_DEFAULT).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the worker client records its queue");
-    worker_client.stop().await.unwrap();
-
-    let got = admin.queue_get("reports").await.unwrap();
-    assert_eq!(got.metadata, json!({ "owner": "billing" }));
-    let unchanged = admin
-        .queue_update("reports", QueueUpdateParams::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        unchanged.metadata, got.metadata,
-        "no change without metadata"
-    );
-
-    for name in ["alpha", "bravo"] {
-        admin
-            .queue_update(name, QueueUpdateParams::new().metadata(json!({})))
-            .await
-            .unwrap();
-    }
-    let names = |queues: Vec<millrace::QueueRow>| -> Vec<String> {
-        queues.into_iter().map(|q| q.name).collect()
-    };
-    let first = names(admin.queue_list(None, 2).await.unwrap());
-    assert_eq!(first, ["alpha", "bravo"]);
-    let rest = names(admin.queue_list(Some("bravo"), 2).await.unwrap());
-    assert_eq!(rest, [millrace::QUEUE_DEFAULT, "reports"]);
-    for limit in [0, QUEUE_LIST_MAX_LIMIT + 1] {
-        assert!(matches!(
-            admin.queue_list(None, limit).await,
-            Err(Error::InvalidArgument(_))
-        ));
-    }
-    assert!(matches!(
-        admin
-            .queue_update("reports", QueueUpdateParams::new().metadata(json!([1])))
-            .await,
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        admin
-            .queue_update("bad name!", QueueUpdateParams::new().metadata(json!({})))
-            .await,
-        Err(Error::Config(_))
-    ));
-}
-
-/// What a [`Recorder`] job does.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Step {
-    /// Records output and succeeds.
-    Output,
-    /// Records output and fails.
-    OutputThenFail,
-    /// Tries an output over the limit, then records a small one.
-    OversizedOutput,
-    /// Merges progress, waits to be told to go on, then merges again.
-    Progress,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Record {
-    step: Step,
-}
-
-impl JobArgs for Record {
-    const KIND: &'static str = "record";
-}
-
-#[derive(Clone)]
-struct Recorder {
-    said: mpsc::UnboundedSender<String>,
-    go_on: Arc<Notify>,
-}
-
-impl Worker for Recorder {
-    type Args = Record;
-
-    async fn work(&self, job: Job<Record>) -> Result<(), WorkError> {
-        match job.args.step {
-            Step::Output => job.set_output(&json!({ "rows": 42 }))?,
-            Step::OutputThenFail => {
-                job.set_output(&"partial")?;
-                return Err(WorkError::msg("failed after output"));
-            }
-            Step::OversizedOutput => {
-                let err = job.set_output(&"x".repeat(MAX_OUTPUT_BYTES)).unwrap_err();
-                self.said.send(err.to_string()).unwrap();
-                job.set_output(&"small")?;
-            }
-            Step::Progress => {
-                job.merge_metadata(json!({ "progress": 50 })).await?;
-                self.said.send("merged".to_owned()).unwrap();
-                self.go_on.notified().await;
-                let again = job.merge_metadata(json!({ "progress": 100 })).await;
-                self.said.send(format!("{again:?}")).unwrap();
-            }
-        }
-        Ok(())
-    }
-}
-
-struct Recording {
-    client: Client<D>,
-    events: broadcast::Receiver<Event>,
-    said: mpsc::UnboundedReceiver<String>,
-    go_on: Arc<Notify>,
-}
-
-impl Recording {
-    async fn start(db: &TestDb) -> Self {
-        let (said_tx, said) = mpsc::unbounded_channel();
-        let go_on = Arc::new(Notify::new());
-        let mut workers = Workers::new();
-        workers
-            .register(Recorder {
-                said: said_tx,
-                go_on: go_on.clone(),
-            })
-            .unwrap();
-        let client = started_builder(db, workers).build().unwrap();
-        let events = client.subscribe();
-        client.start().await.unwrap();
-        Recording {
-            client,
-            events,
-            said,
-            go_on,
-        }
-    }
-
-    async fn insert(&self, step: Step, opts: InsertOpts) -> JobId {
-        self.client
-            .insert(Record { step }, Some(opts))
-            .await
-            .unwrap()
-            .job
-            .id
-    }
-
-    async fn outcome(&mut self, id: JobId) -> EventKind {
-        tokio::time::timeout(DEADLINE, async {
-            loop {
-                if let Ok(Event::Job { kind, job, .. }) = self.events.recv().await {
-                    if job.id == id {
-                        return kind;
-                    }
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no outcome for job {id}"))
-    }
-
-    async fn said(&mut self) -> String {
-        tokio::time::timeout(DEADLINE, self.said.recv())
-            .await
-            .expect("the worker says something in time")
-            .unwrap()
-    }
-}
-
-#[tokio::test]
-async fn set_output_is_stored_as_metadata_output_with_the_outcome() {
-    let db = TestDb::new().await;
-    let mut rec = Recording::start(&db).await;
-    let ok = rec.insert(Step::Output, InsertOpts::new()).await;
-    assert_eq!(rec.outcome(ok).await, EventKind::JobCompleted);
-    let row = rec.client.job_get(ok).await.unwrap();
-    assert_eq!(row.state, JobState::Completed);
-    assert_eq!(row.metadata["output"], json!({ "rows": 42 }));
-
-    let failed = rec
-        .insert(Step::OutputThenFail, InsertOpts::new().max_attempts(1))
-        .await;
-    assert_eq!(rec.outcome(failed).await, EventKind::JobFailed);
-    let row = rec.client.job_get(failed).await.unwrap();
-    assert_eq!(row.state, JobState::Discarded);
-    assert_eq!(row.metadata["output"], "partial");
-
-    let oversized = rec.insert(Step::OversizedOutput, InsertOpts::new()).await;
-    let refusal = rec.said().await;
-    assert!(
-        refusal.contains(&format!("the limit is {MAX_OUTPUT_BYTES}")),
-        "{refusal}"
-    );
-    assert_eq!(rec.outcome(oversized).await, EventKind::JobCompleted);
-    assert_eq!(
-        rec.client.job_get(oversized).await.unwrap().metadata["output"],
-        "small"
-    );
-    rec.client.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn merge_metadata_shows_while_running_and_is_refused_once_the_row_is_lost() {
-    let db = TestDb::new().await;
-    let mut rec = Recording::start(&db).await;
-    let id = rec
-        .insert(
-            Step::Progress,
-            InsertOpts::new().metadata(json!({ "from_insert": true })),
-        )
-        .await;
-    assert_eq!(rec.said().await, "merged");
-    let row = rec.client.job_get(id).await.unwrap();
-    assert_eq!(row.state, JobState::Running);
-    assert_eq!(row.metadata["progress"], 50);
-    assert_eq!(row.metadata["from_insert"], true);
-
-    take_row_away(&db, id).await;
-    rec.go_on.notify_one();
-    assert_eq!(
-        rec.said().await,
-        format!("Err(JobNotRunning(JobId({})))", id.0)
-    );
-    // A soft stop waits for the job's end; its completion is fenced out (and sends no event).
-    rec.client.stop().await.unwrap();
-    let row = rec.client.job_get(id).await.unwrap();
-    assert_eq!(
-        row.state,
-        JobState::Discarded,
-        "the fenced completion did nothing"
-    );
-    assert_eq!(row.metadata["progress"], 50);
 }
 
 #[tokio::test]
