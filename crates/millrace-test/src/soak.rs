@@ -1,6 +1,6 @@
 //! The chaos soak's jobs and ledger: the kinds of job the soak runs, the tables its workers
 //! record their work in, and the checker that reads those tables and `river_job` after the
-//! soak (`tests/soak.rs`, `src/bin/millrace-soak-worker.rs`).
+//! soak (`tests/soak.rs`, `src/bin/millrace-soak-worker/`).
 //!
 //! Every worker records each attempt it starts in `soak_attempts`, and the work it commits in
 //! `soak_effects`, in the same transaction as the job's completion
