@@ -21,8 +21,13 @@ use millrace_test::pg_cluster::Cluster;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::time::Instant;
 
-use super::load_worker::{LIMIT_PER_PARTITION, LIMITED_QUEUE, LimitLoadArgs, load_pool};
-use super::{ACQUIRE_TIMEOUT, LoadProcess, OUTAGE, create_runs_table, run_logged, wait_until};
+use super::OUTAGE;
+use super::fleet::LoadProcess;
+use super::jobs::{create_runs_table, wait_until};
+use super::load_worker::{
+    ACQUIRE_TIMEOUT, LIMIT_PER_PARTITION, LIMITED_QUEUE, LimitLoadArgs, load_pool,
+};
+use super::logs::run_logged;
 
 /// Partitions of the run: values 0 to 4 of the `part` field.
 const PARTITIONS: i64 = 5;

@@ -17,7 +17,7 @@ use millrace_test::TestDb;
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
-use super::run_logged;
+use super::logs::run_logged;
 
 const QUEUE: &str = "rate_proof";
 const RATE: u32 = 50;

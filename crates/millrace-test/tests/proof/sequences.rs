@@ -12,8 +12,11 @@ use millrace_test::TestDb;
 use sqlx::{AssertSqlSafe, PgPool};
 use tokio::time::Instant;
 
+use super::LOAD_DEADLINE;
+use super::fleet::LoadProcess;
+use super::jobs::wait_until;
 use super::load_worker::{SeqLoadArgs, seq_runs_table_sql};
-use super::{LOAD_DEADLINE, LoadProcess, run_logged, wait_until};
+use super::logs::run_logged;
 
 /// Sequences in the run.
 const SEQUENCES: i64 = 100;
