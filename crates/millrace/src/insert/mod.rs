@@ -30,6 +30,15 @@ pub(crate) trait LocalQueues: Send + Sync {
     fn wake_queue(&self, queue: &str);
 }
 
+/// A weak handle wakes the queues while the runtime it points to lives, and does nothing after.
+impl LocalQueues for Weak<dyn LocalQueues> {
+    fn wake_queue(&self, queue: &str) {
+        if let Some(local) = self.upgrade() {
+            local.wake_queue(queue);
+        }
+    }
+}
+
 /// A client's insert pipeline, shared by the client and the runtime it starts.
 pub(crate) struct Inserter<D: Driver> {
     driver: D,

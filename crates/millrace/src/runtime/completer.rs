@@ -109,7 +109,9 @@ impl<D: Driver> Completer<D> {
 async fn slots_freed<D: Driver>(shared: &Shared<D>, chunk: &[Completion]) {
     let limited = shared.limited_queues(chunk.iter().map(|c| c.row.queue.as_str()));
     let mut exec = shared.driver.executor();
-    if let Err(err) = job_scheduler::notify_queues(shared, &mut exec, &limited).await {
+    if let Err(err) =
+        job_scheduler::notify_queues(&shared.driver, shared, &mut exec, &limited).await
+    {
         tracing::debug!(%err, "could not tell other clients of freed slots; they poll");
     }
 }

@@ -16,7 +16,7 @@ pub(crate) mod undecodable;
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use millrace_driver::Driver;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use millrace_driver::LeaderTable;
 
 use crate::event::Event;
-use crate::insert::Inserter;
+use crate::insert::{Inserter, LocalQueues};
 use crate::periodic::PeriodicRegistry;
 use crate::persistent::PersistentEntry;
 use crate::queue_config::QueueConfig;
@@ -37,8 +37,15 @@ use config::RuntimeConfig;
 use elector::{ElectionTiming, Elector};
 use heartbeat::Heartbeat;
 use keeper::Keeper;
-use maintenance::ServiceFn;
+use maintenance::client_rescuer::ClientRescuer;
+use maintenance::job_cleaner::JobCleaner;
+use maintenance::job_rescuer::JobRescuer;
+use maintenance::job_scheduler::JobScheduler;
 use maintenance::periodic_enqueuer::PeriodicEnqueuer;
+use maintenance::queue_cleaner::QueueCleaner;
+use maintenance::reindexer::Reindexer;
+use maintenance::restartable;
+use maintenance::sequence_promoter::SequencePromoter;
 use producer::{Producer, ProducerSignals};
 use shared::{LeaderSignals, ProducerHandle, Shared, WorkGuard};
 
@@ -188,12 +195,56 @@ impl<D: Driver> Runtime<D> {
             river_tx,
         );
         self.services.push(tokio::spawn(river.run(stop.clone())));
+        let config = &shared.config;
+        let driver = &shared.driver;
+        let clock = &config.clock;
+        // What the services wake on this client; weak, as `ServiceFn` says why.
+        let local: Weak<dyn LocalQueues> = Arc::downgrade(shared) as Weak<dyn LocalQueues>;
         let river_services = vec![
-            with_shared(shared, maintenance::job_scheduler::service::<D>),
-            with_shared(shared, maintenance::job_rescuer::service::<D>),
-            with_shared(shared, maintenance::job_cleaner::service::<D>),
-            with_shared(shared, maintenance::queue_cleaner::service::<D>),
-            with_shared(shared, maintenance::reindexer::service::<D>),
+            restartable(
+                JobScheduler::new(
+                    driver.clone(),
+                    clock.clone(),
+                    config.schedule_interval,
+                    local.clone(),
+                ),
+                JobScheduler::run,
+            ),
+            restartable(
+                JobRescuer::new(
+                    driver.clone(),
+                    clock.clone(),
+                    config.maintenance.rescuer_interval,
+                    config.rescue_stuck_jobs_after(),
+                    config.job_timeout,
+                    shared.workers.clone(),
+                    config.retry_policy.clone(),
+                ),
+                JobRescuer::run,
+            ),
+            restartable(
+                JobCleaner::new(
+                    driver.clone(),
+                    clock.clone(),
+                    config.maintenance.cleaner_interval,
+                    config.maintenance.completed_retention,
+                    config.maintenance.cancelled_retention,
+                    config.maintenance.discarded_retention,
+                ),
+                JobCleaner::run,
+            ),
+            restartable(
+                QueueCleaner::new(
+                    driver.clone(),
+                    clock.clone(),
+                    config.maintenance.cleaner_interval,
+                ),
+                QueueCleaner::run,
+            ),
+            restartable(
+                Reindexer::new(driver.clone(), config.maintenance.reindexer),
+                Reindexer::run,
+            ),
         ];
         self.services.push(tokio::spawn(maintenance::supervise(
             river_rx,
@@ -211,24 +262,24 @@ impl<D: Driver> Runtime<D> {
             millrace_tx,
         );
         self.services.push(tokio::spawn(millrace.run(stop.clone())));
-        let enqueuer: ServiceFn = {
-            let driver = shared.driver.clone();
-            let inserter = shared.inserter.clone();
-            let clock = shared.config.clock.clone();
-            Box::new(move |stop| {
-                let enqueuer = PeriodicEnqueuer::new(
-                    driver.clone(),
-                    inserter.clone(),
-                    periodic.clone(),
-                    clock.clone(),
-                );
-                Box::pin(enqueuer.run(stop))
-            })
-        };
         let millrace_services = vec![
-            with_shared(shared, maintenance::client_rescuer::service::<D>),
-            with_shared(shared, maintenance::sequence_promoter::service::<D>),
-            enqueuer,
+            restartable(
+                ClientRescuer::new(driver.clone(), clock.clone(), local.clone()),
+                ClientRescuer::run,
+            ),
+            restartable(
+                SequencePromoter::new(driver.clone(), local),
+                SequencePromoter::run,
+            ),
+            restartable(
+                PeriodicEnqueuer::new(
+                    driver.clone(),
+                    shared.inserter.clone(),
+                    periodic,
+                    clock.clone(),
+                ),
+                PeriodicEnqueuer::run,
+            ),
         ];
         self.services.push(tokio::spawn(maintenance::supervise(
             millrace_rx,
@@ -349,15 +400,6 @@ impl<D: Driver> Runtime<D> {
             );
         }
     }
-}
-
-/// A service that takes the shared state, as one that takes only its stop token.
-fn with_shared<D: Driver>(
-    shared: &Arc<Shared<D>>,
-    service: fn(Arc<Shared<D>>, CancellationToken) -> maintenance::ServiceFuture,
-) -> ServiceFn {
-    let shared = shared.clone();
-    Box::new(move |stop| service(shared.clone(), stop))
 }
 
 /// Waits for `task` until `deadline`, then aborts it. Returns 1 when it had to be aborted.

@@ -2,52 +2,76 @@
 //! after 7 days, as River's cleaner; each configurable or kept for ever. Runs on the River
 //! leader.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use millrace_driver::{Driver, Executor, JobDeleteFinalizedParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::shared::Shared;
+use crate::clock::Clock;
 
 const BATCH: i32 = 1_000;
 
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let interval = shared.config.maintenance.cleaner_interval;
-        super::every("job_cleaner", interval, stop, || pass(&shared)).await;
-    })
+/// Deletes finalized jobs past their retention.
+#[derive(Clone)]
+pub(crate) struct JobCleaner<D: Driver> {
+    driver: D,
+    clock: Clock,
+    /// How often a pass runs.
+    interval: Duration,
+    /// How long completed jobs are kept; `None` keeps them for ever.
+    completed_retention: Option<Duration>,
+    /// How long cancelled jobs are kept; `None` keeps them for ever.
+    cancelled_retention: Option<Duration>,
+    /// How long discarded jobs are kept; `None` keeps them for ever.
+    discarded_retention: Option<Duration>,
 }
 
-async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
-    let m = &shared.config.maintenance;
-    let now = shared.config.now();
-    let before = |keep: Option<std::time::Duration>| keep.and_then(|k| now.checked_sub(k).ok());
-    let params = JobDeleteFinalizedParams {
-        completed_before: before(m.completed_retention),
-        cancelled_before: before(m.cancelled_retention),
-        discarded_before: before(m.discarded_retention),
-        max: BATCH,
-    };
-    if params.completed_before.is_none()
-        && params.cancelled_before.is_none()
-        && params.discarded_before.is_none()
-    {
-        return Ok(());
-    }
-    loop {
-        let deleted = shared
-            .driver
-            .executor()
-            .job_delete_finalized(&params)
-            .await?;
-        if deleted > 0 {
-            tracing::debug!(deleted, "deleted finalized jobs");
+impl<D: Driver> JobCleaner<D> {
+    pub(crate) fn new(
+        driver: D,
+        clock: Clock,
+        interval: Duration,
+        completed_retention: Option<Duration>,
+        cancelled_retention: Option<Duration>,
+        discarded_retention: Option<Duration>,
+    ) -> Self {
+        JobCleaner {
+            driver,
+            clock,
+            interval,
+            completed_retention,
+            cancelled_retention,
+            discarded_retention,
         }
-        if deleted < BATCH as u64 {
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        super::every("job_cleaner", self.interval, stop, || self.pass()).await;
+    }
+
+    async fn pass(&self) -> millrace_driver::Result<()> {
+        let now = self.clock.now();
+        let before = |keep: Option<Duration>| keep.and_then(|k| now.checked_sub(k).ok());
+        let params = JobDeleteFinalizedParams {
+            completed_before: before(self.completed_retention),
+            cancelled_before: before(self.cancelled_retention),
+            discarded_before: before(self.discarded_retention),
+            max: BATCH,
+        };
+        if params.completed_before.is_none()
+            && params.cancelled_before.is_none()
+            && params.discarded_before.is_none()
+        {
             return Ok(());
+        }
+        loop {
+            let deleted = self.driver.executor().job_delete_finalized(&params).await?;
+            if deleted > 0 {
+                tracing::debug!(deleted, "deleted finalized jobs");
+            }
+            if deleted < BATCH as u64 {
+                return Ok(());
+            }
         }
     }
 }

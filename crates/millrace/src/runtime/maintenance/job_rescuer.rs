@@ -11,8 +11,10 @@ use millrace_driver::{Driver, Executor, JobCompleteParams, JobOutcome};
 use millrace_types::{AttemptError, JobRead, JobRow};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::shared::Shared;
+use crate::clock::Clock;
+use crate::retry_policy::RetryPolicy;
 use crate::runtime::undecodable::failed_attempt;
+use crate::worker::Workers;
 
 const BATCH: i32 = 1_000;
 
@@ -22,83 +24,126 @@ pub(crate) const RESCUE_MESSAGE: &str = "Stuck job rescued by JobRescuer";
 pub(crate) const RESCUE_COUNT_KEY: &str = "river:rescue_count";
 
 /// Why a job is rescued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RescueKind {
-    /// Running too long by River's rule.
-    Stuck,
+#[derive(Clone, Copy)]
+pub(crate) enum RescueKind<'a> {
+    /// Running too long by River's rule: retried when its worker's policy (else the client's)
+    /// says, discarded when no worker knows its kind.
+    Stuck {
+        workers: &'a Workers,
+        retry_policy: &'a dyn RetryPolicy,
+    },
     /// Its client's heartbeat lease ran out: back to available at once.
     DeadClient,
 }
 
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let interval = shared.config.maintenance.rescuer_interval;
-        super::every("job_rescuer", interval, stop, || pass(&shared)).await;
-    })
+/// Retries or discards the jobs running longer than River's rule allows.
+#[derive(Clone)]
+pub(crate) struct JobRescuer<D: Driver> {
+    driver: D,
+    clock: Clock,
+    /// How often a pass runs.
+    interval: Duration,
+    /// River's RescueStuckJobsAfter: no job running for less is rescued.
+    rescue_after: Duration,
+    /// The client's job timeout, for the kinds whose worker sets none.
+    job_timeout: Option<Duration>,
+    /// The client's workers: a job's own timeout and retry policy, and whether its kind is
+    /// known at all.
+    workers: Workers,
+    /// The client's retry policy, for a rescued job whose worker has none of its own.
+    retry_policy: Arc<dyn RetryPolicy>,
 }
 
-async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
-    // The client's clock, as for every time it computes, so a test clock sees the rescue.
-    let now = shared.config.now();
-    let after = shared.config.rescue_stuck_jobs_after();
-    let Ok(horizon) = now.checked_sub(after) else {
-        return Ok(());
-    };
-    let mut exec = shared.driver.executor();
-    let rows = exec.job_get_stuck(horizon, BATCH).await?;
-    let hour = Duration::from_secs(3600);
-    let rows: Vec<JobRead> = rows
-        .into_iter()
-        .filter(|row| {
-            // A row that did not decode cannot be worked: River's rule (the query's horizon)
-            // alone applies.
-            let Ok(row) = row else {
-                return true;
-            };
-            let Some(worker) = shared.workers.get(&row.kind) else {
-                return true;
-            };
-            match worker.timeout_for(row).or(shared.config.job_timeout) {
-                // A job whose timeout is off may run for ever: never rescued.
-                Some(Duration::MAX) | None => false,
-                Some(timeout) => {
-                    let limit = after.max(timeout.saturating_add(hour));
-                    row.attempted_at
-                        .and_then(|at| at.checked_add(limit).ok())
-                        .is_some_and(|deadline| deadline < now)
-                }
-            }
-        })
-        .collect();
-    if !rows.is_empty() {
-        tracing::warn!(jobs = rows.len(), "rescuing stuck jobs");
-        rescue(shared, &mut exec, rows, RescueKind::Stuck, now).await?;
+impl<D: Driver> JobRescuer<D> {
+    pub(crate) fn new(
+        driver: D,
+        clock: Clock,
+        interval: Duration,
+        rescue_after: Duration,
+        job_timeout: Option<Duration>,
+        workers: Workers,
+        retry_policy: Arc<dyn RetryPolicy>,
+    ) -> Self {
+        JobRescuer {
+            driver,
+            clock,
+            interval,
+            rescue_after,
+            job_timeout,
+            workers,
+            retry_policy,
+        }
     }
-    Ok(())
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        super::every("job_rescuer", self.interval, stop, || self.pass()).await;
+    }
+
+    async fn pass(&self) -> millrace_driver::Result<()> {
+        // The client's clock, as for every time it computes, so a test clock sees the rescue.
+        let now = self.clock.now();
+        let after = self.rescue_after;
+        let Ok(horizon) = now.checked_sub(after) else {
+            return Ok(());
+        };
+        let mut exec = self.driver.executor();
+        let rows = exec.job_get_stuck(horizon, BATCH).await?;
+        let hour = Duration::from_secs(3600);
+        let rows: Vec<JobRead> = rows
+            .into_iter()
+            .filter(|row| {
+                // A row that did not decode cannot be worked: River's rule (the query's
+                // horizon) alone applies.
+                let Ok(row) = row else {
+                    return true;
+                };
+                let Some(worker) = self.workers.get(&row.kind) else {
+                    return true;
+                };
+                match worker.timeout_for(row).or(self.job_timeout) {
+                    // A job whose timeout is off may run for ever: never rescued.
+                    Some(Duration::MAX) | None => false,
+                    Some(timeout) => {
+                        let limit = after.max(timeout.saturating_add(hour));
+                        row.attempted_at
+                            .and_then(|at| at.checked_add(limit).ok())
+                            .is_some_and(|deadline| deadline < now)
+                    }
+                }
+            })
+            .collect();
+        if !rows.is_empty() {
+            tracing::warn!(jobs = rows.len(), "rescuing stuck jobs");
+            let kind = RescueKind::Stuck {
+                workers: &self.workers,
+                retry_policy: &*self.retry_policy,
+            };
+            rescue(&mut exec, rows, kind, now).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Records a rescue as River does: an error entry stamped `now`, the time of the rescue by the
 /// client's clock, `river:rescue_count` + 1, then a retry (at once for a dead client), or a
 /// discard after the last attempt or for an unknown kind. Fenced like any completion, so a job
 /// that finished meanwhile keeps its outcome.
-pub(crate) async fn rescue<D: Driver, E: Executor>(
-    shared: &Shared<D>,
+pub(crate) async fn rescue<E: Executor>(
     exec: &mut E,
     rows: Vec<JobRead>,
-    kind: RescueKind,
+    kind: RescueKind<'_>,
     now: Timestamp,
 ) -> millrace_driver::Result<()> {
     let params: Vec<JobCompleteParams> = rows
         .iter()
         .map(|row| match row {
-            Ok(row) => rescue_params(shared, row, kind, now),
+            Ok(row) => rescue_params(row, kind, now),
             Err(job) => {
                 let message = rescue_message(kind, None);
-                let retry_at = (kind == RescueKind::DeadClient).then_some(now);
-                let unknown = kind == RescueKind::Stuck && shared.workers.get(&job.kind).is_none();
+                let (retry_at, unknown) = match kind {
+                    RescueKind::DeadClient => (Some(now), false),
+                    RescueKind::Stuck { workers, .. } => (None, workers.get(&job.kind).is_none()),
+                };
                 failed_attempt(job, format!("{message}; {job}"), retry_at, unknown, now)
             }
         })
@@ -108,9 +153,9 @@ pub(crate) async fn rescue<D: Driver, E: Executor>(
 }
 
 /// River's message for a rescue, naming the dead client when the row could be read.
-fn rescue_message(kind: RescueKind, client: Option<&str>) -> String {
+fn rescue_message(kind: RescueKind<'_>, client: Option<&str>) -> String {
     match (kind, client) {
-        (RescueKind::Stuck, _) => RESCUE_MESSAGE.to_owned(),
+        (RescueKind::Stuck { .. }, _) => RESCUE_MESSAGE.to_owned(),
         (RescueKind::DeadClient, Some(client)) => {
             format!("{RESCUE_MESSAGE}: client {client} stopped heartbeating")
         }
@@ -121,22 +166,23 @@ fn rescue_message(kind: RescueKind, client: Option<&str>) -> String {
 }
 
 /// The fenced completion that rescues one decoded row.
-fn rescue_params<D: Driver>(
-    shared: &Shared<D>,
-    row: &JobRow,
-    kind: RescueKind,
-    now: Timestamp,
-) -> JobCompleteParams {
-    let worker = shared.workers.get(&row.kind);
+fn rescue_params(row: &JobRow, kind: RescueKind<'_>, now: Timestamp) -> JobCompleteParams {
     let message = rescue_message(
         kind,
         Some(row.attempted_by.last().map_or("", String::as_str)),
     );
-    let retry_at = match kind {
-        RescueKind::DeadClient => now,
-        RescueKind::Stuck => worker
-            .and_then(|w| w.next_retry(row))
-            .unwrap_or_else(|| shared.config.retry_policy.next_retry(row, now)),
+    let (retry_at, unknown) = match kind {
+        RescueKind::DeadClient => (now, false),
+        RescueKind::Stuck {
+            workers,
+            retry_policy,
+        } => {
+            let worker = workers.get(&row.kind);
+            let retry_at = worker
+                .and_then(|w| w.next_retry(row))
+                .unwrap_or_else(|| retry_policy.next_retry(row, now));
+            (retry_at, worker.is_none())
+        }
     };
     let count = row
         .metadata
@@ -155,8 +201,7 @@ fn rescue_params<D: Driver>(
                 trace: String::new(),
             },
             retry_at,
-            discard: row.attempt >= row.max_attempts
-                || (kind == RescueKind::Stuck && worker.is_none()),
+            discard: row.attempt >= row.max_attempts || unknown,
         },
     )
     .metadata_merge(Some(

@@ -21,9 +21,29 @@ use tokio_util::sync::CancellationToken;
 /// A service's run loop.
 pub(crate) type ServiceFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Starts a service's run loop under its own stop token. A service gets what it uses when
-/// this is made (River's per-service config), and each start builds it afresh from that.
+/// Starts a service's run loop under its own stop token, once per leadership won.
+///
+/// Each service is a struct of what it uses, made once when the runtime starts (as River's
+/// services get per-service config structs, not a shared bag of the client's state), and each
+/// start runs a fresh clone of it (see [`restartable`]).
+///
+/// A service that wakes this client's producers holds them as a `Weak<dyn LocalQueues>`, not
+/// an `Arc`. The strong handle would be the runtime's whole shared state: no cycle today, since
+/// that state holds no service (only their supervising task does), but it would keep the state
+/// alive as long as a service task lives, and it would become a cycle as soon as the state held
+/// a service, as it does the inserter (whose handle is weak for that reason). Weak, a wake
+/// after the runtime is gone does nothing.
 pub(crate) type ServiceFn = Box<dyn Fn(CancellationToken) -> ServiceFuture + Send + Sync>;
+
+/// `service`, run by `run` on a clone of it at each start.
+pub(crate) fn restartable<S, F, Fut>(service: S, run: F) -> ServiceFn
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn(S, CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Box::new(move |stop| Box::pin(run(service.clone(), stop)))
+}
 
 /// Runs `services` while `is_leader` says so, and stops them when it no longer does.
 pub(crate) async fn supervise(

@@ -15,6 +15,7 @@ use crate::insert::Inserter;
 use crate::periodic::{PeriodicJob, PeriodicRegistry};
 
 /// Inserts each periodic job's runs when they are due. Runs on the Millrace leaseholder.
+#[derive(Clone)]
 pub(crate) struct PeriodicEnqueuer<D: Driver> {
     driver: D,
     /// The client's insert pipeline: a run's job is inserted as a user's insert would be.

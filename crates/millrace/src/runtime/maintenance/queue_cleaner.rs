@@ -1,27 +1,39 @@
 //! Deletes queues no client has reported for 24 h, as River's queue cleaner. Every client
 //! refreshes its own queues' `updated_at` far more often. Runs on the River leader.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::shared::Shared;
+use crate::clock::Clock;
 
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        let interval = shared.config.maintenance.cleaner_interval;
-        super::every("queue_cleaner", interval, stop, || async {
-            let Ok(before) = shared.config.now().checked_sub(RETENTION) else {
+/// Deletes queues no client has reported for 24 h.
+#[derive(Clone)]
+pub(crate) struct QueueCleaner<D: Driver> {
+    driver: D,
+    clock: Clock,
+    /// How often a pass runs.
+    interval: Duration,
+}
+
+impl<D: Driver> QueueCleaner<D> {
+    pub(crate) fn new(driver: D, clock: Clock, interval: Duration) -> Self {
+        QueueCleaner {
+            driver,
+            clock,
+            interval,
+        }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        super::every("queue_cleaner", self.interval, stop, || async {
+            let Ok(before) = self.clock.now().checked_sub(RETENTION) else {
                 return Ok(());
             };
-            let deleted = shared
+            let deleted = self
                 .driver
                 .executor()
                 .queue_delete_expired(before, 1_000)
@@ -32,5 +44,5 @@ pub(crate) fn service<D: Driver>(
             Ok(())
         })
         .await;
-    })
+    }
 }

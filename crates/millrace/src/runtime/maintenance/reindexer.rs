@@ -1,23 +1,31 @@
 //! Rebuilds the GIN indexes of `river_job` (args and metadata) daily at midnight UTC, as
 //! River's reindexer, without blocking writes. Runs on the River leader; can be turned off.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan, tz::TimeZone};
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::shared::Shared;
-
 const INDEXES: [&str; 2] = ["river_job_args_index", "river_job_metadata_index"];
 
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        if !shared.config.maintenance.reindexer {
+/// Rebuilds the GIN indexes of `river_job` daily at midnight UTC.
+///
+/// It has no clock: it sleeps in real time, by the system clock (see [`Reindexer::run`]).
+#[derive(Clone)]
+pub(crate) struct Reindexer<D: Driver> {
+    driver: D,
+    /// Whether the client runs it; when not, it ends at once.
+    enabled: bool,
+}
+
+impl<D: Driver> Reindexer<D> {
+    pub(crate) fn new(driver: D, enabled: bool) -> Self {
+        Reindexer { driver, enabled }
+    }
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        if !self.enabled {
             return;
         }
         loop {
@@ -29,12 +37,12 @@ pub(crate) fn service<D: Driver>(
                 _ = tokio::time::sleep(wait) => {}
             }
             for index in INDEXES {
-                if let Err(err) = shared.driver.executor().index_reindex(index).await {
+                if let Err(err) = self.driver.executor().index_reindex(index).await {
                     tracing::warn!(%err, index, "reindex failed");
                 }
             }
         }
-    })
+    }
 }
 
 fn until_next_midnight(now: Timestamp) -> Duration {

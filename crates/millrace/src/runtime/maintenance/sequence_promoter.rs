@@ -8,43 +8,53 @@
 //! or an operator's retry, cancel or delete made without Millrace.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use millrace_driver::{Driver, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::shared::Shared;
+use crate::insert::LocalQueues;
 
 /// How often the leaseholder looks for stranded sequences.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// The most sequences promoted per pass; the next pass takes the rest.
 const BATCH: i32 = 1_000;
 
-pub(crate) fn service<D: Driver>(
-    shared: Arc<Shared<D>>,
-    stop: CancellationToken,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        super::every("sequence_promoter", INTERVAL, stop, || pass(&shared)).await;
-    })
+/// Promotes the next pending job of sequences left without a head.
+#[derive(Clone)]
+pub(crate) struct SequencePromoter<D: Driver> {
+    driver: D,
+    /// This client's producers and keepers, woken for the queues that got a job (weakly: see
+    /// [`super::ServiceFn`]).
+    local: Weak<dyn LocalQueues>,
 }
 
-async fn pass<D: Driver>(shared: &Shared<D>) -> millrace_driver::Result<()> {
-    let mut exec = shared.driver.executor();
-    let promoted = exec.sequence_promote_stranded(BATCH).await?;
-    if promoted.is_empty() {
-        return Ok(());
+impl<D: Driver> SequencePromoter<D> {
+    pub(crate) fn new(driver: D, local: Weak<dyn LocalQueues>) -> Self {
+        SequencePromoter { driver, local }
     }
-    tracing::info!(
-        sequences = promoted.len(),
-        "promoted the next job of sequences left without a head"
-    );
-    // The driver notified the fleet; this client's own producers are woken without waiting
-    // for the notification to come back.
-    let queues: BTreeSet<&str> = promoted.iter().map(|p| p.queue.as_str()).collect();
-    for queue in queues {
-        shared.wake_queue(queue);
+
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        super::every("sequence_promoter", INTERVAL, stop, || self.pass()).await;
     }
-    Ok(())
+
+    async fn pass(&self) -> millrace_driver::Result<()> {
+        let mut exec = self.driver.executor();
+        let promoted = exec.sequence_promote_stranded(BATCH).await?;
+        if promoted.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            sequences = promoted.len(),
+            "promoted the next job of sequences left without a head"
+        );
+        // The driver notified the fleet; this client's own producers are woken without
+        // waiting for the notification to come back.
+        let queues: BTreeSet<&str> = promoted.iter().map(|p| p.queue.as_str()).collect();
+        for queue in queues {
+            self.local.wake_queue(queue);
+        }
+        Ok(())
+    }
 }
