@@ -151,7 +151,7 @@ pub use rate_limit::RateLimit;
 pub use retry_policy::{DefaultRetryPolicy, RetryPolicy};
 pub use sequence::{SEQUENCE_KEY_MAX_LEN, SequenceOpts, SequencePolicy};
 pub use work_error::{BoxError, WorkError};
-pub use worker::{Job, MAX_OUTPUT_BYTES, Worker, Workers};
+pub use worker::{JOB_SPAN_TARGET, Job, MAX_OUTPUT_BYTES, Worker, Workers};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -241,6 +241,20 @@ pub(crate) struct JobRunState {
 /// The most bytes of output a job may record, as River's limit.
 pub const MAX_OUTPUT_BYTES: usize = 32 * 1024 * 1024;
 
+/// The `tracing` target of the span each job runs in (named `job`, with the job's id, kind,
+/// queue and attempt, and its `outcome` and `duration_ms` once it ends).
+///
+/// A fixed name, not the module the span is made in, so a log filter keeps working whatever
+/// file the runtime keeps it in. At `warn` the span is left out, and so are its few hundred
+/// nanoseconds a job under a formatting subscriber; the outcome logs of failed jobs keep their
+/// own target and stay.
+///
+/// ```
+/// let filter = format!("warn,millrace=info,{}=warn", millrace::JOB_SPAN_TARGET);
+/// assert_eq!(filter, "warn,millrace=info,millrace::job=warn");
+/// ```
+pub const JOB_SPAN_TARGET: &str = "millrace::job";
+
 impl fmt::Debug for JobContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobContext")

@@ -21,7 +21,7 @@ use crate::runtime::shared::Completion;
 use crate::runtime::shared::Shared;
 use crate::work_error::WorkError;
 use crate::worker::Workers;
-use crate::worker::{JobContext, JobRunState, MergeFn};
+use crate::worker::{JOB_SPAN_TARGET, JobContext, JobRunState, MergeFn};
 
 /// Why a job's work was interrupted before it returned.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +78,7 @@ pub(crate) async fn run_job<D: Driver>(
     // Every event of the run (the worker's own among them) carries the job: in text logs after
     // the span's name, in JSON logs under `span`.
     let span = tracing::info_span!(
+        target: JOB_SPAN_TARGET,
         "job",
         job_id = id.0,
         kind = %row.kind,
