@@ -47,7 +47,8 @@ pub(crate) fn validate_kind(kind: &str) -> Result<()> {
     }
 }
 
-/// River's tag rule: 1 to 255 chars matching `\A[\w][\w\-]+[\w]\z` (so no commas).
+/// River's tag rule: 3 to 255 chars matching `\A[\w][\w\-]+[\w]\z` (so no commas, and the
+/// pattern's three parts need three characters).
 pub(crate) fn validate_tag(tag: &str) -> Result<()> {
     let chars: Vec<char> = tag.chars().collect();
     let ok = chars.len() >= 3
@@ -61,7 +62,7 @@ pub(crate) fn validate_tag(tag: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidInsert(format!(
-            "tag {tag:?} is invalid: use up to 255 letters, digits, '_' and '-', starting and \
+            "tag {tag:?} is invalid: use 3 to 255 letters, digits, '_' and '-', starting and \
              ending with a letter, digit or '_'"
         )))
     }
@@ -105,8 +106,10 @@ mod tests {
         for good in ["abc", "a-b", "user_1"] {
             assert!(validate_tag(good).is_ok(), "{good}");
         }
-        for bad in ["", "ab", "-ab", "ab-", "a,b", "a b c"] {
+        for bad in ["", "t", "ab", "-ab", "ab-", "a,b", "a b c"] {
             assert!(validate_tag(bad).is_err(), "{bad}");
         }
+        let message = validate_tag("t").unwrap_err().to_string();
+        assert!(message.contains("3 to 255"), "{message}");
     }
 }
