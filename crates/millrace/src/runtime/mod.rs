@@ -202,47 +202,50 @@ impl<D: Driver> Runtime<D> {
         let local: Weak<dyn LocalQueues> = Arc::downgrade(shared) as Weak<dyn LocalQueues>;
         let river_services = vec![
             restartable(
-                JobScheduler::new(
-                    driver.clone(),
-                    clock.clone(),
-                    config.schedule_interval,
-                    local.clone(),
-                ),
+                JobScheduler {
+                    driver: driver.clone(),
+                    clock: clock.clone(),
+                    interval: config.schedule_interval,
+                    local: local.clone(),
+                },
                 JobScheduler::run,
             ),
             restartable(
-                JobRescuer::new(
-                    driver.clone(),
-                    clock.clone(),
-                    config.maintenance.rescuer_interval,
-                    config.rescue_stuck_jobs_after(),
-                    config.job_timeout,
-                    shared.workers.clone(),
-                    config.retry_policy.clone(),
-                ),
+                JobRescuer {
+                    driver: driver.clone(),
+                    clock: clock.clone(),
+                    interval: config.maintenance.rescuer_interval,
+                    rescue_after: config.rescue_stuck_jobs_after(),
+                    job_timeout: config.job_timeout,
+                    workers: shared.workers.clone(),
+                    retry_policy: config.retry_policy.clone(),
+                },
                 JobRescuer::run,
             ),
             restartable(
-                JobCleaner::new(
-                    driver.clone(),
-                    clock.clone(),
-                    config.maintenance.cleaner_interval,
-                    config.maintenance.completed_retention,
-                    config.maintenance.cancelled_retention,
-                    config.maintenance.discarded_retention,
-                ),
+                JobCleaner {
+                    driver: driver.clone(),
+                    clock: clock.clone(),
+                    interval: config.maintenance.cleaner_interval,
+                    completed_retention: config.maintenance.completed_retention,
+                    cancelled_retention: config.maintenance.cancelled_retention,
+                    discarded_retention: config.maintenance.discarded_retention,
+                },
                 JobCleaner::run,
             ),
             restartable(
-                QueueCleaner::new(
-                    driver.clone(),
-                    clock.clone(),
-                    config.maintenance.cleaner_interval,
-                ),
+                QueueCleaner {
+                    driver: driver.clone(),
+                    clock: clock.clone(),
+                    interval: config.maintenance.cleaner_interval,
+                },
                 QueueCleaner::run,
             ),
             restartable(
-                Reindexer::new(driver.clone(), config.maintenance.reindexer),
+                Reindexer {
+                    driver: driver.clone(),
+                    enabled: config.maintenance.reindexer,
+                },
                 Reindexer::run,
             ),
         ];
@@ -264,11 +267,18 @@ impl<D: Driver> Runtime<D> {
         self.services.push(tokio::spawn(millrace.run(stop.clone())));
         let millrace_services = vec![
             restartable(
-                ClientRescuer::new(driver.clone(), clock.clone(), local.clone()),
+                ClientRescuer {
+                    driver: driver.clone(),
+                    clock: clock.clone(),
+                    local: local.clone(),
+                },
                 ClientRescuer::run,
             ),
             restartable(
-                SequencePromoter::new(driver.clone(), local),
+                SequencePromoter {
+                    driver: driver.clone(),
+                    local,
+                },
                 SequencePromoter::run,
             ),
             restartable(

@@ -20,22 +20,14 @@ const BATCH: i32 = 1_000;
 /// Returns the running jobs of clients whose heartbeat lease ran out to their queues.
 #[derive(Clone)]
 pub(crate) struct ClientRescuer<D: Driver> {
-    driver: D,
-    clock: Clock,
+    pub(in crate::runtime) driver: D,
+    pub(in crate::runtime) clock: Clock,
     /// This client's producers and keepers, woken for the queues that got jobs back (weakly:
     /// see [`super::ServiceFn`]).
-    local: Weak<dyn LocalQueues>,
+    pub(in crate::runtime) local: Weak<dyn LocalQueues>,
 }
 
 impl<D: Driver> ClientRescuer<D> {
-    pub(crate) fn new(driver: D, clock: Clock, local: Weak<dyn LocalQueues>) -> Self {
-        ClientRescuer {
-            driver,
-            clock,
-            local,
-        }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("client_rescuer", INTERVAL, stop, || self.pass()).await;
     }

@@ -14,37 +14,19 @@ const BATCH: i32 = 1_000;
 /// Deletes finalized jobs past their retention.
 #[derive(Clone)]
 pub(crate) struct JobCleaner<D: Driver> {
-    driver: D,
-    clock: Clock,
+    pub(in crate::runtime) driver: D,
+    pub(in crate::runtime) clock: Clock,
     /// How often a pass runs.
-    interval: Duration,
+    pub(in crate::runtime) interval: Duration,
     /// How long completed jobs are kept; `None` keeps them for ever.
-    completed_retention: Option<Duration>,
+    pub(in crate::runtime) completed_retention: Option<Duration>,
     /// How long cancelled jobs are kept; `None` keeps them for ever.
-    cancelled_retention: Option<Duration>,
+    pub(in crate::runtime) cancelled_retention: Option<Duration>,
     /// How long discarded jobs are kept; `None` keeps them for ever.
-    discarded_retention: Option<Duration>,
+    pub(in crate::runtime) discarded_retention: Option<Duration>,
 }
 
 impl<D: Driver> JobCleaner<D> {
-    pub(crate) fn new(
-        driver: D,
-        clock: Clock,
-        interval: Duration,
-        completed_retention: Option<Duration>,
-        cancelled_retention: Option<Duration>,
-        discarded_retention: Option<Duration>,
-    ) -> Self {
-        JobCleaner {
-            driver,
-            clock,
-            interval,
-            completed_retention,
-            cancelled_retention,
-            discarded_retention,
-        }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("job_cleaner", self.interval, stop, || self.pass()).await;
     }

@@ -39,42 +39,22 @@ pub(crate) enum RescueKind<'a> {
 /// Retries or discards the jobs running longer than River's rule allows.
 #[derive(Clone)]
 pub(crate) struct JobRescuer<D: Driver> {
-    driver: D,
-    clock: Clock,
+    pub(in crate::runtime) driver: D,
+    pub(in crate::runtime) clock: Clock,
     /// How often a pass runs.
-    interval: Duration,
+    pub(in crate::runtime) interval: Duration,
     /// River's RescueStuckJobsAfter: no job running for less is rescued.
-    rescue_after: Duration,
+    pub(in crate::runtime) rescue_after: Duration,
     /// The client's job timeout, for the kinds whose worker sets none.
-    job_timeout: Option<Duration>,
+    pub(in crate::runtime) job_timeout: Option<Duration>,
     /// The client's workers: a job's own timeout and retry policy, and whether its kind is
     /// known at all.
-    workers: Workers,
+    pub(in crate::runtime) workers: Workers,
     /// The client's retry policy, for a rescued job whose worker has none of its own.
-    retry_policy: Arc<dyn RetryPolicy>,
+    pub(in crate::runtime) retry_policy: Arc<dyn RetryPolicy>,
 }
 
 impl<D: Driver> JobRescuer<D> {
-    pub(crate) fn new(
-        driver: D,
-        clock: Clock,
-        interval: Duration,
-        rescue_after: Duration,
-        job_timeout: Option<Duration>,
-        workers: Workers,
-        retry_policy: Arc<dyn RetryPolicy>,
-    ) -> Self {
-        JobRescuer {
-            driver,
-            clock,
-            interval,
-            rescue_after,
-            job_timeout,
-            workers,
-            retry_policy,
-        }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("job_rescuer", self.interval, stop, || self.pass()).await;
     }

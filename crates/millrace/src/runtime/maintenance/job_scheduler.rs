@@ -20,30 +20,16 @@ const BATCH: i32 = 10_000;
 /// Makes scheduled and retryable jobs available when they are due, and wakes their queues.
 #[derive(Clone)]
 pub(crate) struct JobScheduler<D: Driver> {
-    driver: D,
-    clock: Clock,
+    pub(in crate::runtime) driver: D,
+    pub(in crate::runtime) clock: Clock,
     /// How often a pass runs; jobs due before the next pass are moved in this one.
-    interval: Duration,
+    pub(in crate::runtime) interval: Duration,
     /// This client's producers and keepers, woken for the queues that got jobs (weakly, as
     /// every maintenance service holds them: see [`super::ServiceFn`]).
-    local: Weak<dyn LocalQueues>,
+    pub(in crate::runtime) local: Weak<dyn LocalQueues>,
 }
 
 impl<D: Driver> JobScheduler<D> {
-    pub(crate) fn new(
-        driver: D,
-        clock: Clock,
-        interval: Duration,
-        local: Weak<dyn LocalQueues>,
-    ) -> Self {
-        JobScheduler {
-            driver,
-            clock,
-            interval,
-            local,
-        }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("job_scheduler", self.interval, stop, || {
             // Jobs due before the next pass become available now; the fetch still waits for

@@ -13,21 +13,13 @@ const RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Deletes queues no client has reported for 24 h.
 #[derive(Clone)]
 pub(crate) struct QueueCleaner<D: Driver> {
-    driver: D,
-    clock: Clock,
+    pub(in crate::runtime) driver: D,
+    pub(in crate::runtime) clock: Clock,
     /// How often a pass runs.
-    interval: Duration,
+    pub(in crate::runtime) interval: Duration,
 }
 
 impl<D: Driver> QueueCleaner<D> {
-    pub(crate) fn new(driver: D, clock: Clock, interval: Duration) -> Self {
-        QueueCleaner {
-            driver,
-            clock,
-            interval,
-        }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("queue_cleaner", self.interval, stop, || async {
             let Ok(before) = self.clock.now().checked_sub(RETENTION) else {

@@ -14,16 +14,12 @@ const INDEXES: [&str; 2] = ["river_job_args_index", "river_job_metadata_index"];
 /// It has no clock: it sleeps in real time, by the system clock (see [`Reindexer::run`]).
 #[derive(Clone)]
 pub(crate) struct Reindexer<D: Driver> {
-    driver: D,
+    pub(in crate::runtime) driver: D,
     /// Whether the client runs it; when not, it ends at once.
-    enabled: bool,
+    pub(in crate::runtime) enabled: bool,
 }
 
 impl<D: Driver> Reindexer<D> {
-    pub(crate) fn new(driver: D, enabled: bool) -> Self {
-        Reindexer { driver, enabled }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         if !self.enabled {
             return;

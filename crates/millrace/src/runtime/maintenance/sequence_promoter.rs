@@ -24,17 +24,13 @@ const BATCH: i32 = 1_000;
 /// Promotes the next pending job of sequences left without a head.
 #[derive(Clone)]
 pub(crate) struct SequencePromoter<D: Driver> {
-    driver: D,
+    pub(in crate::runtime) driver: D,
     /// This client's producers and keepers, woken for the queues that got a job (weakly: see
     /// [`super::ServiceFn`]).
-    local: Weak<dyn LocalQueues>,
+    pub(in crate::runtime) local: Weak<dyn LocalQueues>,
 }
 
 impl<D: Driver> SequencePromoter<D> {
-    pub(crate) fn new(driver: D, local: Weak<dyn LocalQueues>) -> Self {
-        SequencePromoter { driver, local }
-    }
-
     pub(crate) async fn run(self, stop: CancellationToken) {
         super::every("sequence_promoter", INTERVAL, stop, || self.pass()).await;
     }
